@@ -1,0 +1,159 @@
+/**
+ * maxPods: nodeadm's ENI formula, its fallback for unknown instance types, and
+ * the optional CEL `maxPodsExpression`.
+ *
+ * The CEL library costs ~100 ms to import, which is most of the config phase's
+ * budget, and almost no node sets an expression. So nothing here imports it
+ * statically: `loadMaxPodsEvaluator()` pulls it in with a dynamic import (which
+ * esbuild also keeps lazy in a single-file bundle), and the pure functions take
+ * the loaded evaluator as an argument.
+ */
+
+import type { NodeConfigSpec } from "../api/types.ts";
+import type { InstanceTypeFacts } from "../facts/types.ts";
+import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+
+/** kubelet's own default, used when the instance type's ENI limits are unknown. */
+export const DEFAULT_MAX_PODS = 110;
+/** maxPods is an int32 in KubeletConfiguration. */
+export const MAX_INT32 = 2_147_483_647;
+
+export const MAX_PODS_EXPRESSION_PATH = "spec.kubelet.maxPodsExpression";
+
+/** Variables an expression may use; names are nodeadm's, so existing expressions keep working. */
+export interface MaxPodsVariables {
+  default_enis: number;
+  ips_per_eni: number;
+  /** The standard ENI-formula value, so `max_pods + 2` style tweaks work. */
+  max_pods: number;
+}
+
+/** Evaluates an expression against the variables; a value or an error, never throws. */
+export interface MaxPodsEvaluator {
+  /** Syntax check only (for when the variables are unknown). */
+  check(expression: string): Result<void>;
+  evaluate(expression: string, vars: MaxPodsVariables): Result<number>;
+}
+
+/**
+ * The AL2/nodeadm formula: every ENI but the primary IP of each can hold a pod
+ * IP, plus 2 for host-network pods (kube-proxy, aws-node).
+ */
+export function maxPodsFromEnis(enis: number, ipsPerEni: number): number {
+  return enis * (ipsPerEni - 1) + 2;
+}
+
+/** The standard value for an instance type: the formula, or 110 when its ENI limits are unknown. */
+export function standardMaxPods(t: InstanceTypeFacts): number {
+  if (t.defaultEnis === undefined || t.ipv4PerEni === undefined) return DEFAULT_MAX_PODS;
+  return maxPodsFromEnis(t.defaultEnis, t.ipv4PerEni);
+}
+
+function exprError(expression: string, message: string, cause?: unknown): BerthError {
+  return {
+    code: "config.max-pods-expression",
+    message: `maxPodsExpression ${JSON.stringify(expression)}: ${message}`,
+    where: { path: MAX_PODS_EXPRESSION_PATH },
+    hint:
+      "write a CEL expression over the integers default_enis, ips_per_eni and max_pods that yields a positive integer, " +
+      "e.g. ((default_enis - 1) * (ips_per_eni - 1)) + 2",
+    ...(cause !== undefined ? { cause } : {}),
+  };
+}
+
+/** The subset of `@bufbuild/cel` used here, so tests can type against it without importing it. */
+type CelModule = typeof import("@bufbuild/cel");
+
+/**
+ * Turn a CEL result into an int32 the way nodeadm's conversion to CEL `int`
+ * does: ints as they are, doubles truncated toward zero, uints and integer
+ * strings converted; anything else is an error.
+ */
+function toPositiveInt32(cel: CelModule, expression: string, value: unknown): Result<number> {
+  let n: bigint | undefined;
+  if (typeof value === "bigint") n = value;
+  else if (typeof value === "number" && Number.isFinite(value)) n = BigInt(Math.trunc(value));
+  else if (cel.isCelUint(value)) n = value.value;
+  else if (typeof value === "string" && /^[+-]?\d+$/.test(value.trim())) n = BigInt(value.trim());
+  if (n === undefined) {
+    return fail(exprError(expression, `the result ${describe(value)} is not an integer`));
+  }
+  if (n <= 0n || n > BigInt(MAX_INT32)) {
+    return fail(exprError(expression, `the result ${n} is not a positive integer up to ${MAX_INT32}`));
+  }
+  return ok(Number(n));
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "boolean" || value === null) return String(value);
+  return `of type ${typeof value}`;
+}
+
+/** Build an evaluator over an already-loaded `@bufbuild/cel` module. */
+export function celMaxPodsEvaluator(cel: CelModule): MaxPodsEvaluator {
+  return {
+    check(expression) {
+      try {
+        cel.parse(expression);
+        return ok(undefined);
+      } catch (e) {
+        return fail(exprError(expression, e instanceof Error ? e.message : String(e), e));
+      }
+    },
+    evaluate(expression, vars) {
+      const bindings = {
+        default_enis: BigInt(vars.default_enis),
+        ips_per_eni: BigInt(vars.ips_per_eni),
+        max_pods: BigInt(vars.max_pods),
+      };
+      let result: unknown;
+      try {
+        result = cel.run(expression, bindings);
+      } catch (e) {
+        // run() is documented never to throw; guard anyway so a library bug is still a config error.
+        return fail(exprError(expression, e instanceof Error ? e.message : String(e), e));
+      }
+      if (cel.isCelError(result)) {
+        const msg = result.message === "unresolved attribute" ? "unknown variable (known: default_enis, ips_per_eni, max_pods)" : result.message;
+        return fail(exprError(expression, msg, result));
+      }
+      return toPositiveInt32(cel, expression, result);
+    },
+  };
+}
+
+let loaded: Promise<MaxPodsEvaluator> | undefined;
+
+/** Import `@bufbuild/cel` (once) and return an evaluator. Call only when an expression is set. */
+export function loadMaxPodsEvaluator(): Promise<MaxPodsEvaluator> {
+  loaded ??= import("@bufbuild/cel").then((cel) => celMaxPodsEvaluator(cel));
+  return loaded;
+}
+
+/**
+ * The maxPods berth writes into config.json: the expression's value when one
+ * is set and the ENI limits are known, else the standard value. Unlike
+ * nodeadm, a bad expression is an error, not a silent fallback, because a node
+ * that silently ignores its maxPods policy is worse than one that fails to join.
+ * With unknown ENI limits nodeadm never evaluates the expression (110); berth
+ * does the same but still syntax-checks it.
+ */
+export function computeMaxPods(spec: NodeConfigSpec, types: InstanceTypeFacts, evaluator?: MaxPodsEvaluator): Result<number> {
+  const expression = spec.kubelet?.maxPodsExpression;
+  const standard = standardMaxPods(types);
+  if (expression === undefined || expression === "") return ok(standard);
+  if (!evaluator) {
+    return fail({
+      code: "internal.cel-not-loaded",
+      message: "maxPodsExpression is set but the CEL evaluator was not loaded",
+      where: { path: MAX_PODS_EXPRESSION_PATH },
+      hint: "call renderKubeletAsync(), or pass loadMaxPodsEvaluator()'s result to renderKubelet()",
+    });
+  }
+  if (types.defaultEnis === undefined || types.ipv4PerEni === undefined) {
+    const checked = evaluator.check(expression);
+    return checked.ok ? ok(standard) : checked;
+  }
+  return evaluator.evaluate(expression, { default_enis: types.defaultEnis, ips_per_eni: types.ipv4PerEni, max_pods: standard });
+}
