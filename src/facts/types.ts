@@ -46,3 +46,11 @@ export interface ImdsClient {
   get(path: string): Promise<string | undefined>;
   getBytes(path: string): Promise<Uint8Array | undefined>;
 }
+
+/** The two EC2 lookups berth makes; one real implementation (EC2 Query API, src/facts/ec2.ts). */
+export interface Ec2Client {
+  /** This instance's private DNS name; waits (with a deadline) until EC2 reports a non-empty one. */
+  privateDnsName(instanceId: string): Promise<string>;
+  /** The default network card's ENI limit and IPv4 addresses per ENI; undefined when EC2 does not know the type. */
+  instanceTypeInfo(type: string): Promise<{ defaultEnis: number; ipv4PerEni: number } | undefined>;
+}
