@@ -1,0 +1,457 @@
+/**
+ * Text → typed config documents, strictly, with every error located.
+ *
+ * YAML is read in 1.1 mode because that is what Kubernetes tooling
+ * (sigs.k8s.io/yaml over go-yaml v2) sees: `yes`/`no`/`on`/`off`/`y`/`n` are
+ * booleans, `010` is octal, `<<` merges. Like Kubernetes' YAML→JSON step,
+ * nothing is coerced back to a string for string fields: `name: yes` is a
+ * type error (with a hint to quote it). Differences from go-yaml v2 on purpose:
+ * timestamps stay strings (go-yaml v2 also keeps them as strings when decoding
+ * into untyped values), and duplicate keys are an error.
+ *
+ * JSON is a subset of YAML's flow style, so one parser serves both.
+ */
+import {
+  LineCounter,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  parseAllDocuments,
+  type Document,
+  type Node,
+  type SchemaOptions,
+  type Scalar,
+} from "yaml";
+import type * as z from "zod";
+import { fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
+import {
+  berthConfigDocumentSchema,
+  nodeConfigDocumentSchema,
+  type CustomIssueParams,
+} from "./schema.ts";
+import { suggest } from "./suggest.ts";
+import {
+  BERTH_API_VERSION,
+  BERTH_KIND,
+  NODECONFIG_API_VERSION,
+  NODECONFIG_KIND,
+  type BerthSpec,
+  type ConfigDocument,
+  type NodeConfigSpec,
+} from "./types.ts";
+
+type Segment = string | number;
+
+const ACCEPTED = `${NODECONFIG_API_VERSION} ${NODECONFIG_KIND} or ${BERTH_API_VERSION} ${BERTH_KIND}`;
+
+/** Dotted path; list indices as `[i]`, awkward keys as `["k"]`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else {
+      const s = String(seg);
+      if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(s)) out += out === "" ? s : `.${s}`;
+      else out += `[${JSON.stringify(s)}]`;
+    }
+  }
+  return out;
+}
+
+/** One parsed YAML document plus what is needed to point into the source text. */
+interface DocContext {
+  doc: Document.Parsed;
+  source: string;
+  text: string;
+  lc: LineCounter;
+}
+
+function position(ctx: DocContext, offset: number): { line: number; column: number } {
+  const p = ctx.lc.linePos(Math.max(0, Math.min(offset, ctx.text.length)));
+  return { line: p.line, column: p.col };
+}
+
+function at(ctx: DocContext, offset: number, path?: readonly PropertyKey[]): Location {
+  const loc: Location = { source: ctx.source, ...position(ctx, offset) };
+  if (path && path.length) loc.path = formatPath(path);
+  return loc;
+}
+
+function resolve(ctx: DocContext, node: unknown): unknown {
+  // An alias points at its anchor; bounded because anchors must precede aliases.
+  return isAlias(node) ? node.resolve(ctx.doc) : node;
+}
+
+function keyString(key: unknown): string | undefined {
+  if (isScalar(key)) return String(key.value);
+  return undefined;
+}
+
+interface Found {
+  /** Deepest node reached along the path. */
+  node: Node | undefined;
+  /** The key node of the last pair traversed, if the last step was a map key. */
+  key: Node | undefined;
+  complete: boolean;
+}
+
+function locate(ctx: DocContext, path: readonly PropertyKey[]): Found {
+  let node: Node | undefined = (ctx.doc.contents ?? undefined) as Node | undefined;
+  let key: Node | undefined;
+  for (const seg of path) {
+    const cur = resolve(ctx, node);
+    if (isMap(cur)) {
+      const pair = cur.items.find((p) => isPair(p) && keyString(p.key) === String(seg));
+      if (!pair) return { node, key, complete: false };
+      key = (pair.key ?? undefined) as Node | undefined;
+      const v = (pair.value ?? undefined) as Node | undefined;
+      if (!v) return { node: key ?? node, key, complete: false };
+      node = v;
+    } else if (isSeq(cur) && typeof seg === "number") {
+      const item = cur.items[seg] as Node | undefined;
+      if (!item) return { node, key, complete: false };
+      node = item;
+      key = undefined;
+    } else return { node, key, complete: false };
+  }
+  return { node, key, complete: true };
+}
+
+function nodeOffset(node: Node | undefined): number {
+  return node?.range?.[0] ?? 0;
+}
+
+/** The source text of the node at `path`, to quote the user's own spelling in messages. */
+function sourceText(ctx: DocContext, path: readonly PropertyKey[]): string | undefined {
+  const f = locate(ctx, path);
+  if (!f.complete || !f.node?.range) return undefined;
+  const s = ctx.text.slice(f.node.range[0], f.node.range[1]).trim();
+  return s.length > 0 && s.length <= 60 && !s.includes("\n") ? s : undefined;
+}
+
+function describeValue(v: unknown): string {
+  if (v === null || v === undefined) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "string") return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v === "boolean") return `the boolean ${v}`;
+  if (typeof v === "number") return Number.isNaN(v) ? "NaN" : `the number ${v}`;
+  if (v instanceof Date) return "a timestamp";
+  if (v instanceof Uint8Array) return "binary data";
+  if (typeof v === "object") return "a map";
+  return typeof v;
+}
+
+const EXPECTED: Record<string, string> = {
+  string: "a string",
+  number: "a number",
+  int: "an integer",
+  boolean: "a boolean (true or false)",
+  array: "a list",
+  object: "a map",
+  record: "a map",
+  null: "null",
+};
+
+function knownKeys(schemaAt: z.ZodType | undefined): string[] {
+  const def = (schemaAt as { _zod?: { def?: { type?: string; shape?: Record<string, unknown>; keyType?: unknown } } } | undefined)?._zod?.def;
+  if (!def) return [];
+  if (def.shape) return Object.keys(def.shape);
+  const keyType = def.keyType as { options?: unknown[] } | undefined;
+  if (keyType?.options) return keyType.options.map(String);
+  return [];
+}
+
+/** Walk the zod schema along a data path, looking through optional/pipe/refinement wrappers. */
+function schemaAt(root: z.ZodType, path: readonly PropertyKey[]): z.ZodType | undefined {
+  const unwrap = (s: unknown): unknown => {
+    for (let i = 0; i < 10; i++) {
+      const def = (s as { _zod?: { def?: { type?: string; innerType?: unknown; in?: unknown } } })?._zod?.def;
+      if (def?.type === "optional" || def?.type === "default" || def?.type === "nullable") s = def.innerType;
+      else if (def?.type === "pipe") s = def.in;
+      else break;
+    }
+    return s;
+  };
+  let s: unknown = unwrap(root);
+  for (const seg of path) {
+    const def = (s as { _zod?: { def?: { type?: string; shape?: Record<string, unknown>; element?: unknown; valueType?: unknown } } })?._zod?.def;
+    if (def?.type === "object" && def.shape) s = def.shape[String(seg)];
+    else if (def?.type === "array") s = def.element;
+    else if (def?.type === "record") s = def.valueType;
+    else return undefined;
+    s = unwrap(s);
+  }
+  return s as z.ZodType | undefined;
+}
+
+function issueToErrors(ctx: DocContext, schema: z.ZodType, issue: z.core.$ZodIssue): BerthError[] {
+  const path = issue.path as Segment[];
+  const found = locate(ctx, path);
+  const where = at(ctx, nodeOffset(found.node), path);
+  switch (issue.code) {
+    case "unrecognized_keys": {
+      const candidates = knownKeys(schemaAt(schema, path));
+      const isGates = path.length === 2 && path[1] === "featureGates";
+      const what = isGates ? "feature gate" : "field";
+      const objName = path.length ? formatPath(path) : "the document";
+      return issue.keys.map((k) => {
+        const keyFound = locate(ctx, [...path, k]);
+        const keyNode = keyFound.key ?? found.node;
+        const s = suggest(k, candidates);
+        return {
+          code: isGates ? "config.unknown-feature-gate" : "config.unknown-field",
+          message: `unknown ${what} \`${k}\`${s ? `; did you mean \`${s}\`?` : ""}`,
+          where: at(ctx, nodeOffset(keyNode), [...path, k]),
+          hint: candidates.length
+            ? `${isGates ? "known feature gates" : `fields allowed in ${objName}`}: ${candidates.join(", ")}`
+            : `remove \`${k}\``,
+        };
+      });
+    }
+    case "invalid_type": {
+      const expected = EXPECTED[issue.expected] ?? issue.expected;
+      const input = issue.input;
+      if (input === undefined) {
+        return [{ code: "config.missing-field", message: `missing required field \`${String(path[path.length - 1])}\``, where, hint: `add \`${String(path[path.length - 1])}\`` }];
+      }
+      const raw = sourceText(ctx, path);
+      let hint = `write ${formatPath(path)} as ${expected}`;
+      if (issue.expected === "string" && (typeof input === "boolean" || typeof input === "number" || input === null))
+        hint = `quote the value${raw ? ` ("${raw.replace(/"/g, '\\"')}")` : ""}: YAML 1.1 reads yes/no/on/off/y/n/true/false as booleans and unquoted digits as numbers`;
+      return [{ code: "config.wrong-type", message: `wrong type: expected ${expected}, got ${describeValue(input)}`, where, hint }];
+    }
+    case "invalid_value": {
+      const allowed = issue.values.map(String);
+      const got = issue.input;
+      const s = typeof got === "string" ? suggest(got, allowed) : undefined;
+      const last = path[path.length - 1];
+      if (last === "apiVersion" || last === "kind")
+        return [{ code: "config.unknown-kind", message: `${String(last)} must be ${allowed.map((a) => JSON.stringify(a)).join(" or ")}, got ${describeValue(got)}`, where, hint: `berth accepts ${ACCEPTED}` }];
+      return [
+        {
+          code: "config.invalid-enum",
+          message: `invalid value ${typeof got === "string" ? JSON.stringify(got) : describeValue(got)}; allowed values: ${allowed.join(", ")}${s ? `; did you mean \`${s}\`?` : ""}`,
+          where,
+          hint: `use one of: ${allowed.join(", ")}`,
+        },
+      ];
+    }
+    case "too_small":
+    case "too_big": {
+      const bound = Number(issue.code === "too_small" ? issue.minimum : issue.maximum);
+      const cmp = issue.code === "too_small" ? (issue.inclusive === false ? ">" : ">=") : issue.inclusive === false ? "<" : "<=";
+      if (issue.origin === "array" || issue.origin === "string") {
+        const unit = issue.origin === "array" ? "item" : "character";
+        const word = issue.code === "too_small" ? "at least" : "at most";
+        return [{ code: "config.out-of-range", message: `must have ${word} ${bound} ${unit}${bound === 1 ? "" : "s"}`, where, hint: `give ${formatPath(path)} ${word} ${bound} ${unit}${bound === 1 ? "" : "s"}` }];
+      }
+      return [{ code: "config.out-of-range", message: `value ${String(issue.input)} is out of range: must be ${cmp} ${bound}`, where, hint: `set ${formatPath(path)} to a value ${cmp} ${bound}` }];
+    }
+    case "invalid_union":
+      return [
+        {
+          code: "config.wrong-type",
+          message: `wrong type: expected a JSON value (string, number, boolean, null, list or map), got ${describeValue(issue.input)}`,
+          where,
+          hint: "use only plain JSON-compatible values here (no timestamps, binary or NaN)",
+        },
+      ];
+    case "custom": {
+      const params = (issue.params ?? {}) as Partial<CustomIssueParams>;
+      let w = where;
+      if (params.tomlLine !== undefined) w = tomlLocation(ctx, found, path, params.tomlLine, params.tomlColumn ?? 1);
+      return [{ code: params.code ?? "config.invalid-value", message: issue.message, where: w, ...(params.hint ? { hint: params.hint } : {}) }];
+    }
+    default:
+      return [{ code: "config.invalid-value", message: issue.message, where, hint: `fix ${formatPath(path) || "the document"}` }];
+  }
+}
+
+/**
+ * Map a position inside embedded TOML to the YAML source. Exact for literal
+ * block scalars (`config: |`), which is how containerd.config is written in
+ * practice; otherwise the error points at the start of the string.
+ */
+function tomlLocation(ctx: DocContext, found: Found, path: readonly PropertyKey[], tomlLine: number, tomlColumn: number): Location {
+  const node = found.node as Scalar | undefined;
+  const fallback = at(ctx, nodeOffset(node), path);
+  if (!node || !isScalar(node) || node.type !== "BLOCK_LITERAL" || !node.range) return fallback;
+  const header = position(ctx, node.range[0]);
+  const lineNo = header.line + tomlLine;
+  const lineStart = ctx.lc.lineStarts[lineNo - 1];
+  if (lineStart === undefined || lineStart >= node.range[1]) return fallback;
+  // Block content is indented uniformly; the first non-blank content line sets the indent.
+  const body = ctx.text.slice(ctx.lc.lineStarts[header.line] ?? lineStart, node.range[1]);
+  const firstLine = body.split("\n").find((l) => l.trim() !== "") ?? "";
+  const indent = firstLine.length - firstLine.trimStart().length;
+  return { source: ctx.source, line: lineNo, column: indent + tomlColumn, path: formatPath(path) };
+}
+
+function yamlErrors(ctx: DocContext): BerthError[] {
+  return ctx.doc.errors.map((e) => {
+    const where = at(ctx, e.pos[0]);
+    if (e.code === "DUPLICATE_KEY") {
+      // The error spans only part of the key; read the whole key token from the source.
+      const m = /^("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\n]+?)(?=\s*:(?:\s|$))/.exec(ctx.text.slice(e.pos[0], e.pos[0] + 300));
+      let key = (m?.[1] ?? ctx.text.slice(e.pos[0], e.pos[1])).trim();
+      if (/^(".*"|'.*')$/.test(key)) key = key.slice(1, -1);
+      return {
+        code: "config.duplicate-key",
+        message: `duplicate key${key ? ` \`${key}\`` : ""} in the same map`,
+        where,
+        hint: "remove one of the two entries; a YAML map cannot repeat a key",
+      };
+    }
+    return {
+      code: "config.yaml-syntax",
+      message: `YAML syntax error: ${e.message.split("\n")[0]}`,
+      where,
+      hint: "fix the YAML (or JSON) syntax at this position",
+    };
+  });
+}
+
+function decodeOne(ctx: DocContext, index: number): { errors: BerthError[]; doc?: ConfigDocument } {
+  const syntax = yamlErrors(ctx);
+  if (syntax.length) return { errors: syntax };
+  let data: unknown;
+  try {
+    data = ctx.doc.toJS({ maxAliasCount: 1000 });
+  } catch (e) {
+    return {
+      errors: [
+        { code: "config.yaml-syntax", message: `cannot read YAML document ${index + 1}: ${e instanceof Error ? e.message : String(e)}`, where: at(ctx, nodeOffset(ctx.doc.contents ?? undefined)), hint: "simplify the document (too many aliases?)", cause: e },
+      ],
+    };
+  }
+  if (data === null || data === undefined) return { errors: [] }; // empty document
+  const start = nodeOffset((ctx.doc.contents ?? undefined) as Node | undefined);
+  if (typeof data !== "object" || Array.isArray(data) || data instanceof Date || data instanceof Uint8Array)
+    return { errors: [{ code: "config.not-a-map", message: `document ${index + 1} must be a map with apiVersion, kind and spec, got ${describeValue(data)}`, where: at(ctx, start), hint: `start the document with apiVersion and kind (${ACCEPTED})` }] };
+  const obj = data as Record<string, unknown>;
+  const apiVersion = obj["apiVersion"];
+  const kind = obj["kind"];
+  const missing = [apiVersion === undefined ? "apiVersion" : "", kind === undefined ? "kind" : ""].filter(Boolean);
+  if (missing.length)
+    return { errors: [{ code: "config.missing-kind", message: `document ${index + 1} has no ${missing.join(" or ")}`, where: at(ctx, start), hint: `add apiVersion and kind: ${ACCEPTED}` }] };
+  let schema: z.ZodType;
+  let docKind: "NodeConfig" | "BerthConfig";
+  if (apiVersion === NODECONFIG_API_VERSION && kind === NODECONFIG_KIND) {
+    schema = nodeConfigDocumentSchema;
+    docKind = "NodeConfig";
+  } else if (apiVersion === BERTH_API_VERSION && kind === BERTH_KIND) {
+    schema = berthConfigDocumentSchema;
+    docKind = "BerthConfig";
+  } else {
+    const field = apiVersion === NODECONFIG_API_VERSION || apiVersion === BERTH_API_VERSION ? "kind" : "apiVersion";
+    const f = locate(ctx, [field]);
+    return {
+      errors: [
+        {
+          code: "config.unknown-kind",
+          message: `unsupported document type apiVersion ${describeValue(apiVersion).replace(/^the string /, "")}, kind ${describeValue(kind).replace(/^the string /, "")}`,
+          where: at(ctx, nodeOffset(f.node), [field]),
+          hint: `berth accepts ${ACCEPTED}`,
+        },
+      ],
+    };
+  }
+  // A `__proto__` key would be turned into an object's prototype by plain
+  // assignment in the validator; nothing legitimate uses it, so refuse it.
+  const proto = findProtoKey(obj, []);
+  if (proto)
+    return { errors: [{ code: "config.reserved-key", message: "the key `__proto__` is not allowed", where: at(ctx, nodeOffset(locate(ctx, proto).key), proto), hint: "rename or remove the `__proto__` key" }] };
+  const parsed = schema.safeParse(dropNullFields(obj, []), { reportInput: true });
+  if (!parsed.success) return { errors: parsed.error.issues.flatMap((i) => issueToErrors(ctx, schema, i)) };
+  const spec = ((parsed.data as { spec?: unknown }).spec ?? {}) as object;
+  return docKind === "NodeConfig"
+    ? { errors: [], doc: { kind: "NodeConfig", source: ctx.source, spec: spec as NodeConfigSpec } }
+    : // tasks: the schema's refinement guarantees exactly one of pullImages/script, i.e. the Task union.
+      { errors: [], doc: { kind: "BerthConfig", source: ctx.source, spec: spec as BerthSpec } };
+}
+
+/** Paths whose contents are free-form: null there is data, not "absent". */
+const FREE_FORM = new Set(["metadata", "spec.kubelet.config", "spec.containerd.baseRuntimeSpec"]);
+
+/**
+ * Kubernetes' JSON decoding treats `field: null` (e.g. an empty `kubelet:`
+ * section) as "not set", so berth does too; an environment variable written
+ * as `FOO:` becomes "" as Go would decode it into map[string]string.
+ */
+function dropNullFields(v: Record<string, unknown>, path: string[]): Record<string, unknown> {
+  const here = path.join(".");
+  if (FREE_FORM.has(here)) return v;
+  const isEnvVars = path.length === 4 && here.startsWith("spec.instance.environment.");
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (x === null) {
+      if (isEnvVars) out[k] = "";
+      continue;
+    }
+    out[k] = x !== null && typeof x === "object" && !Array.isArray(x) && Object.getPrototypeOf(x) === Object.prototype ? dropNullFields(x as Record<string, unknown>, [...path, k]) : x;
+  }
+  return out;
+}
+
+function findProtoKey(v: unknown, path: Segment[]): Segment[] | undefined {
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const p = findProtoKey(v[i], [...path, i]);
+      if (p) return p;
+    }
+  } else if (v !== null && typeof v === "object") {
+    for (const k of Object.keys(v)) {
+      if (k === "__proto__") return [...path, k];
+      const p = findProtoKey((v as Record<string, unknown>)[k], [...path, k]);
+      if (p) return p;
+    }
+  }
+  return undefined;
+}
+
+function byPosition(a: BerthError, b: BerthError): number {
+  return (a.where?.line ?? 0) - (b.where?.line ?? 0) || (a.where?.column ?? 0) - (b.where?.column ?? 0) || a.message.localeCompare(b.message);
+}
+
+/**
+ * Decode a YAML/JSON stream of NodeConfig and BerthConfig documents.
+ * Empty documents are skipped. Every error in every document is reported,
+ * ordered by position. Never throws.
+ */
+export function decodeDocuments(text: string, source: string): Result<ConfigDocument[]> {
+  try {
+    const lc = new LineCounter();
+    const docs = parseAllDocuments(text, {
+      version: "1.1",
+      lineCounter: lc,
+      prettyErrors: false,
+      uniqueKeys: true,
+      customTags: dropTimestamp,
+    });
+    // parseAllDocuments returns an EmptyStream (array-like) for empty input.
+    const list = Array.isArray(docs) ? docs : [];
+    const out: ConfigDocument[] = [];
+    const errors: BerthError[] = [];
+    list.forEach((doc, i) => {
+      const r = decodeOne({ doc, source, text, lc }, i);
+      errors.push(...r.errors.sort(byPosition));
+      if (r.doc) out.push(r.doc);
+    });
+    return errors.length ? fail(...errors) : ok(out);
+  } catch (e) {
+    return fail({
+      code: "config.internal",
+      message: `could not decode the configuration: ${e instanceof Error ? e.message : String(e)}`,
+      where: { source },
+      hint: "this is a bug in berth; please report it with the input",
+      cause: e,
+    });
+  }
+}
+
+type Tags = Exclude<NonNullable<SchemaOptions["customTags"]>, (tags: never) => unknown>;
+function dropTimestamp(tags: Tags): Tags {
+  return tags.filter((t) => typeof t === "string" || t.tag !== "tag:yaml.org,2002:timestamp");
+}

@@ -1,0 +1,218 @@
+/**
+ * Merge config documents in source order, with nodeadm's per-field rules:
+ *
+ * - scalars: a later non-empty value wins (an empty string does not override,
+ *   as with nodeadm's mergo.WithOverride; `false` does, since enableOutpost is a pointer);
+ * - `kubelet.flags`: APPEND (kubelet's flag parser gives later flags precedence);
+ * - `kubelet.config`, `containerd.baseRuntimeSpec`: deep-merge of JSON objects,
+ *   later wins per leaf (including "", 0, false, null), arrays REPLACE;
+ * - `containerd.config`: TOML deep-merge (tables merge, later wins, arrays
+ *   replace), re-serialised. The result is ALWAYS canonical TOML (keys sorted
+ *   as go-toml sorts map keys; smol-toml's stringify: blank line between
+ *   tables, double-quoted strings) even with
+ *   one source, which is what nodeadm writes to its config cache
+ *   (cases/config-cache/cached-config-2.json) and keeps merging associative;
+ * - other lists (nameservers, domains, disabledMounts) replace when the later one is non-empty;
+ * - maps merge per key: `featureGates`; `instance.environment` per service, then per variable.
+ *
+ * BerthConfig documents merge among themselves the same way; `tasks` are
+ * upserted by name: a later task with an existing name replaces it in place,
+ * new names are appended in order. So a drop-in can add or override one task
+ * without restating the list.
+ */
+import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
+import type {
+  AgentSettings,
+  BerthSpec,
+  ClusterDetails,
+  ConfigDocument,
+  ContainerdOptions,
+  EnvironmentOptions,
+  InstanceOptions,
+  JsonObject,
+  KubeletOptions,
+  LocalStorageOptions,
+  MergedConfig,
+  NetworkOptions,
+  NodeConfigSpec,
+  RunSettings,
+  Task,
+} from "./types.ts";
+
+type Plain = Record<string, unknown>;
+
+function isPlainObject(v: unknown): v is Plain {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** `o[k] = v`, except that a `__proto__` key from user input stays an own data property. */
+function setKey(o: Plain, k: string, v: unknown): void {
+  if (k === "__proto__") Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+
+/** Deep merge of plain objects; `b` wins; arrays and non-plain values replace. Inputs are not mutated. */
+function deepMerge(a: Plain, b: Plain): Plain {
+  const out: Plain = { ...a };
+  for (const [k, bv] of Object.entries(b)) {
+    if (bv === undefined) continue;
+    const av = Object.prototype.hasOwnProperty.call(out, k) ? out[k] : undefined;
+    setKey(out, k, isPlainObject(av) && isPlainObject(bv) ? deepMerge(av, bv) : bv);
+  }
+  return out;
+}
+
+/** JSON deep merge: objects merge recursively, everything else (arrays included) is replaced by `b`. */
+export function mergeJson(a: JsonObject, b: JsonObject): JsonObject {
+  return deepMerge(a, b) as JsonObject;
+}
+
+/**
+ * Keys sorted at every level: nodeadm's TOML encoder (go-toml v2 marshalling a
+ * map) sorts keys, and a fixed order keeps merging associative.
+ */
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (!isPlainObject(v)) return v;
+  const out: Plain = {};
+  for (const k of Object.keys(v).sort()) setKey(out, k, sortKeys(v[k]));
+  return out;
+}
+
+function stringifySorted(tree: Plain): string {
+  return stringifyToml(sortKeys(tree) as Plain);
+}
+
+/** Parse and re-serialise TOML with sorted keys, so equal trees give equal bytes. Unparseable text is returned as is. */
+export function canonicalToml(text: string): string {
+  try {
+    return stringifySorted(parseToml(text));
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * TOML deep merge of two documents, canonical output. If either side does not
+ * parse (decode rejects that, so only for hand-built input) the later text wins.
+ */
+export function mergeToml(a: string, b: string): string {
+  try {
+    return stringifySorted(deepMerge(parseToml(a) as Plain, parseToml(b) as Plain));
+  } catch {
+    return b;
+  }
+}
+
+// Later non-empty scalar wins. Strings: "" never overrides; other scalars override when defined.
+function pick<T>(a: T | undefined, b: T | undefined): T | undefined {
+  if (b === undefined || (b as unknown) === "") return a;
+  return b;
+}
+
+function list<T>(a: T[] | undefined, b: T[] | undefined): T[] | undefined {
+  return b !== undefined && b.length > 0 ? [...b] : a ? [...a] : undefined;
+}
+
+/** Assign only defined values, so merged objects carry no `undefined` keys. */
+function compact<T extends object>(o: T): T {
+  const out: Plain = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as T;
+}
+
+function mergeCluster(a: ClusterDetails = {}, b: ClusterDetails = {}): ClusterDetails {
+  return compact({
+    name: pick(a.name, b.name),
+    apiServerEndpoint: pick(a.apiServerEndpoint, b.apiServerEndpoint),
+    certificateAuthority: pick(a.certificateAuthority, b.certificateAuthority),
+    cidr: pick(a.cidr, b.cidr),
+    enableOutpost: pick(a.enableOutpost, b.enableOutpost),
+    id: pick(a.id, b.id),
+  });
+}
+
+function mergeObj(a: JsonObject | undefined, b: JsonObject | undefined): JsonObject | undefined {
+  return a || b ? mergeJson(a ?? {}, b ?? {}) : undefined;
+}
+
+function mergeKubelet(a: KubeletOptions = {}, b: KubeletOptions = {}): KubeletOptions {
+  const flags = a.flags || b.flags ? [...(a.flags ?? []), ...(b.flags ?? [])] : undefined;
+  return compact({ config: mergeObj(a.config, b.config), flags, maxPodsExpression: pick(a.maxPodsExpression, b.maxPodsExpression) });
+}
+
+function mergeContainerd(a: ContainerdOptions = {}, b: ContainerdOptions = {}): ContainerdOptions {
+  let config: string | undefined;
+  if (a.config && b.config) config = mergeToml(a.config, b.config);
+  else if (a.config || b.config) config = canonicalToml((a.config || b.config)!);
+  else config = pick(a.config, b.config);
+  return compact({ config, baseRuntimeSpec: mergeObj(a.baseRuntimeSpec, b.baseRuntimeSpec) });
+}
+
+function mergeEnvironment(a: EnvironmentOptions | undefined, b: EnvironmentOptions | undefined): EnvironmentOptions | undefined {
+  if (!a && !b) return undefined;
+  const out: EnvironmentOptions = {};
+  for (const src of [a ?? {}, b ?? {}])
+    for (const [svc, vars] of Object.entries(src)) {
+      const prev = Object.prototype.hasOwnProperty.call(out, svc) ? out[svc] : undefined;
+      setKey(out, svc, { ...(prev ?? {}), ...vars });
+    }
+  return out;
+}
+
+function mergeInstance(a: InstanceOptions = {}, b: InstanceOptions = {}): InstanceOptions {
+  const ls = (x: LocalStorageOptions = {}, y: LocalStorageOptions = {}): LocalStorageOptions =>
+    compact({ strategy: pick(x.strategy, y.strategy), mountPath: pick(x.mountPath, y.mountPath), disabledMounts: list(x.disabledMounts, y.disabledMounts) });
+  const net = (x: NetworkOptions = {}, y: NetworkOptions = {}): NetworkOptions =>
+    compact({ nameservers: list(x.nameservers, y.nameservers), domains: list(x.domains, y.domains) });
+  return compact({
+    localStorage: a.localStorage || b.localStorage ? ls(a.localStorage, b.localStorage) : undefined,
+    environment: mergeEnvironment(a.environment, b.environment),
+    network: a.network || b.network ? net(a.network, b.network) : undefined,
+  });
+}
+
+/** Merge two NodeConfig specs, `b` later. Pure; inputs are not mutated. */
+export function mergeNodeConfigSpecs(a: NodeConfigSpec, b: NodeConfigSpec): NodeConfigSpec {
+  return compact({
+    cluster: a.cluster || b.cluster ? mergeCluster(a.cluster, b.cluster) : undefined,
+    containerd: a.containerd || b.containerd ? mergeContainerd(a.containerd, b.containerd) : undefined,
+    instance: a.instance || b.instance ? mergeInstance(a.instance, b.instance) : undefined,
+    kubelet: a.kubelet || b.kubelet ? mergeKubelet(a.kubelet, b.kubelet) : undefined,
+    featureGates: a.featureGates || b.featureGates ? { ...(a.featureGates ?? {}), ...(b.featureGates ?? {}) } : undefined,
+  });
+}
+
+function mergeTasks(a: Task[] | undefined, b: Task[] | undefined): Task[] | undefined {
+  if (!a && !b) return undefined;
+  const out: Task[] = [...(a ?? [])];
+  for (const t of b ?? []) {
+    const i = out.findIndex((x) => x.name === t.name);
+    if (i >= 0) out[i] = t;
+    else out.push(t);
+  }
+  return out;
+}
+
+/** Merge two BerthConfig specs, `b` later. */
+export function mergeBerthSpecs(a: BerthSpec, b: BerthSpec): BerthSpec {
+  const run = a.run || b.run ? (compact({ ...(a.run ?? {}), ...(b.run ?? {}) }) as RunSettings) : undefined;
+  const agent = a.agent || b.agent ? (compact({ ...(a.agent ?? {}), ...(b.agent ?? {}) }) as AgentSettings) : undefined;
+  if (run && b.run?.sandboxImageArchive === "" && a.run?.sandboxImageArchive) run.sandboxImageArchive = a.run.sandboxImageArchive;
+  return compact({ run, tasks: mergeTasks(a.tasks, b.tasks), rebootAfterBootstrap: pick(a.rebootAfterBootstrap, b.rebootAfterBootstrap), agent });
+}
+
+/** Merge every document in order (later wins); NodeConfig and BerthConfig merge separately. */
+export function mergeConfigs(docs: ConfigDocument[]): MergedConfig {
+  let nodeConfig: NodeConfigSpec = {};
+  let berth: BerthSpec = {};
+  const sources: string[] = [];
+  for (const d of docs) {
+    if (d.kind === "NodeConfig") nodeConfig = mergeNodeConfigSpecs(nodeConfig, d.spec);
+    else berth = mergeBerthSpecs(berth, d.spec);
+    if (!sources.includes(d.source)) sources.push(d.source);
+  }
+  return { nodeConfig, berth, sources };
+}

@@ -1,0 +1,68 @@
+/**
+ * Rules that need the whole merged config (nodeadm's ValidateNodeConfig and
+ * berth's cross-field agent checks). Field-level rules are in schema.ts and
+ * already ran per document. Unlike nodeadm, every problem is reported, not
+ * just the first.
+ */
+import { fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
+import type { MergedConfig } from "./types.ts";
+
+const REQUIRED: ReadonlyArray<{ field: "name" | "apiServerEndpoint" | "certificateAuthority" | "cidr"; what: string; example: string }> = [
+  { field: "name", what: "the cluster name", example: "name: my-cluster" },
+  { field: "apiServerEndpoint", what: "the API server endpoint", example: "apiServerEndpoint: https://ABCD.gr7.us-west-2.eks.amazonaws.com" },
+  { field: "certificateAuthority", what: "the cluster CA (base64)", example: "certificateAuthority: LS0tLS1CRUdJTi..." },
+  { field: "cidr", what: "the service CIDR", example: "cidr: 10.100.0.0/16" },
+];
+
+function describeSources(sources: readonly string[]): string {
+  if (sources.length === 0) return "no configuration sources";
+  if (sources.length === 1) return `the one source ${sources[0]}`;
+  return `the ${sources.length} merged sources ${sources.join(", ")}`;
+}
+
+/** Validate the merged config; returns it unchanged when valid, else every error found. */
+export function validateConfig(merged: MergedConfig): Result<MergedConfig> {
+  const errors: BerthError[] = [];
+  const where = (path: string): Location => (merged.sources.length === 1 ? { source: merged.sources[0]!, path } : { path });
+  if (merged.sources.length === 0) {
+    return fail({
+      code: "config.no-config",
+      message: "no NodeConfig was found in any configuration source",
+      hint: "provide a node.eks.aws/v1alpha1 NodeConfig in user data or a file under the config directory (--config-source)",
+    });
+  }
+  const cluster = merged.nodeConfig.cluster ?? {};
+  for (const r of REQUIRED) {
+    const v = cluster[r.field];
+    if (v === undefined || v === "")
+      errors.push({
+        code: "config.missing-field",
+        message: `${r.what} (spec.cluster.${r.field}) is missing after merging ${describeSources(merged.sources)}`,
+        where: where(`spec.cluster.${r.field}`),
+        hint: `set it under spec.cluster in one of the sources, e.g. \`${r.example}\`${r.field === "name" ? " (check for misspelled keys)" : ""}`,
+      });
+  }
+  if (cluster.enableOutpost === true && !cluster.id)
+    errors.push({
+      code: "config.missing-field",
+      message: `the cluster ID (spec.cluster.id) is required when spec.cluster.enableOutpost is true, and is missing after merging ${describeSources(merged.sources)}`,
+      where: where("spec.cluster.id"),
+      hint: "set spec.cluster.id to the Outposts local cluster's ID, or remove enableOutpost",
+    });
+  const agent = merged.berth.agent ?? {};
+  if (agent.backoffInitialMs !== undefined && agent.backoffMaxMs !== undefined && agent.backoffInitialMs > agent.backoffMaxMs)
+    errors.push({
+      code: "config.invalid-value",
+      message: `agent backoffInitialMs (${agent.backoffInitialMs}) is greater than backoffMaxMs (${agent.backoffMaxMs}) after merging ${describeSources(merged.sources)}`,
+      where: where("spec.agent.backoffInitialMs"),
+      hint: "make backoffMaxMs at least backoffInitialMs",
+    });
+  if (agent.probeTimeoutMs !== undefined && agent.intervalMs !== undefined && agent.probeTimeoutMs > agent.intervalMs)
+    errors.push({
+      code: "config.invalid-value",
+      message: `agent probeTimeoutMs (${agent.probeTimeoutMs}) is greater than intervalMs (${agent.intervalMs}) after merging ${describeSources(merged.sources)}`,
+      where: where("spec.agent.probeTimeoutMs"),
+      hint: "make probeTimeoutMs at most intervalMs",
+    });
+  return errors.length ? fail(...errors) : ok(merged);
+}

@@ -1,0 +1,97 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { decodeDocuments } from "../../src/api/decode.ts";
+import { mergeConfigs } from "../../src/api/merge.ts";
+import { validateConfig } from "../../src/api/validate.ts";
+import type { ConfigDocument } from "../../src/api/types.ts";
+
+const DROP_IN = `---
+apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  containerd:
+    config: |
+      version = 2
+      [grpc]
+      address = "/run/foo/foo.sock"
+`;
+const USER_DATA = `---
+apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  cluster:
+    name: my-cluster
+    apiServerEndpoint: https://example.com
+    certificateAuthority: Y2VydGlmaWNhdGVBdXRob3JpdHk=
+    cidr: 10.100.0.0/16
+`;
+
+function docs(text: string, source: string): ConfigDocument[] {
+  const r = decodeDocuments(text, source);
+  assert.ok(r.ok, JSON.stringify(r));
+  return r.value;
+}
+
+test("config-cache step 3: a partial drop-in alone fails, naming every missing field", () => {
+  const r = validateConfig(mergeConfigs(docs(DROP_IN, "file:///etc/eks/nodeadm.d/test.yaml")));
+  assert.equal(r.ok, false);
+  if (r.ok) return;
+  assert.deepEqual(
+    r.errors.map((e) => [e.code, e.where?.path, e.message]),
+    [
+      ["config.missing-field", "spec.cluster.name", "the cluster name (spec.cluster.name) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml"],
+      ["config.missing-field", "spec.cluster.apiServerEndpoint", "the API server endpoint (spec.cluster.apiServerEndpoint) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml"],
+      ["config.missing-field", "spec.cluster.certificateAuthority", "the cluster CA (base64) (spec.cluster.certificateAuthority) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml"],
+      ["config.missing-field", "spec.cluster.cidr", "the service CIDR (spec.cluster.cidr) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml"],
+    ],
+  );
+  assert.equal(r.errors[0]!.where?.source, "file:///etc/eks/nodeadm.d/test.yaml");
+  assert.equal(r.errors[0]!.hint, "set it under spec.cluster in one of the sources, e.g. `name: my-cluster` (check for misspelled keys)");
+});
+
+test("config-cache step 4: user data + drop-in is valid", () => {
+  const merged = mergeConfigs([...docs(USER_DATA, "imds://user-data"), ...docs(DROP_IN, "file:///etc/eks/nodeadm.d/test.yaml")]);
+  const r = validateConfig(merged);
+  assert.ok(r.ok);
+  assert.equal(r.value, merged);
+});
+
+test("several sources are named in the message", () => {
+  const r = validateConfig(
+    mergeConfigs([
+      { kind: "NodeConfig", source: "a", spec: { cluster: { apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" } } },
+      { kind: "NodeConfig", source: "b", spec: {} },
+    ]),
+  );
+  assert.equal(r.ok, false);
+  if (r.ok) return;
+  assert.deepEqual(r.errors.map((e) => [e.message, e.where]), [["the cluster name (spec.cluster.name) is missing after merging the 2 merged sources a, b", { path: "spec.cluster.name" }]]);
+});
+
+test("outposts need a cluster id", () => {
+  const base = { name: "c", apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" };
+  const bad = validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "s", spec: { cluster: { ...base, enableOutpost: true } } }]));
+  assert.equal(bad.ok, false);
+  if (!bad.ok) assert.equal(bad.errors[0]!.where?.path, "spec.cluster.id");
+  assert.ok(validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "s", spec: { cluster: { ...base, enableOutpost: true, id: "abc" } } }])).ok);
+  assert.ok(validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "s", spec: { cluster: { ...base, enableOutpost: false } } }])).ok);
+});
+
+test("cross-source agent settings are checked after merging", () => {
+  const base = { name: "c", apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" };
+  const r = validateConfig(
+    mergeConfigs([
+      { kind: "NodeConfig", source: "a", spec: { cluster: base } },
+      { kind: "BerthConfig", source: "a", spec: { agent: { backoffInitialMs: 5000, intervalMs: 1000 } } },
+      { kind: "BerthConfig", source: "b", spec: { agent: { backoffMaxMs: 1000, probeTimeoutMs: 2000 } } },
+    ]),
+  );
+  assert.equal(r.ok, false);
+  if (!r.ok) assert.deepEqual(r.errors.map((e) => e.where?.path), ["spec.agent.backoffInitialMs", "spec.agent.probeTimeoutMs"]);
+});
+
+test("no sources at all", () => {
+  const r = validateConfig(mergeConfigs([]));
+  assert.equal(r.ok, false);
+  if (!r.ok) assert.equal(r.errors[0]!.code, "config.no-config");
+});
