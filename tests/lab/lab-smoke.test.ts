@@ -1,0 +1,279 @@
+// Smoke test of the node lab itself: a real node boots, containerd runs pods
+// inside it, the lab registry serves the pause image, the kubelet stand-in
+// answers, the node's system bus is reachable from the host, and shutdown
+// leaves nothing behind. If the machine cannot run the lab (not root, missing
+// packages), this FAILS with the reason: scripts/setup.sh installs what it needs.
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import dbus from "dbus-next";
+import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
+import {
+  bootNode,
+  startRegistry,
+  pushPauseImage,
+  containerdLabFiles,
+  containerdLabToml,
+  labLeftovers,
+  freePort,
+  PAUSE_IMAGE,
+  REPO_ROOT,
+  type LabNode,
+  type Registry,
+} from "./lab.ts";
+
+type Table = Record<string, unknown>;
+function isTable(v: unknown): v is Table {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+/** Tables merge key by key, everything else from `over` wins: how berth layers user TOML. */
+function mergeTables(base: Table, over: Table): Table {
+  const out: Table = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isTable(b) && isTable(v) ? mergeTables(b, v) : v;
+  }
+  return out;
+}
+
+const MINIMAL_CONTAINERD = `
+version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${PAUSE_IMAGE}"
+`;
+
+type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Table) => void) => void;
+type CriStub = grpc.Client & Record<string, Unary>;
+
+function criClients(socket: string): { runtime: CriStub; image: CriStub; close(): void } {
+  const def = protoLoader.loadSync(join(REPO_ROOT, "lab/cri-pod-sandbox.proto"), {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    runtime: { v1: { RuntimeService: grpc.ServiceClientConstructor; ImageService: grpc.ServiceClientConstructor } };
+  };
+  const target = `unix://${socket}`;
+  const runtime = new pkg.runtime.v1.RuntimeService(target, grpc.credentials.createInsecure()) as unknown as CriStub;
+  const image = new pkg.runtime.v1.ImageService(target, grpc.credentials.createInsecure()) as unknown as CriStub;
+  return {
+    runtime,
+    image,
+    close() {
+      runtime.close();
+      image.close();
+    },
+  };
+}
+
+function call(stub: CriStub, method: string, req: object, timeoutMs = 30_000): Promise<Table> {
+  return new Promise((resolve, reject) => {
+    const fn = stub[method];
+    if (!fn) return reject(new Error(`no CRI method ${method}`));
+    fn.call(stub, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+describe("node lab smoke", { timeout: 300_000 }, () => {
+  let registry: Registry | undefined;
+  let node: LabNode | undefined;
+  let healthzPort = 0; // chosen by the OS in before(): parallel nodes share the host's network
+  let bindDir = "";
+
+  before(async () => {
+    bindDir = await mkdtemp(join(tmpdir(), "lab-smoke-bind-"));
+    await writeFile(join(bindDir, "hello"), "from the host\n");
+    registry = await startRegistry();
+    await pushPauseImage(registry);
+    healthzPort = await freePort();
+    const config = stringifyToml(mergeTables(parseToml(MINIMAL_CONTAINERD) as Table, parseToml(containerdLabToml()) as Table));
+    node = await bootNode({
+      name: "smoke",
+      binds: [{ host: bindDir, node: "/mnt/from-host", readOnly: true }],
+      files: {
+        ...containerdLabFiles(registry),
+        "/etc/containerd/config.toml": config,
+        "/etc/systemd/system/kubelet.service": [
+          "[Unit]",
+          "Description=kubelet stand-in (lab smoke test)",
+          "[Service]",
+          `Environment=KUBELET_STANDIN_HEALTHZ_PORT=${healthzPort}`,
+          "ExecStart=/usr/bin/kubelet --config /etc/kubernetes/kubelet/config.json --node-ip=127.0.0.1",
+          "Restart=always",
+          "",
+        ].join("\n"),
+      },
+    });
+  });
+
+  after(async () => {
+    await node?.shutdown();
+    await registry?.stop();
+    if (bindDir) await rm(bindDir, { recursive: true, force: true });
+  });
+
+  it("boots systemd as PID 1 with the berth bundle, node and the kubelet stand-in inside", async () => {
+    const n = node as LabNode;
+    const r = await n.exec(["sh", "-c", "cat /proc/1/comm; systemctl is-system-running; node --version; kubelet --version"]);
+    assert.equal(r.code, 0, r.stderr);
+    const [comm, state, nodeVersion, kubeletVersion] = r.stdout.trim().split("\n");
+    assert.equal(comm, "systemd");
+    assert.ok(state === "running" || state === "degraded", `system state ${state}`);
+    assert.equal(nodeVersion, process.version);
+    assert.equal(kubeletVersion, "Kubernetes v1.33.0");
+    const bound = await n.exec(["sh", "-c", "cat /mnt/from-host/hello; touch /mnt/from-host/x"]);
+    assert.equal(bound.stdout, "from the host\n");
+    assert.notEqual(bound.code, 0, "a readOnly bind is read-only inside");
+    const findmnt = await n.exec(["findmnt", "-n", "-o", "FSTYPE", "/var/lib/containerd"]);
+    assert.notEqual(findmnt.stdout.trim(), "overlay", "containerd's overlayfs snapshotter needs a non-overlay /var/lib/containerd");
+    if (existsSync(join(REPO_ROOT, "dist/berth.mjs"))) {
+      const b = await n.exec(["test", "-f", "/usr/lib/berth/berth.mjs"]);
+      assert.equal(b.code, 0, "dist/ is bound at /usr/lib/berth");
+    }
+  });
+
+  it("starts containerd through systemd and ctr talks to it", async () => {
+    const n = node as LabNode;
+    const start = await n.systemctl("start", "containerd");
+    assert.equal(start.code, 0, `${start.stderr}\n${await n.journal("containerd", { lines: 30 })}`);
+    await n.waitForState("containerd", "active", 30_000);
+    const v = await n.exec(["ctr", "version"]);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout, /Server:\s+Version:/);
+  });
+
+  it("pulls the pause image from the lab registry through the hosts.toml mirror (ctr)", async () => {
+    const n = node as LabNode;
+    const r = await n.exec(["ctr", "-n", "k8s.io", "images", "pull", "--hosts-dir", "/etc/containerd/certs.d", PAUSE_IMAGE], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const ls = await n.exec(["ctr", "-n", "k8s.io", "images", "ls", "-q"]);
+    assert.ok(ls.stdout.split("\n").includes(PAUSE_IMAGE), ls.stdout);
+  });
+
+  it("runs a pod sandbox through the CRI from the host, over the node's socket", async () => {
+    const n = node as LabNode;
+    const cri = criClients(n.hostPath("/run/containerd/containerd.sock"));
+    try {
+      const status = await call(cri.runtime, "Status", { verbose: false });
+      const conditions = (status.status as Table).conditions as { type: string; status: boolean }[];
+      assert.ok(conditions.some((c) => c.type === "RuntimeReady" && c.status), JSON.stringify(conditions));
+      await call(cri.image, "PullImage", { image: { image: PAUSE_IMAGE } }, 60_000);
+      const config = {
+        metadata: { name: "lab-smoke", uid: "lab-smoke-uid", namespace: "default", attempt: 0 },
+        // Host-network pods share the node's UTS namespace: runc refuses to set a hostname.
+        hostname: "",
+        log_directory: "/var/log/pods/lab-smoke",
+        linux: {
+          cgroup_parent: "berthlab.slice",
+          security_context: { namespace_options: { network: "NODE", pid: "POD", ipc: "POD" } },
+        },
+      };
+      let id = "";
+      try {
+        const run = await call(cri.runtime, "RunPodSandbox", { config, runtime_handler: "" }, 60_000);
+        id = String(run.pod_sandbox_id);
+      } catch (e) {
+        throw new Error(`RunPodSandbox failed: ${(e as Error).message}\n${await n.journal("containerd", { lines: 40 })}`);
+      }
+      const st = await call(cri.runtime, "PodSandboxStatus", { pod_sandbox_id: id });
+      assert.equal((st.status as Table).state, "SANDBOX_READY");
+      const ps = await n.exec(["sh", "-c", "systemctl list-units --no-legend 'cri-containerd-*' | wc -l"]);
+      assert.ok(Number(ps.stdout.trim()) >= 1, "the sandbox runs in a systemd scope (SystemdCgroup)");
+      await call(cri.runtime, "StopPodSandbox", { pod_sandbox_id: id });
+      await call(cri.runtime, "RemovePodSandbox", { pod_sandbox_id: id });
+    } finally {
+      cri.close();
+    }
+  });
+
+  it("runs the kubelet stand-in as a unit and it serves /healthz and records its argv", async () => {
+    const n = node as LabNode;
+    const start = await n.systemctl("start", "kubelet");
+    assert.equal(start.code, 0, start.stderr);
+    await n.waitForState("kubelet", "active", 15_000);
+    // The node shares the host's network namespace: the host can reach the stand-in directly.
+    let body = "";
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${healthzPort}/healthz`, { signal: AbortSignal.timeout(1000) });
+        body = await res.text();
+        if (res.status === 200) break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    assert.equal(body, "ok");
+    const inside = await n.exec(["curl", "-fsS", `http://127.0.0.1:${healthzPort}/healthz`]);
+    assert.equal(inside.stdout, "ok", inside.stderr);
+    const rec = await n.exec(["cat", "/var/lib/kubelet-standin/last-run.json"]);
+    const parsed = JSON.parse(rec.stdout) as { argv: string[]; config: string };
+    assert.equal(parsed.config, "/etc/kubernetes/kubelet/config.json");
+    assert.deepEqual(parsed.argv, ["--config", "/etc/kubernetes/kubelet/config.json", "--node-ip=127.0.0.1"]);
+    await n.writeFile("/var/lib/kubelet-standin/healthz-mode", "fail\n");
+    const failing = await fetch(`http://127.0.0.1:${healthzPort}/healthz`, { signal: AbortSignal.timeout(2000) });
+    assert.equal(failing.status, 500);
+    await n.writeFile("/var/lib/kubelet-standin/healthz-mode", "ok\n");
+    // Like a real kubelet: SIGTERM → exit 0 (so only Restart=always brings it back).
+    const stop = await n.systemctl("stop", "kubelet");
+    assert.equal(stop.code, 0);
+    const result = await n.systemctl("show", "-p", "Result", "--value", "kubelet");
+    assert.equal(result.stdout.trim(), "success");
+  });
+
+  it("reaches the node's systemd over D-Bus from the host", async () => {
+    const n = node as LabNode;
+    const bus = dbus.sessionBus({ busAddress: n.busAddress });
+    try {
+      const obj = await bus.getProxyObject("org.freedesktop.systemd1", "/org/freedesktop/systemd1");
+      const manager = obj.getInterface("org.freedesktop.systemd1.Manager") as unknown as {
+        LoadUnit(name: string): Promise<string>;
+        GetUnit(name: string): Promise<string>;
+      };
+      const path = await manager.LoadUnit("containerd.service");
+      assert.equal(path, "/org/freedesktop/systemd1/unit/containerd_2eservice");
+      const again = await manager.GetUnit("containerd.service");
+      assert.equal(again, path);
+      const unit = await bus.getProxyObject("org.freedesktop.systemd1", path);
+      const props = unit.getInterface("org.freedesktop.DBus.Properties") as unknown as {
+        Get(iface: string, prop: string): Promise<{ value: string }>;
+      };
+      const state = await props.Get("org.freedesktop.systemd1.Unit", "ActiveState");
+      assert.equal(state.value, "active");
+    } finally {
+      bus.disconnect();
+    }
+  });
+
+  it("shuts down with no process, mount, cgroup or temp dir left behind", async () => {
+    const n = node as LabNode;
+    const { dir, leaderPid, nspawnPid, machine } = n;
+    await n.shutdown();
+    for (const pid of [leaderPid, nspawnPid]) assert.equal(existsSync(`/proc/${pid}`), false, `pid ${pid} still alive`);
+    assert.equal(existsSync(dir), false, `${dir} still exists`);
+    const left = labLeftovers();
+    // Other lab runs may share this machine: look only for this node's traces.
+    const mine = left.processes.filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(machine);
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(mine, [], "no nspawn process of this node");
+    assert.deepEqual(left.mounts.filter((m) => m.startsWith(dir)), [], "no mount under the node's dir");
+    assert.deepEqual(left.cgroups.filter((c) => c.endsWith(machine)), [], "no cgroup of the node");
+    await assert.rejects(n.exec(["true"]), /shut down/);
+  });
+});

@@ -1,0 +1,686 @@
+// The node lab harness: boots a real Debian node (systemd as PID 1, dbus,
+// containerd, runc) in systemd-nspawn, runs commands inside it, reaches its
+// system bus from the host, and tears it all down again. See lab/README.md.
+//
+// Shape of one node on the host (everything under one temp dir, prefix
+// $TMPDIR/berth-lab-, which lab/cleanup.sh knows about):
+//   <dir>/root        overlay: cached rootfs (lower) + <dir>/upper; the node's /
+//   <dir>/containerd  bind-mounted at <root>/var/lib/containerd, because
+//                     containerd's overlayfs snapshotter cannot sit on an overlay
+//   <dir>/dbus        bound at /run/dbus inside: the node's system bus socket
+//   <dir>/nspawn.log  nspawn's console output (read it when a boot fails)
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { once } from "node:events";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, rmdir, writeFile, open } from "node:fs/promises";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { pushOciLayout } from "../../lab/oci-push.ts";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const LAB_DIR = join(REPO_ROOT, "lab");
+/** Every node's and registry's temp dir starts with this; cleanup.sh relies on it. */
+export const LAB_TMP_PREFIX = join(tmpdir(), "berth-lab-");
+/** Marker in every nspawn command line (the machine name prefix). */
+export const MACHINE_PREFIX = "berthlab-";
+/** The sandbox image reference tests and the lab containerd config use. */
+export const PAUSE_IMAGE = "localhost/kubernetes/pause:latest";
+
+const NODE_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ExecOptions {
+  /** Kill the command after this long (default 30 s); the result then has code 124. */
+  timeoutMs?: number;
+  /** Written to the command's stdin. */
+  input?: string;
+  /** Extra environment; the base is a clean PATH, not the host's environment. */
+  env?: Record<string, string>;
+  /** Throw when the exit code is not 0 (default false). */
+  check?: boolean;
+}
+
+export interface BindSpec {
+  host: string;
+  node: string;
+  readOnly?: boolean;
+}
+
+export type FileSpec = string | { content: string; mode?: number };
+
+export interface BootOptions {
+  /** Short name, used in the machine name and temp dir (default "node"). */
+  name?: string;
+  binds?: BindSpec[];
+  /** Files written into the node's root before boot: node path → content. */
+  files?: Record<string, FileSpec>;
+  /** Deadline for reaching running/degraded (default 60 s). */
+  bootTimeoutMs?: number;
+}
+
+export interface LabNode {
+  readonly name: string;
+  /** nspawn machine name (MACHINE_PREFIX + name + suffix); also the node's cgroup name. */
+  readonly machine: string;
+  /** The node's "/" on the host (an overlay over the cached rootfs). */
+  readonly root: string;
+  /** The node's private temp dir on the host. */
+  readonly dir: string;
+  /** PID (host view) of the node's systemd. */
+  readonly leaderPid: number;
+  /** PID of the systemd-nspawn process. */
+  readonly nspawnPid: number;
+  /** D-Bus address of the node's system bus, usable from the host. */
+  readonly busAddress: string;
+  /** Host path of a path inside the running node (through /proc/<leader>/root, so /run works too). */
+  hostPath(nodePath: string): string;
+  exec(cmd: string[], opts?: ExecOptions): Promise<ExecResult>;
+  systemctl(...args: string[]): Promise<ExecResult>;
+  /** The unit's journal (short-precise format). */
+  journal(unit: string, opts?: { lines?: number }): Promise<string>;
+  /** Polls ActiveState until it equals `state`; throws with the journal tail on timeout. */
+  waitForState(unit: string, state: string, timeoutMs: number): Promise<void>;
+  /** Writes a file into the running node (atomic inside the node's root). */
+  writeFile(nodePath: string, content: string, mode?: number): Promise<void>;
+  /** Stops the node and removes every trace; safe to call twice and after failures. */
+  shutdown(): Promise<void>;
+}
+
+export interface Timings {
+  rootfsMs: number;
+  prepareMs: number;
+  bootMs: number;
+}
+
+/** Timings of the most recent bootNode, for bench/ and the README. */
+export let lastBootTimings: Timings | undefined;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A sleep that does not keep the process alive: for the losing side of Promise.race. */
+function grace(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** Runs a host command; never throws on a non-zero exit. */
+export function run(cmd: string, args: string[], opts: ExecOptions = {}, baseEnv: NodeJS.ProcessEnv = process.env): Promise<ExecResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, {
+      stdio: ["pipe", "pipe", "pipe"],
+      // Own process group, so a timeout kills nsenter's forked child too.
+      detached: true,
+      env: { ...baseEnv, ...(opts.env ?? {}) },
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        if (child.pid) process.kill(-child.pid, "SIGKILL");
+      } catch {}
+    }, opts.timeoutMs ?? 30_000);
+    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stderr.on("data", (d: Buffer) => err.push(d));
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${cmd}: ${e.message} (run scripts/setup.sh to install the lab's packages)`));
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const res: ExecResult = {
+        code: timedOut ? 124 : (code ?? (signal ? 128 : 1)),
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8") + (timedOut ? `\n[lab] killed after ${opts.timeoutMs ?? 30_000} ms` : ""),
+      };
+      if (opts.check && res.code !== 0) {
+        reject(new Error(`${cmd} ${args.join(" ")} exited ${res.code}: ${res.stderr.trim() || res.stdout.trim()}`));
+      } else resolvePromise(res);
+    });
+    child.stdin.on("error", () => {});
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+/** Fails with a clear message when the lab cannot work on this machine at all. */
+export function assertLabPossible(): void {
+  if (process.getuid?.() !== 0) {
+    throw new Error("the node lab needs root (nspawn, overlay mounts, nsenter); run the lab tests as root");
+  }
+  for (const tool of ["systemd-nspawn", "nsenter", "setpriv", "debootstrap", "mount", "umount"]) {
+    const found = NODE_PATH_ENV.split(":").some((d) => existsSync(join(d, tool)));
+    if (!found) throw new Error(`${tool} is not installed; run scripts/setup.sh (it installs the lab's Debian packages)`);
+  }
+}
+
+let rootfsPromise: Promise<string> | undefined;
+/** Path of the cached rootfs; builds it (≈1 min, once per machine) when missing. */
+export function ensureRootfs(): Promise<string> {
+  rootfsPromise ??= (async () => {
+    const res = await run("bash", [join(LAB_DIR, "build-rootfs.sh")], { timeoutMs: 15 * 60_000 });
+    if (res.code !== 0) throw new Error(`lab/build-rootfs.sh failed (${res.code}):\n${res.stderr}`);
+    const path = res.stdout.trim().split("\n").pop() ?? "";
+    if (!existsSync(join(path, ".berth-lab-complete"))) throw new Error(`lab/build-rootfs.sh printed ${path}, which is not a complete rootfs`);
+    return path;
+  })();
+  rootfsPromise.catch(() => (rootfsPromise = undefined));
+  return rootfsPromise;
+}
+
+function hostNodeBinary(): string {
+  return process.execPath;
+}
+
+function procStatus(pid: number): Map<string, string> | undefined {
+  try {
+    const m = new Map<string, string>();
+    for (const line of readFileSync(`/proc/${pid}/status`, "utf8").split("\n")) {
+      const i = line.indexOf(":");
+      if (i > 0) m.set(line.slice(0, i), line.slice(i + 1).trim());
+    }
+    return m;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Host PIDs of every descendant of `pid` (by PPid), deepest last. */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    const ppid = Number(procStatus(Number(e))?.get("PPid") ?? "0");
+    const list = children.get(ppid) ?? [];
+    list.push(Number(e));
+    children.set(ppid, list);
+  }
+  const out: number[] = [];
+  const queue = [...(children.get(pid) ?? [])];
+  while (queue.length > 0) {
+    const p = queue.shift() as number;
+    out.push(p);
+    queue.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/** The container's PID 1 among nspawn's descendants: the process whose NSpid ends in 1. */
+function findLeader(nspawnPid: number): number | undefined {
+  for (const pid of descendants(nspawnPid)) {
+    const nspid = procStatus(pid)?.get("NSpid")?.split(/\s+/) ?? [];
+    if (nspid.length >= 2 && nspid[nspid.length - 1] === "1") return pid;
+  }
+  return undefined;
+}
+
+function running(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Mount points at or below `dir`, deepest first. */
+export function mountsUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const mp = line.split(" ")[4];
+    if (!mp) continue;
+    const decoded = mp.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (decoded === dir || decoded.startsWith(`${dir}/`)) out.push(decoded);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/**
+ * One cgroup per hierarchy for a node, below the test process's own cgroup in
+ * that hierarchy. On a pure cgroup v2 host: /sys/fs/cgroup/<machine> (a child
+ * of a populated v2 cgroup is not allowed to take processes once controllers
+ * are enabled). On hybrid/v1 hosts every hierarchy gets one, because the
+ * node's runc creates pod cgroups in the v1 controllers too, and those must go
+ * when the node goes.
+ */
+export function nodeCgroupDirs(machine: string): string[] {
+  if (existsSync("/sys/fs/cgroup/cgroup.procs")) return [join("/sys/fs/cgroup", machine)];
+  const dirs: string[] = [];
+  for (const line of readFileSync("/proc/self/cgroup", "utf8").split("\n")) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    const ctrls = m[1] ?? "";
+    const path = m[2] ?? "/";
+    const candidates = ctrls === "" ? ["unified"] : [ctrls.replace(/^name=/, ""), ...ctrls.split(",")];
+    const mount = candidates.map((c) => join("/sys/fs/cgroup", c)).find((d) => existsSync(join(d, "cgroup.procs")));
+    if (mount) dirs.push(join(mount, path, machine));
+  }
+  return [...new Set(dirs)].sort();
+}
+
+/** Removes a cgroup subtree bottom-up (only empty cgroups can be removed). */
+async function removeCgroupTree(path: string): Promise<void> {
+  let entries: string[] = [];
+  try {
+    entries = (await readdir(path, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
+  } catch {
+    return;
+  }
+  for (const e of entries) await removeCgroupTree(join(path, e));
+  try {
+    await rmdir(path);
+  } catch {
+    /* busy or already gone: cleanup.sh reports what is left */
+  }
+}
+
+async function writeNodeFile(root: string, nodePath: string, spec: FileSpec): Promise<void> {
+  const content = typeof spec === "string" ? spec : spec.content;
+  const mode = typeof spec === "string" ? 0o644 : (spec.mode ?? 0o644);
+  const target = join(root, nodePath);
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = `${target}.berth-lab-tmp`;
+  await writeFile(tmp, content, { mode });
+  await chmod(tmp, mode);
+  await rename(tmp, target);
+}
+
+/** Files every node gets: the berth wrapper and the kubelet stand-in. */
+async function baseFiles(root: string, machine: string): Promise<void> {
+  // debootstrap copied the host's /etc/hostname; each node gets its own.
+  await writeNodeFile(root, "/etc/hostname", `${machine}\n`);
+  await writeNodeFile(root, "/usr/bin/berth", {
+    mode: 0o755,
+    content: [
+      "#!/bin/sh",
+      "# Lab wrapper: the host's dist/ is bound at /usr/lib/berth, the host's node at /usr/local/bin/node.",
+      'if [ ! -f /usr/lib/berth/berth.mjs ]; then echo "berth: /usr/lib/berth/berth.mjs missing (run node scripts/build.mjs on the host)" >&2; exit 127; fi',
+      'exec /usr/local/bin/node --enable-source-maps /usr/lib/berth/berth.mjs "$@"',
+      "",
+    ].join("\n"),
+  });
+  await mkdir(join(root, "usr/bin"), { recursive: true });
+  await copyFile(join(REPO_ROOT, "tests/standins/kubelet-standin.mjs"), join(root, "usr/bin/kubelet"));
+  await chmod(join(root, "usr/bin/kubelet"), 0o755);
+}
+
+const liveNodes = new Set<LabNode>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort when a test forgets shutdown(): kill nspawn synchronously so
+  // no node outlives the test process (mounts are left to cleanup.sh).
+  process.on("exit", () => {
+    for (const n of liveNodes) {
+      try {
+        process.kill(n.leaderPid, "SIGKILL");
+      } catch {}
+      try {
+        process.kill(n.nspawnPid, "SIGKILL");
+      } catch {}
+    }
+  });
+}
+
+export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
+  assertLabPossible();
+  const t0 = performance.now();
+  const rootfs = await ensureRootfs();
+  const t1 = performance.now();
+  const name = (opts.name ?? "node").replace(/[^a-zA-Z0-9-]/g, "-").slice(0, 20);
+  const dir = await mkdtemp(`${LAB_TMP_PREFIX}${name}-`);
+  const machine = `${MACHINE_PREFIX}${name}-${dir.slice(-6)}`.toLowerCase().replace(/[^a-z0-9-]/g, "x");
+  const root = join(dir, "root");
+  const busDir = join(dir, "dbus");
+  const containerdDir = join(dir, "containerd");
+  for (const d of ["upper", "work", "root", "dbus", "containerd"]) await mkdir(join(dir, d));
+  // cleanup.sh only touches nodes whose owner is gone (unless --all).
+  await writeFile(join(dir, "owner"), `${process.pid}\n`);
+  await writeFile(join(dir, "machine"), `${machine}\n`);
+
+  const nodeCgroups = nodeCgroupDirs(machine);
+  let nspawn: ChildProcess | undefined;
+  let leaderPid = 0;
+  let down = false;
+
+  const teardown = async (): Promise<void> => {
+    if (down) return;
+    down = true;
+    const nspawnPid = nspawn?.pid;
+    if (nspawnPid && alive(nspawnPid)) {
+      // SIGTERM makes nspawn ask the node's systemd for an orderly poweroff.
+      const exited = nspawn && running(nspawn) ? once(nspawn, "exit") : Promise.resolve();
+      try {
+        process.kill(nspawnPid, "SIGTERM");
+      } catch {}
+      const done = await Promise.race([exited.then(() => true), grace(15_000).then(() => false)]);
+      if (!done) {
+        // Killing PID 1 of the node's PID namespace kills everything in it.
+        for (const p of [leaderPid, nspawnPid]) {
+          try {
+            if (p) process.kill(p, "SIGKILL");
+          } catch {}
+        }
+        await Promise.race([exited, grace(5_000)]);
+      }
+    }
+    for (const mp of mountsUnder(dir)) {
+      const r = await run("umount", [mp]);
+      if (r.code !== 0) await run("umount", ["-l", mp]);
+    }
+    for (const cg of nodeCgroups) await removeCgroupTree(cg);
+    if (mountsUnder(dir).length === 0) await rm(dir, { recursive: true, force: true });
+    liveNodes.delete(node);
+  };
+
+  let node: LabNode;
+  try {
+    let r = await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${dir}/upper,workdir=${dir}/work`, root]);
+    if (r.code !== 0) throw new Error(`overlay mount of the node root failed: ${r.stderr.trim()}`);
+    await mkdir(join(root, "var/lib/containerd"), { recursive: true });
+    r = await run("mount", ["--bind", containerdDir, join(root, "var/lib/containerd")]);
+    if (r.code !== 0) throw new Error(`bind mount of /var/lib/containerd failed: ${r.stderr.trim()}`);
+    await baseFiles(root, machine);
+    for (const [p, spec] of Object.entries(opts.files ?? {})) await writeNodeFile(root, p, spec);
+
+    const args = [
+      "-b",
+      "--keep-unit",
+      "--register=no",
+      "--console=passive",
+      "-q",
+      "-D",
+      root,
+      "-M",
+      machine,
+      `--bind=${busDir}:/run/dbus`,
+      `--bind-ro=${hostNodeBinary()}:/usr/local/bin/node`,
+    ];
+    const dist = join(REPO_ROOT, "dist");
+    if (existsSync(dist)) args.push(`--bind-ro=${dist}:/usr/lib/berth`);
+    for (const b of opts.binds ?? []) args.push(`--bind${b.readOnly ? "-ro" : ""}=${b.host}:${b.node}`);
+
+    const log = await open(join(dir, "nspawn.log"), "a");
+    const t2 = performance.now();
+    // nspawn --keep-unit puts itself in <own cgroup>/supervisor and the node in
+    // <own cgroup>/payload: started from the host's root cgroup, two nodes would
+    // share one /payload (and leave it behind). So each nspawn starts in its own
+    // cgroup, one per hierarchy it uses, which teardown removes.
+    for (const cg of nodeCgroups) {
+      await mkdir(cg, { recursive: true });
+      // A v1 cpuset cgroup takes no process until it has CPUs and memory nodes.
+      for (const f of ["cpuset.cpus", "cpuset.mems"]) {
+        if (!existsSync(join(cg, f))) continue;
+        const current = (await readFile(join(cg, f), "utf8")).trim();
+        if (current === "") await writeFile(join(cg, f), await readFile(join(dirname(cg), f), "utf8"));
+      }
+    }
+    nspawn = spawn(
+      "sh",
+      // setpriv --pdeathsig: if the test process dies without shutdown(), nspawn
+      // gets SIGTERM and powers the node off; cleanup.sh removes the mounts.
+      [
+        "-c",
+        'for cg in $BERTH_LAB_CGROUPS; do echo $$ > "$cg/cgroup.procs" || exit 125; done; exec setpriv --pdeathsig SIGTERM -- systemd-nspawn "$@"',
+        "sh",
+        ...args,
+      ],
+      { stdio: ["ignore", log.fd, log.fd], env: { ...process.env, BERTH_LAB_CGROUPS: nodeCgroups.join(" ") } },
+    );
+    await log.close();
+    const nspawnPid = nspawn.pid;
+    if (!nspawnPid) throw new Error("systemd-nspawn did not start (is systemd-container installed? run scripts/setup.sh)");
+    nspawn.on("error", () => {});
+    installExitHook();
+
+    const deadline = Date.now() + (opts.bootTimeoutMs ?? 60_000);
+    const nspawnLog = async (): Promise<string> => (await readFile(join(dir, "nspawn.log"), "utf8").catch(() => "")).slice(-4000);
+    while (!leaderPid) {
+      if (!running(nspawn)) throw new Error(`systemd-nspawn exited ${nspawn.exitCode} during boot:\n${await nspawnLog()}`);
+      if (Date.now() > deadline) throw new Error(`no node PID 1 under nspawn ${nspawnPid} within the deadline:\n${await nspawnLog()}`);
+      leaderPid = findLeader(nspawnPid) ?? 0;
+      if (!leaderPid) await sleep(20);
+    }
+
+    const pid = leaderPid;
+    const exec = (cmd: string[], eo: ExecOptions = {}): Promise<ExecResult> => {
+      if (down) return Promise.reject(new Error(`node ${name} is shut down; cannot run ${cmd.join(" ")}`));
+      // A clean environment: the host's (NODE_OPTIONS, TMPDIR, ...) must not leak into the node.
+      return run("nsenter", ["-t", String(pid), "-a", "-r", "-w", "--", ...cmd], eo, {
+        PATH: NODE_PATH_ENV,
+        LANG: "C.UTF-8",
+        SYSTEMD_PAGER: "",
+        SYSTEMD_COLORS: "0",
+      });
+    };
+
+    let state = "";
+    while (state !== "running" && state !== "degraded") {
+      if (!running(nspawn)) throw new Error(`systemd-nspawn exited ${nspawn.exitCode} during boot:\n${await nspawnLog()}`);
+      if (Date.now() > deadline) {
+        const failed = await exec(["systemctl", "--failed", "--no-legend"], { timeoutMs: 5000 }).catch(() => undefined);
+        throw new Error(`node ${name} did not reach running/degraded (last: "${state}"); failed units:\n${failed?.stdout ?? "?"}\nconsole:\n${await nspawnLog()}`);
+      }
+      const r2 = await exec(["systemctl", "is-system-running"], { timeoutMs: 5000 });
+      state = r2.stdout.trim();
+      if (state !== "running" && state !== "degraded") await sleep(50);
+    }
+    const t3 = performance.now();
+    lastBootTimings = { rootfsMs: t1 - t0, prepareMs: t2 - t1, bootMs: t3 - t2 };
+
+    const systemctl = (...a: string[]): Promise<ExecResult> => exec(["systemctl", ...a]);
+    const journal = async (unit: string, jo: { lines?: number } = {}): Promise<string> => {
+      const a = ["journalctl", "--no-pager", "-o", "short-precise", "-u", unit];
+      if (jo.lines) a.push("-n", String(jo.lines));
+      return (await exec(a)).stdout;
+    };
+    node = {
+      name,
+      machine,
+      root,
+      dir,
+      leaderPid: pid,
+      nspawnPid,
+      busAddress: `unix:path=${busDir}/system_bus_socket`,
+      hostPath: (p: string) => join(`/proc/${pid}/root`, p),
+      exec,
+      systemctl,
+      journal,
+      async waitForState(unit: string, want: string, timeoutMs: number): Promise<void> {
+        const end = Date.now() + timeoutMs;
+        let last = "";
+        for (;;) {
+          last = (await exec(["systemctl", "show", "-p", "ActiveState", "--value", unit], { timeoutMs: 5000 })).stdout.trim();
+          if (last === want) return;
+          if (Date.now() > end) break;
+          await sleep(100);
+        }
+        throw new Error(`${unit} in node ${name} is "${last}", not "${want}", after ${timeoutMs} ms; journal:\n${await journal(unit, { lines: 30 })}`);
+      },
+      async writeFile(nodePath: string, content: string, mode = 0o644): Promise<void> {
+        await writeNodeFile(root, nodePath, { content, mode });
+      },
+      shutdown: teardown,
+    };
+    liveNodes.add(node);
+    return node;
+  } catch (e) {
+    await teardown();
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------- registry
+
+export interface Registry {
+  /** host:port on 127.0.0.1 */
+  address: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, "127.0.0.1");
+  await once(srv, "listening");
+  const addr = srv.address();
+  srv.close();
+  if (addr === null || typeof addr === "string") throw new Error("no TCP port from the OS");
+  return addr.port;
+}
+
+/** Debian's docker-registry (distribution v2) on 127.0.0.1:<free port>, storage in a temp dir. */
+export async function startRegistry(): Promise<Registry> {
+  if (!existsSync("/usr/bin/docker-registry")) throw new Error("docker-registry is not installed; run scripts/setup.sh");
+  const dir = await mkdtemp(`${LAB_TMP_PREFIX}registry-`);
+  await writeFile(join(dir, "owner"), `${process.pid}\n`);
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    const config = [
+      "version: 0.1",
+      "log:",
+      "  level: warn",
+      "storage:",
+      "  filesystem:",
+      `    rootdirectory: ${dir}/data`,
+      "  delete:",
+      "    enabled: true",
+      "http:",
+      `  addr: ${address}`,
+      "",
+    ].join("\n");
+    await writeFile(join(dir, "config.yml"), config);
+    const log = await open(join(dir, "registry.log"), "a");
+    const child = spawn("setpriv", ["--pdeathsig", "SIGTERM", "--", "/usr/bin/docker-registry", "serve", join(dir, "config.yml")], {
+      stdio: ["ignore", log.fd, log.fd],
+    });
+    await log.close();
+    child.on("error", () => {});
+    const deadline = Date.now() + 10_000;
+    let up = false;
+    while (Date.now() < deadline && running(child)) {
+      try {
+        const res = await fetch(`http://${address}/v2/`, { signal: AbortSignal.timeout(1000) });
+        if (res.status === 200) {
+          up = true;
+          break;
+        }
+      } catch {}
+      await sleep(30);
+    }
+    const stop = async (): Promise<void> => {
+      if (running(child) && child.pid) {
+        const exited = once(child, "exit");
+        child.kill("SIGTERM");
+        await Promise.race([exited, grace(5000)]);
+        if (running(child)) child.kill("SIGKILL");
+      }
+    };
+    if (up) {
+      return {
+        address,
+        async stop() {
+          await stop();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    await stop();
+    // Another process may have taken the port between freePort() and listen.
+    if (attempt >= 2) {
+      const logText = await readFile(join(dir, "registry.log"), "utf8").catch(() => "");
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`docker-registry did not answer on ${address}:\n${logText.slice(-2000)}`);
+    }
+  }
+}
+
+let pauseLayoutPromise: Promise<string> | undefined;
+/** OCI layout (tag "latest") of the lab's pause image, built offline once per machine. */
+export function ensurePauseImageLayout(): Promise<string> {
+  pauseLayoutPromise ??= (async () => {
+    const res = await run("bash", [join(LAB_DIR, "build-pause-image.sh")], { timeoutMs: 120_000 });
+    if (res.code !== 0) throw new Error(`lab/build-pause-image.sh failed (${res.code}):\n${res.stderr}`);
+    return res.stdout.trim().split("\n").pop() ?? "";
+  })();
+  pauseLayoutPromise.catch(() => (pauseLayoutPromise = undefined));
+  return pauseLayoutPromise;
+}
+
+/** Builds (cached) and pushes the pause image as kubernetes/pause:latest; returns its manifest digest. */
+export async function pushPauseImage(registry: Registry): Promise<string> {
+  const layout = await ensurePauseImageLayout();
+  return pushOciLayout({ registry: registry.address, layoutDir: layout, tag: "latest", repository: "kubernetes/pause" });
+}
+
+/**
+ * hosts.toml that makes containerd resolve `localhost/...` to the lab registry
+ * (plain HTTP on loopback). Install at /etc/containerd/certs.d/localhost/hosts.toml.
+ */
+export function registryHostsToml(registry: Registry | string): string {
+  const address = typeof registry === "string" ? registry : registry.address;
+  return [
+    `server = "http://${address}"`,
+    "",
+    `[host."http://${address}"]`,
+    '  capabilities = ["pull", "resolve"]',
+    "",
+  ].join("\n");
+}
+
+/** The lab's containerd TOML fragment (merge it over berth's config). */
+export function containerdLabToml(): string {
+  return readFileSync(join(LAB_DIR, "containerd-lab.toml"), "utf8");
+}
+
+/** The containerd.service drop-in the lab needs inside nspawn. */
+export function containerdLabDropIn(): string {
+  return readFileSync(join(LAB_DIR, "containerd-lab.dropin.conf"), "utf8");
+}
+
+/** Files (node path → spec) that prepare containerd inside a node: drop-in and registry mirror. */
+export function containerdLabFiles(registry?: Registry): Record<string, FileSpec> {
+  const files: Record<string, FileSpec> = {
+    "/etc/systemd/system/containerd.service.d/10-berth-lab.conf": containerdLabDropIn(),
+  };
+  if (registry) files["/etc/containerd/certs.d/localhost/hosts.toml"] = registryHostsToml(registry);
+  return files;
+}
+
+/** Leftovers of any lab run on this host: nspawn processes with our marker, mounts under our prefix. */
+export function labLeftovers(): { processes: number[]; mounts: string[]; cgroups: string[] } {
+  const processes: number[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0");
+      if (cmd[0]?.endsWith("systemd-nspawn") && cmd.some((a) => a.startsWith(MACHINE_PREFIX))) processes.push(Number(e));
+    } catch {}
+  }
+  const mounts: string[] = [];
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const mp = line.split(" ")[4];
+    if (mp?.startsWith(LAB_TMP_PREFIX)) mounts.push(mp);
+  }
+  const cgroups: string[] = [];
+  for (const base of nodeCgroupDirs("x").map((d) => dirname(d))) {
+    try {
+      for (const e of readdirSync(base)) if (e.startsWith(MACHINE_PREFIX)) cgroups.push(join(base, e));
+    } catch {}
+  }
+  return { processes, mounts, cgroups };
+}
+
