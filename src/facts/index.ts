@@ -10,6 +10,8 @@ import type { Ec2Client, ImdsClient, InstanceFacts, InstanceTypeFacts, NodeFacts
 import { lookupInstanceType } from "./instance-types.ts";
 import { hasNeuronDevices, hasNvidiaRuntime, onlineCpus } from "./sysfs.ts";
 import { containerdVersion, kubeletVersion, runCommand, type CommandRunner } from "./versions.ts";
+import { hasNvidiaGpu } from "./devices.ts";
+import { nodeMemory } from "./memory.ts";
 
 export type { Ec2Client, ImdsClient, NodeFacts } from "./types.ts";
 export { createImdsClient } from "./imds.ts";
@@ -127,8 +129,14 @@ export async function gatherFacts(spec: NodeConfigSpec, deps: GatherDeps): Promi
   const containerdP = containerdVersion(root, run);
   const nvidiaP = hasNvidiaRuntime(root);
   const neuronP = hasNeuronDevices(root);
+  const gpuP = hasNvidiaGpu(root);
+  const memoryP = nodeMemory(root);
 
-  const [identity, mac, localIpv4, ipv6, dns, itype, cpus, kubelet, containerd, nvidia, neuron] = await Promise.all([identityP, macP, localIpv4P, ipv6P, dnsP, typeP, cpusP, kubeletP, containerdP, nvidiaP, neuronP]);
+  const [identity, mac, localIpv4, ipv6, dns, itype, cpus, kubelet, containerd, nvidia, neuron, gpu, memory] = await Promise.all([identityP, macP, localIpv4P, ipv6P, dnsP, typeP, cpusP, kubeletP, containerdP, nvidiaP, neuronP, gpuP, memoryP]);
+  // Memory only gates FastImagePull; unknown memory keeps it off (as in nodeadm), worth a warning only when it was asked for.
+  if (!memory.ok && spec.featureGates?.FastImagePull === true) {
+    memory.errors.forEach((e) => warn({ ...e, hint: `${e.hint ?? ""}; FastImagePull stays off until the node's memory is known` }));
+  }
 
   const errors: BerthError[] = [];
   for (const r of [identity, mac, localIpv4, ipv6, dns, itype, cpus, kubelet, containerd]) if (!r.ok) errors.push(...r.errors);
@@ -156,6 +164,8 @@ export async function gatherFacts(spec: NodeConfigSpec, deps: GatherDeps): Promi
     containerdVersion: containerd.value,
     nvidiaRuntime: nvidia,
     neuronDevices: neuron,
+    nvidiaGpu: gpu,
+    memoryBytes: memory.ok ? memory.value.bytes : 0,
   });
 }
 
@@ -198,7 +208,8 @@ export function staticFacts(profile: unknown, source = "static facts"): Result<N
   }
   if (!(Number.isInteger(profile.cpus) && (profile.cpus as number) > 0)) bad("cpus", "a positive integer");
   for (const k of ["kubeletVersion", "containerdVersion"]) if (typeof profile[k] !== "string" || !/^\d+\.\d+/.test(profile[k] as string)) bad(k, "a version like 1.33.0 (no leading v)");
-  for (const k of ["nvidiaRuntime", "neuronDevices"]) if (typeof profile[k] !== "boolean") bad(k, "true or false");
+  for (const k of ["nvidiaRuntime", "neuronDevices", "nvidiaGpu"]) if (typeof profile[k] !== "boolean") bad(k, "true or false");
+  if (!(Number.isSafeInteger(profile.memoryBytes) && (profile.memoryBytes as number) >= 0)) bad("memoryBytes", "a whole number of bytes (0 when unknown)");
   if (errs.length) return fail(...errs);
   const p = profile as unknown as NodeFacts;
   // Copy field by field: unknown keys in a profile are dropped, output stays deterministic.
@@ -207,10 +218,10 @@ export function staticFacts(profile: unknown, source = "static facts"): Result<N
   const instanceType: InstanceTypeFacts = { origin: p.instanceType.origin };
   if (p.instanceType.defaultEnis !== undefined) instanceType.defaultEnis = p.instanceType.defaultEnis;
   if (p.instanceType.ipv4PerEni !== undefined) instanceType.ipv4PerEni = p.instanceType.ipv4PerEni;
-  return ok({ instance, instanceType, cpus: p.cpus, kubeletVersion: p.kubeletVersion, containerdVersion: p.containerdVersion, nvidiaRuntime: p.nvidiaRuntime, neuronDevices: p.neuronDevices });
+  return ok({ instance, instanceType, cpus: p.cpus, kubeletVersion: p.kubeletVersion, containerdVersion: p.containerdVersion, nvidiaRuntime: p.nvidiaRuntime, neuronDevices: p.neuronDevices, nvidiaGpu: p.nvidiaGpu, memoryBytes: p.memoryBytes });
 }
 
-/** The conformance node (m4.xlarge, 2 CPUs, kubelet 1.33.0, containerd 1.7.27): berth's demo runs on it without IMDS. */
+/** The conformance node (m4.xlarge, 2 CPUs, MemTotal 16106628 kB, no GPU, kubelet 1.33.0, containerd 1.7.27): berth's demo runs on it without IMDS. */
 export async function demoFacts(): Promise<NodeFacts> {
   const m = await import("../../data/demo-instance.json", { with: { type: "json" } });
   const r = staticFacts(m.default, "data/demo-instance.json");

@@ -38,6 +38,14 @@ export interface NodeFacts {
   nvidiaRuntime: boolean;
   /** Neuron devices are present (renders the neuron runtime). */
   neuronDevices: boolean;
+  /** An NVIDIA PCI device is attached (some `/sys/bus/pci/devices/<dev>/vendor` reads `0x10de`); kubelet >= 1.35 labels the node `nvidia.com/gpu.present=true`. */
+  nvidiaGpu: boolean;
+  /**
+   * The node's memory in bytes, as nodeadm measures it for FastImagePull:
+   * online sysfs memory blocks (`/sys/devices/system/memory`), else
+   * `/proc/meminfo` MemTotal, else (only when the root is the host) os.totalmem().
+   */
+  memoryBytes: number;
 }
 
 /** The smallest IMDS surface berth needs; one real implementation (IMDSv2 over HTTP). */

@@ -28,8 +28,23 @@
  *   not spelled out.
  * - A user config that mixes schemas (declares `version = 2` but uses v3
  *   plugin ids, or puts v2 CRI keys beside v3 ones) is an error.
- * - The SOCI snapshotter (feature FastImagePull) is not rendered: its gate
- *   needs the node's memory, which NodeFacts does not carry yet.
+ *
+ * FastImagePull (decided once, in fast-image-pull.ts, for this renderer and
+ * the kubelet's): when it applies, nodeadm
+ * - sets the CRI image snapshotter to `soci` with snapshot annotations on
+ *   (`snapshotter`, `disable_snapshot_annotations = false` under
+ *   `plugins."io.containerd.grpc.v1.cri".containerd` for 1.x, under
+ *   `plugins."io.containerd.cri.v1.images"` for 2.x),
+ * - registers `[proxy_plugins.soci]` (a snapshot proxy on the SOCI socket,
+ *   exporting its root `/var/lib/soci-snapshotter-grpc`),
+ * - writes `/etc/soci-snapshotter-grpc/config.toml` (parallel pull/unpack
+ *   settings, unpigz for gzip layers, the CRI keychain on containerd's socket),
+ * - and a `containerd.service` drop-in that Requires/After
+ *   `soci-snapshotter.service`, so containerd starts only once SOCI serves.
+ * berth renders all four as files. Not here (impure, run phase): nodeadm
+ * then imports `/etc/eks/pause.tar` into the soci snapshotter with `ctr`
+ * after containerd starts, since the cached pause image's layers live in
+ * the overlayfs snapshotter only.
  */
 
 import type { NodeConfigSpec } from "../api/types.ts";
@@ -39,12 +54,17 @@ import { fail, ok } from "../util/result.ts";
 import type { BerthError, Result } from "../util/result.ts";
 import { parseVersion, versionAtLeast } from "../util/version.ts";
 import { renderBaseRuntimeSpec } from "./base-runtime-spec.ts";
+import { fastImagePullEnabled } from "./fast-image-pull.ts";
 import { isTomlTable, mergeToml, parseToml, stringifyToml } from "./toml.ts";
 import type { TomlTable, TomlValue } from "./toml.ts";
 
 export const CONTAINERD_CONFIG_PATH = "/etc/containerd/config.toml";
 export const DEFAULT_SANDBOX_IMAGE = "localhost/kubernetes/pause:latest";
 export const CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
+export const SOCI_SOCKET = "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock";
+export const SOCI_ROOT = "/var/lib/soci-snapshotter-grpc";
+export const SOCI_CONFIG_PATH = "/etc/soci-snapshotter-grpc/config.toml";
+export const SOCI_CONTAINERD_DROPIN_PATH = "/etc/systemd/system/containerd.service.d/10-soci-snapshotter.conf";
 
 /** containerd's config schema version. */
 export type ContainerdSchema = 2 | 3;
@@ -128,8 +148,8 @@ function runtimeFor(facts: NodeFacts): RuntimeChoice {
     : { name: "runc", binary: "/usr/sbin/runc" };
 }
 
-/** berth's own config before the user's is merged in. */
-export function baseContainerdConfig(schema: ContainerdSchema, facts: NodeFacts): TomlTable {
+/** berth's own config before the user's is merged in; `soci` when FastImagePull applies. */
+export function baseContainerdConfig(schema: ContainerdSchema, facts: NodeFacts, soci = false): TomlTable {
   const rt = runtimeFor(facts);
   const enableCdi = versionAtLeast(facts.kubeletVersion, "1.32.0");
   const runtimes: TomlTable = {
@@ -147,22 +167,25 @@ export function baseContainerdConfig(schema: ContainerdSchema, facts: NodeFacts)
     state: "/run/containerd",
     grpc: { address: CONTAINERD_SOCKET },
   };
+  // The snapshotter keys sit where each schema keeps the image pull settings.
+  const snapshotter: TomlTable = soci ? { snapshotter: "soci", disable_snapshot_annotations: false } : {};
   if (schema === 2) {
     top.plugins = {
       [CRI_V2]: {
         sandbox_image: DEFAULT_SANDBOX_IMAGE,
         enable_cdi: enableCdi,
-        containerd: { default_runtime_name: rt.name, discard_unpacked_layers: true, runtimes },
+        containerd: { default_runtime_name: rt.name, discard_unpacked_layers: true, ...snapshotter, runtimes },
         registry,
         cni,
       },
     };
   } else {
     top.plugins = {
-      [CRI_IMAGES]: { discard_unpacked_layers: true, pinned_images: { sandbox: DEFAULT_SANDBOX_IMAGE }, registry },
+      [CRI_IMAGES]: { discard_unpacked_layers: true, ...snapshotter, pinned_images: { sandbox: DEFAULT_SANDBOX_IMAGE }, registry },
       [CRI_RUNTIME]: { enable_cdi: enableCdi, containerd: { default_runtime_name: rt.name, runtimes }, cni },
     };
   }
+  if (soci) top.proxy_plugins = { soci: { type: "snapshot", address: SOCI_SOCKET, exports: { root: SOCI_ROOT } } };
   return top;
 }
 
@@ -292,7 +315,7 @@ export function renderContainerdConfig(spec: NodeConfigSpec, facts: NodeFacts): 
   const schemaR = containerdSchemaFor(facts.containerdVersion);
   if (!schemaR.ok) return schemaR;
   const schema = schemaR.value;
-  let merged = baseContainerdConfig(schema, facts);
+  let merged = baseContainerdConfig(schema, facts, fastImagePullEnabled(spec, facts));
   const text = spec.containerd?.config;
   if (text !== undefined && text.trim() !== "") {
     const parsed = parseToml(text);
@@ -326,9 +349,49 @@ export function renderContainerdConfig(spec: NodeConfigSpec, facts: NodeFacts): 
   return ok({ path: CONTAINERD_CONFIG_PATH, content: stringifyToml(merged), mode: 0o644, component: "containerd" });
 }
 
-/** `/etc/containerd/config.toml` and `/etc/containerd/base-runtime-spec.json`. */
+/**
+ * The SOCI snapshotter's own config: pull and unpack layers in parallel
+ * (unbounded in total, 20 downloads / 12 unpacks per image, 16 MB chunks),
+ * decompress gzip with unpigz, drop unpacked layer blobs, and resolve
+ * registry credentials through the CRI keychain on containerd's socket.
+ */
+export function sociSnapshotterConfig(): TomlTable {
+  return {
+    debug: false,
+    content_store: { type: "containerd" },
+    cri_keychain: { enable_keychain: true, image_service_path: CONTAINERD_SOCKET },
+    pull_modes: {
+      parallel_pull_unpack: {
+        enable: true,
+        concurrent_download_chunk_size: "16mb",
+        discard_unpacked_layers: true,
+        max_concurrent_downloads: -1n,
+        max_concurrent_downloads_per_image: 20n,
+        max_concurrent_unpacks: -1n,
+        max_concurrent_unpacks_per_image: 12n,
+        decompress_streams: { gzip: { path: "/usr/bin/unpigz", args: ["-d", "-c"] } },
+      },
+    },
+  };
+}
+
+/** containerd waits for the SOCI snapshotter: it is a hard dependency once containerd's images go through it. */
+export const SOCI_CONTAINERD_DROPIN = "[Unit]\nRequires=soci-snapshotter.service\nAfter=soci-snapshotter.service\n";
+
+/**
+ * `/etc/containerd/config.toml` and `/etc/containerd/base-runtime-spec.json`;
+ * with FastImagePull also the SOCI snapshotter config and containerd's
+ * drop-in on soci-snapshotter.service, in that order.
+ */
 export function renderContainerd(spec: NodeConfigSpec, facts: NodeFacts): Result<PlannedFile[]> {
   const config = renderContainerdConfig(spec, facts);
   if (!config.ok) return config;
-  return ok([config.value, renderBaseRuntimeSpec(spec)]);
+  const files: PlannedFile[] = [config.value, renderBaseRuntimeSpec(spec)];
+  if (fastImagePullEnabled(spec, facts)) {
+    files.push(
+      { path: SOCI_CONFIG_PATH, content: stringifyToml(sociSnapshotterConfig()), mode: 0o644, component: "containerd" },
+      { path: SOCI_CONTAINERD_DROPIN_PATH, content: SOCI_CONTAINERD_DROPIN, mode: 0o644, component: "containerd" },
+    );
+  }
+  return ok(files);
 }

@@ -41,16 +41,24 @@ import {
 import { checkUserFlags, KUBELET_ARGS_VARIABLE, KUBELET_ENVIRONMENT_PATH, kubeletArgs, kubeletEnvironmentFile } from "./kubelet-env.ts";
 import { computeMaxPods, loadMaxPodsEvaluator, MAX_INT32, type MaxPodsEvaluator } from "./max-pods.ts";
 import { kubeReserved } from "./reserved.ts";
+import { fastImagePullEnabled } from "./fast-image-pull.ts";
 
 export const KUBELET_COMPONENT = "kubelet";
 
-/** Inputs that NodeFacts does not carry (yet); all optional. */
+/** Inputs beyond (spec, facts); all optional. */
 export interface RenderKubeletOptions {
   /** Needed only when `spec.kubelet.maxPodsExpression` is set; see loadMaxPodsEvaluator(). */
   maxPodsEvaluator?: MaxPodsEvaluator;
-  /** An NVIDIA PCI device is attached (sysfs vendor 0x10de); adds nvidia.com/gpu.present=true on kubelet >= 1.35. */
+  /**
+   * Override of `facts.nvidiaGpu` (an NVIDIA PCI device is attached; adds
+   * nvidia.com/gpu.present=true on kubelet >= 1.35). Leave unset: the facts decide.
+   */
   nvidiaGpuPresent?: boolean;
-  /** containerd uses the SOCI snapshotter (FastImagePull on >= 4 CPUs and >= 7 GiB), so images go through it. */
+  /**
+   * Override of fastImagePullEnabled(spec, facts) (containerd pulls through the
+   * SOCI snapshotter, so the kubelet's image service is SOCI's socket). Leave
+   * unset: overriding it makes the kubelet and containerd disagree.
+   */
   sociImageService?: boolean;
   /** Override of the provider binary (nodeadm: $ECR_CREDENTIAL_PROVIDER_BIN_PATH). */
   credentialProviderBinPath?: string;
@@ -143,7 +151,7 @@ export function renderKubelet(spec: NodeConfigSpec, facts: NodeFacts, opts: Rend
         facts,
         maxPods,
         kubeReserved: kubeReserved(facts.cpus, effective),
-        sociImageService: opts.sociImageService === true,
+        sociImageService: opts.sociImageService ?? fastImagePullEnabled(spec, facts),
       }),
       errors,
     );
@@ -175,7 +183,7 @@ export function renderKubelet(spec: NodeConfigSpec, facts: NodeFacts, opts: Rend
   }
   if (isOutpost(spec.cluster)) flags["bootstrap-kubeconfig"] = BOOTSTRAP_KUBECONFIG_PATH;
   if (dropIn) flags["config-dir"] = KUBELET_CONFIG_DIR;
-  if (opts.nvidiaGpuPresent === true && versionAtLeast(v, KUBELET_THRESHOLDS.nvidiaGpuLabel)) {
+  if ((opts.nvidiaGpuPresent ?? facts.nvidiaGpu) && versionAtLeast(v, KUBELET_THRESHOLDS.nvidiaGpuLabel)) {
     flags["node-labels"] = "nvidia.com/gpu.present=true";
   }
 

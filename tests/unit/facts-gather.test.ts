@@ -25,6 +25,7 @@ before(async () => {
   cleanup.push(() => rm(d, { recursive: true, force: true }));
   const files: Record<string, string> = {
     "sys/devices/system/cpu/online": "0-1\n",
+    "proc/meminfo": "MemTotal:       16106628 kB\nMemFree:        15000000 kB\n",
     "etc/eks/kubelet-version.txt": "v1.33.0\n",
     "etc/eks/containerd-version.txt": "1.7.27\n",
   };
@@ -73,6 +74,8 @@ test("the conformance node: every fact in the README table", async () => {
   assert.equal(f.containerdVersion, "1.7.27");
   assert.equal(f.nvidiaRuntime, false);
   assert.equal(f.neuronDevices, false);
+  assert.equal(f.nvidiaGpu, false);
+  assert.equal(f.memoryBytes, 16106628 * 1024);
   assert.deepEqual(warnings, []);
   // Only DescribeInstances: m4.xlarge comes from the table.
   assert.deepEqual(n.ec2S.calls.map((c) => c.action), ["DescribeInstances"]);

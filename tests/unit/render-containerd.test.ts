@@ -37,6 +37,8 @@ function facts(over: Partial<NodeFacts>): NodeFacts {
     containerdVersion: "1.7.27",
     nvidiaRuntime: false,
     neuronDevices: false,
+    nvidiaGpu: false,
+    memoryBytes: 16106628 * 1024,
     ...over,
   };
 }

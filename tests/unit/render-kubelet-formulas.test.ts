@@ -30,6 +30,8 @@ const facts = (over: Partial<NodeFacts> = {}): NodeFacts => ({
   containerdVersion: "1.7.27",
   nvidiaRuntime: false,
   neuronDevices: false,
+  nvidiaGpu: false,
+  memoryBytes: 16106628 * 1024,
   ...over,
 });
 const spec = (over: NodeConfigSpec = {}): NodeConfigSpec => ({

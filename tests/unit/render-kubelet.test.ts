@@ -58,6 +58,8 @@ function conformanceFacts(kubeletVersion: string, instanceType = "m4.xlarge"): N
     containerdVersion: "1.7.27",
     nvidiaRuntime: false,
     neuronDevices: false,
+    nvidiaGpu: false,
+    memoryBytes: 16106628 * 1024,
   };
 }
 
