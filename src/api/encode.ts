@@ -21,19 +21,11 @@ import {
   type MergedConfig,
   type NodeConfigSpec,
 } from "./types.ts";
+import { sortKeys } from "../util/json.ts";
 
-/** Recursively sort object keys (Go marshals maps sorted). */
+/** Recursively sort object keys (Go marshals maps sorted); `__proto__` keys stay data. */
 export function sortJson(v: JsonValue): JsonValue {
-  if (Array.isArray(v)) return v.map(sortJson);
-  if (v !== null && typeof v === "object") {
-    const out: JsonObject = {};
-    for (const k of Object.keys(v).sort()) {
-      // A `__proto__` key from user input must stay data, not become the prototype.
-      Object.defineProperty(out, k, { value: sortJson(v[k]!), enumerable: true, writable: true, configurable: true });
-    }
-    return out;
-  }
-  return v;
+  return sortKeys(v);
 }
 
 const nonEmptyList = <T>(v: T[] | undefined): v is T[] => v !== undefined && v.length > 0;

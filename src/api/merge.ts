@@ -20,7 +20,6 @@
  * new names are appended in order. So a drop-in can add or override one task
  * without restating the list.
  */
-import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import type {
   AgentSettings,
   BerthSpec,
@@ -38,72 +37,19 @@ import type {
   RunSettings,
   Task,
 } from "./types.ts";
+import { canonicalTomlText, mergeTomlText } from "../render/toml.ts";
+import { deepMerge, hasOwn, setOwn, type PlainObject } from "../util/json.ts";
 
-type Plain = Record<string, unknown>;
+/**
+ * `containerd.config` TOML texts: deep-merged, canonical (sorted keys,
+ * smol-toml's layout). Implemented once in render/toml.ts; exported here under
+ * the names the API has always had.
+ */
+export { canonicalTomlText as canonicalToml, mergeTomlText as mergeToml };
 
-function isPlainObject(v: unknown): v is Plain {
-  if (v === null || typeof v !== "object" || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-
-/** `o[k] = v`, except that a `__proto__` key from user input stays an own data property. */
-function setKey(o: Plain, k: string, v: unknown): void {
-  if (k === "__proto__") Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
-  else o[k] = v;
-}
-
-/** Deep merge of plain objects; `b` wins; arrays and non-plain values replace. Inputs are not mutated. */
-function deepMerge(a: Plain, b: Plain): Plain {
-  const out: Plain = { ...a };
-  for (const [k, bv] of Object.entries(b)) {
-    if (bv === undefined) continue;
-    const av = Object.prototype.hasOwnProperty.call(out, k) ? out[k] : undefined;
-    setKey(out, k, isPlainObject(av) && isPlainObject(bv) ? deepMerge(av, bv) : bv);
-  }
-  return out;
-}
-
-/** JSON deep merge: objects merge recursively, everything else (arrays included) is replaced by `b`. */
+/** JSON deep merge: objects merge recursively, everything else (arrays and null included) is replaced by `b`. */
 export function mergeJson(a: JsonObject, b: JsonObject): JsonObject {
-  return deepMerge(a, b) as JsonObject;
-}
-
-/**
- * Keys sorted at every level: nodeadm's TOML encoder (go-toml v2 marshalling a
- * map) sorts keys, and a fixed order keeps merging associative.
- */
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (!isPlainObject(v)) return v;
-  const out: Plain = {};
-  for (const k of Object.keys(v).sort()) setKey(out, k, sortKeys(v[k]));
-  return out;
-}
-
-function stringifySorted(tree: Plain): string {
-  return stringifyToml(sortKeys(tree) as Plain);
-}
-
-/** Parse and re-serialise TOML with sorted keys, so equal trees give equal bytes. Unparseable text is returned as is. */
-export function canonicalToml(text: string): string {
-  try {
-    return stringifySorted(parseToml(text));
-  } catch {
-    return text;
-  }
-}
-
-/**
- * TOML deep merge of two documents, canonical output. If either side does not
- * parse (decode rejects that, so only for hand-built input) the later text wins.
- */
-export function mergeToml(a: string, b: string): string {
-  try {
-    return stringifySorted(deepMerge(parseToml(a) as Plain, parseToml(b) as Plain));
-  } catch {
-    return b;
-  }
+  return deepMerge(a, b);
 }
 
 // Later non-empty scalar wins. Strings: "" never overrides; other scalars override when defined.
@@ -118,7 +64,7 @@ function list<T>(a: T[] | undefined, b: T[] | undefined): T[] | undefined {
 
 /** Assign only defined values, so merged objects carry no `undefined` keys. */
 function compact<T extends object>(o: T): T {
-  const out: Plain = {};
+  const out: PlainObject = {};
   for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
   return out as T;
 }
@@ -145,8 +91,8 @@ function mergeKubelet(a: KubeletOptions = {}, b: KubeletOptions = {}): KubeletOp
 
 function mergeContainerd(a: ContainerdOptions = {}, b: ContainerdOptions = {}): ContainerdOptions {
   let config: string | undefined;
-  if (a.config && b.config) config = mergeToml(a.config, b.config);
-  else if (a.config || b.config) config = canonicalToml((a.config || b.config)!);
+  if (a.config && b.config) config = mergeTomlText(a.config, b.config);
+  else if (a.config || b.config) config = canonicalTomlText((a.config || b.config)!);
   else config = pick(a.config, b.config);
   return compact({ config, baseRuntimeSpec: mergeObj(a.baseRuntimeSpec, b.baseRuntimeSpec) });
 }
@@ -156,8 +102,8 @@ function mergeEnvironment(a: EnvironmentOptions | undefined, b: EnvironmentOptio
   const out: EnvironmentOptions = {};
   for (const src of [a ?? {}, b ?? {}])
     for (const [svc, vars] of Object.entries(src)) {
-      const prev = Object.prototype.hasOwnProperty.call(out, svc) ? out[svc] : undefined;
-      setKey(out, svc, { ...(prev ?? {}), ...vars });
+      const prev = hasOwn(out, svc) ? out[svc] : undefined;
+      setOwn(out, svc, { ...(prev ?? {}), ...vars });
     }
   return out;
 }

@@ -15,6 +15,7 @@
 
 import type { JsonObject, JsonValue, NodeConfigSpec } from "../api/types.ts";
 import type { PlannedFile } from "../plan/types.ts";
+import { compareKeys, deepMerge } from "../util/json.ts";
 
 export const BASE_RUNTIME_SPEC_PATH = "/etc/containerd/base-runtime-spec.json";
 
@@ -79,24 +80,9 @@ export function defaultBaseRuntimeSpec(): JsonObject {
   };
 }
 
-function isObject(v: JsonValue | undefined): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /** Objects merge recursively; arrays and scalars from `over` replace; `null` in `over` deletes the key. */
 export function mergeJson(base: JsonObject, over: JsonObject): JsonObject {
-  const out: JsonObject = {};
-  for (const k of Object.keys(base)) out[k] = base[k] as JsonValue;
-  for (const k of Object.keys(over)) {
-    const o = over[k] as JsonValue;
-    if (o === null) {
-      delete out[k];
-      continue;
-    }
-    const b = out[k];
-    out[k] = isObject(b) && isObject(o) ? mergeJson(b, o) : o;
-  }
-  return out;
+  return deepMerge(base, over, { nullDeletes: true });
 }
 
 function goJsonString(s: string): string {
@@ -134,7 +120,7 @@ export function goJsonIndent(v: JsonValue, indent: string, level = 0): string {
     if (v.length === 0) return "[]";
     return `[\n${v.map((e) => pad + goJsonIndent(e, indent, level + 1)).join(",\n")}\n${end}]`;
   }
-  const keys = Object.keys(v).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const keys = Object.keys(v).sort(compareKeys);
   if (keys.length === 0) return "{}";
   return `{\n${keys.map((k) => `${pad}${goJsonString(k)}: ${goJsonIndent(v[k] as JsonValue, indent, level + 1)}`).join(",\n")}\n${end}}`;
 }

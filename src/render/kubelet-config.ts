@@ -10,6 +10,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import type { JsonObject, JsonValue, NodeConfigSpec } from "../api/types.ts";
 import type { NodeFacts } from "../facts/types.ts";
+import { canonicalJson, deepMerge as mergeObjects } from "../util/json.ts";
 import { fail, ok, type Result } from "../util/result.ts";
 import { versionAtLeast } from "../util/version.ts";
 
@@ -177,23 +178,17 @@ export function generatedKubeletConfig(input: GeneratedKubeletConfigInput): Resu
   return ok(cfg);
 }
 
-function isObject(v: JsonValue | undefined): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /**
  * Deep merge, `over` wins: objects merge key by key, everything else
  * (arrays included) replaces. This is the NodeConfig merge rule; unlike
  * nodeadm's mergo call, an explicit empty value ("" or 0) in `over` does
  * replace, so `kubeReservedCgroup: ""` means the same merged as in a drop-in.
+ * Values taken from `over` (the user's config) are cloned, so the merged
+ * config shares no object with the spec: whoever edits the result cannot
+ * reach into the user's config.
  */
 export function deepMerge(base: JsonObject, over: JsonObject): JsonObject {
-  const out: JsonObject = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
-    out[k] = isObject(b) && isObject(v) ? deepMerge(b, v) : structuredClone(v);
-  }
-  return out;
+  return mergeObjects(base, over, { cloneOver: true });
 }
 
 /** The drop-in: the user's config with `kind`/`apiVersion` filled in when absent. */
@@ -212,15 +207,5 @@ export function supportsConfigDropIn(kubeletVersion: string): boolean {
  * like nodeadm, no trailing newline (nodeadm writes none either).
  */
 export function stableJson(value: JsonValue, indent = 4): string {
-  return JSON.stringify(sortKeys(value, true), null, indent);
-}
-
-function sortKeys(value: JsonValue, top: boolean): JsonValue {
-  if (Array.isArray(value)) return value.map((v) => sortKeys(v, false));
-  if (!isObject(value)) return value;
-  const keys = Object.keys(value).sort();
-  const first = top ? ["kind", "apiVersion"].filter((k) => k in value) : [];
-  const out: JsonObject = {};
-  for (const k of [...first, ...keys.filter((k) => !first.includes(k))]) out[k] = sortKeys(value[k] as JsonValue, false);
-  return out;
+  return canonicalJson(value, indent, { first: ["kind", "apiVersion"] });
 }

@@ -12,10 +12,17 @@
  * equality with nodeadm (a bonus over the semantic bar) and full control over
  * determinism. Integers are parsed as bigint so `1` and `1.0` stay distinct
  * on a round trip (containerd decodes some keys as floats, some as ints).
+ *
+ * The config merge (api/merge.ts) also keeps `containerd.config` as TOML
+ * text; its canonical form is a different one on purpose: `canonicalTomlText`
+ * and `mergeTomlText` below (smol-toml's own parse and stringify, keys
+ * sorted), the form berth's config cache and `config dump` carry. Both forms
+ * merge trees with the one `mergeToml`.
  */
 
-import { parse, TomlDate, TomlError } from "smol-toml";
+import { parse, stringify, TomlDate, TomlError } from "smol-toml";
 import type { TomlTable, TomlValue } from "smol-toml";
+import { compareKeys, deepMerge, isPlainObject, sortKeys } from "../util/json.ts";
 
 export type { TomlTable, TomlValue };
 
@@ -49,11 +56,9 @@ export function parseToml(text: string): TomlParseResult {
   }
 }
 
+/** A table (plain or null-prototype object); dates (TomlDate) and any other class instance are values. */
 export function isTomlTable(v: TomlValue | undefined): v is TomlTable {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
-  // Dates (TomlDate) and any other class instance are values, not tables.
-  const proto = Object.getPrototypeOf(v) as unknown;
-  return proto === Object.prototype || proto === null;
+  return isPlainObject(v);
 }
 
 /**
@@ -61,14 +66,29 @@ export function isTomlTable(v: TomlValue | undefined): v is TomlTable {
  * of tables) from `over` replaces what `base` had. Neither input is mutated.
  */
 export function mergeToml(base: TomlTable, over: TomlTable): TomlTable {
-  const out: TomlTable = {};
-  for (const k of Object.keys(base)) out[k] = base[k] as TomlValue;
-  for (const k of Object.keys(over)) {
-    const b = out[k];
-    const o = over[k] as TomlValue;
-    out[k] = isTomlTable(b) && isTomlTable(o) ? mergeToml(b, o) : o;
+  return deepMerge(base, over);
+}
+
+/**
+ * Parse and re-serialise with smol-toml, keys sorted at every level (go-toml
+ * sorts map keys; a fixed order keeps merging associative), so equal trees
+ * give equal bytes. Unparseable text is returned as is.
+ */
+export function canonicalTomlText(text: string): string {
+  try {
+    return stringify(sortKeys(parse(text)));
+  } catch {
+    return text;
   }
-  return out;
+}
+
+/** `mergeToml` of two TOML texts, in `canonicalTomlText`'s form. If either side does not parse, `b` wins. */
+export function mergeTomlText(a: string, b: string): string {
+  try {
+    return stringify(sortKeys(mergeToml(parse(a), parse(b))));
+  } catch {
+    return b;
+  }
 }
 
 const BARE_KEY = /^[A-Za-z0-9_-]+$/;
@@ -128,11 +148,6 @@ function formatInline(v: TomlValue): string {
   }
   // Temporal objects (never produced with our parse options) print as their TOML text.
   return String(v);
-}
-
-/** go-toml sorts map keys bytewise; for the ASCII keys of containerd configs code-unit order is the same. */
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function isArrayOfTables(v: TomlValue | undefined): v is TomlTable[] {

@@ -29,6 +29,7 @@ import {
   type JsonValue,
   type MergedConfig,
 } from "../api/types.ts";
+import { canonicalJson, sortKeys } from "../util/json.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import {
   defaultDecode,
@@ -56,23 +57,8 @@ export interface ResolvedConfig {
   warnings: BerthError[];
 }
 
-/** Stable JSON: keys sorted at every level, undefined dropped, 2-space indent. */
-export function canonicalJson(value: unknown, indent = 0): string {
-  return JSON.stringify(sortKeys(value), null, indent);
-}
-
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (v !== null && typeof v === "object") {
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v).sort()) {
-      const x = (v as Record<string, unknown>)[k];
-      if (x !== undefined) out[k] = sortKeys(x);
-    }
-    return out;
-  }
-  return v;
-}
+/** Stable JSON: keys sorted at every level, undefined dropped (shared with the renderers; kept exported here for callers). */
+export { canonicalJson };
 
 function isEmptyObject(v: object): boolean {
   return Object.values(v).every((x) => x === undefined);
