@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { HostRoot } from "../../src/host/root.ts";
 import { resolveConfig, writeCache, readCache, canonicalJson, type CacheDeps } from "../../src/sources/cache.ts";
-import { MemoryImds, fakeApi } from "../../src/sources/testing.ts";
+import { MemoryImds, fakeApi } from "../fakes/sources.ts";
 
 const CASES = "/work/shared/conformance/nodeadm-e2e";
 const aemm = JSON.parse(readFileSync(`${CASES}/infra/aemm-default-config.json`, "utf8")) as { userdata: { values: { userdata: string } } };

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { HostRoot } from "../../src/host/root.ts";
 import { readFileSource, compareNames } from "../../src/sources/files.ts";
 import { readSources, loadConfig } from "../../src/sources/index.ts";
-import { MemoryImds, fakeDecode, fakeMerge } from "../../src/sources/testing.ts";
+import { MemoryImds, fakeDecode, fakeMerge } from "../fakes/sources.ts";
 
 let dir: string;
 before(async () => {

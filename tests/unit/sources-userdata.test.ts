@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { decodeUserData, maybeBase64, type SourceText } from "../../src/sources/userdata.ts";
 import { readSources } from "../../src/sources/index.ts";
 import { HostRoot } from "../../src/host/root.ts";
-import { MemoryImds, fakeDecode, fakeMerge } from "../../src/sources/testing.ts";
+import { MemoryImds, fakeDecode, fakeMerge } from "../fakes/sources.ts";
 
 const CASE = "/work/shared/conformance/nodeadm-e2e/cases/mime-userdata-merge/config.yaml";
 const mimeText = readFileSync(CASE, "utf8");

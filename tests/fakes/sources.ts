@@ -2,12 +2,13 @@
  * Small stand-ins for tests of src/sources: an in-memory IMDS and minimal
  * decode/merge/validate/encode functions with the src/api signatures. They
  * are deliberately simple (not the real schema) so source tests do not
- * depend on src/api; production code never imports this module.
+ * depend on src/api.
  */
 import { parseAllDocuments } from "yaml";
-import type { ImdsClient } from "../facts/types.ts";
-import type { ConfigDocument, JsonObject, JsonValue, MergedConfig, NodeConfigSpec } from "../api/types.ts";
-import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import type { ImdsClient } from "../../src/facts/types.ts";
+import type { ConfigDocument, JsonObject, JsonValue, MergedConfig, NodeConfigSpec } from "../../src/api/types.ts";
+import { fail, ok, type BerthError, type Result } from "../../src/util/result.ts";
+import { deepMerge } from "../../src/util/json.ts";
 
 export class MemoryImds implements ImdsClient {
   constructor(public readonly data: Map<string, Uint8Array> = new Map(), public readonly failWith?: Error) {}
@@ -42,15 +43,6 @@ export function fakeDecode(text: string, source: string): Result<ConfigDocument[
     else errors.push({ code: "config.kind", message: `unknown document ${String(o.apiVersion)}/${String(o.kind)}`, where: { source, line: 1, column: 1 } });
   }
   return errors.length ? fail(...errors) : ok(out);
-}
-
-function deepMerge(a: unknown, b: unknown): unknown {
-  if (a && b && typeof a === "object" && typeof b === "object" && !Array.isArray(a) && !Array.isArray(b)) {
-    const out: Record<string, unknown> = { ...(a as Record<string, unknown>) };
-    for (const [k, v] of Object.entries(b)) out[k] = k in out ? deepMerge(out[k], v) : v;
-    return out;
-  }
-  return b;
 }
 
 export function fakeMerge(docs: ConfigDocument[]): MergedConfig {
