@@ -1,2 +1,82 @@
-// Placeholder; the CLI lands with the config phase.
-process.stdout.write("berth\n");
+/**
+ * berth's entry point. Deliberately tiny: it only picks the command and
+ * lazy-imports that command's module, so `--help`, `--version` and the config
+ * phase never load code (AWS clients, CEL, gRPC, D-Bus) they do not need.
+ * Startup time is a requirement (bench/config-phase.ts).
+ */
+import { VERSION } from "./version.ts";
+
+const TOP_HELP = `berth ${VERSION} — turns a machine into a Kubernetes worker node (nodeadm-compatible NodeConfig)
+
+Usage:
+  berth init [-c|--config-source URL]... [-s|--skip config|run]... [--config-cache PATH] [--root DIR] [--dry-run]
+  berth config check [-c URL]...
+  berth config dump [-c URL]... [--config-cache PATH] [-o FILE]
+  berth demo [--root DIR] [--dry-run]
+  berth agent [options]
+  berth status [--json]
+  berth --version | --help
+
+Commands:
+  init          bootstrap this node: config phase (write kubelet/containerd/systemd files), then run phase
+  config check  decode, merge and validate the configuration; writes nothing
+  config dump   print the merged NodeConfig
+  demo          config phase of the example NodeConfig into a scratch root, against an embedded instance profile
+  agent         the long-running health agent: probe and repair containerd and kubelet
+  status        the node's state: phases done, component health, last repairs
+
+Config sources (repeatable, later wins): imds://user-data (default), file:///path/to/file.yaml, file:///dir/
+Run 'berth COMMAND --help' for a command's options.
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+      process.stderr.write(TOP_HELP);
+      return 2;
+    case "-h":
+    case "--help":
+    case "help":
+      process.stdout.write(TOP_HELP);
+      return 0;
+    case "-V":
+    case "--version":
+    case "version":
+      process.stdout.write(`berth ${VERSION}\n`);
+      return 0;
+    case "init":
+      return (await import("./init.ts")).initCommand(rest);
+    case "config": {
+      const [sub, ...subRest] = rest;
+      if (sub === "check") return (await import("./config.ts")).checkCommand(subRest);
+      if (sub === "dump") return (await import("./config.ts")).dumpCommand(subRest);
+      if (sub === "-h" || sub === "--help") {
+        process.stdout.write((await import("./config.ts")).CONFIG_HELP);
+        return 0;
+      }
+      process.stderr.write(`error: ${sub === undefined ? "missing" : `unknown`} config subcommand${sub ? ` '${sub}'` : ""}\n  hint: use 'berth config check' or 'berth config dump'\n`);
+      return 2;
+    }
+    case "demo":
+      return (await import("./demo.ts")).demoCommand(rest);
+    case "agent":
+      return (await import("./agent.ts")).agentCommand(rest);
+    case "status":
+      return (await import("./status.ts")).statusCommand(rest);
+    default:
+      process.stderr.write(`error: unknown command '${cmd}'\n  hint: run 'berth --help' for the list of commands\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    // Only a bug in berth gets here; user errors are Results printed by the commands.
+    process.stderr.write(`berth: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n  hint: this is a bug in berth; please report it with the command you ran\n`);
+    process.exitCode = 1;
+  },
+);

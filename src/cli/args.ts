@@ -1,0 +1,41 @@
+/**
+ * Argument parsing shared by the commands, on node:util parseArgs. A usage
+ * error is a value (exit status 2), never an exception with a stack trace.
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { formatError, type BerthError } from "../util/result.ts";
+
+export const EXIT_OK = 0;
+export const EXIT_FAIL = 1;
+export const EXIT_USAGE = 2;
+
+export type Options = NonNullable<ParseArgsConfig["options"]>;
+
+export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>>;
+
+/** Parse, or print the usage error with the command's help hint and return undefined. */
+export function parse<O extends Options>(args: string[], options: O, command: string): Parsed<O> | undefined {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    usageError(msg.replace(/\. To specify a positional argument.*$/s, ""), command);
+    return undefined;
+  }
+}
+
+export function usageError(message: string, command: string): number {
+  process.stderr.write(`error: ${message}\n  hint: run 'berth ${command} --help' for usage\n`);
+  return EXIT_USAGE;
+}
+
+/** Print every error the way berth prints errors; returns the failure exit status. */
+export function printErrors(errors: BerthError[]): number {
+  for (const e of errors) process.stderr.write(formatError(e) + "\n");
+  return EXIT_FAIL;
+}
+
+/** nodeadm's default when no -c is given. */
+export const DEFAULT_CONFIG_SOURCE = "imds://user-data";
+
+export const CONFIG_SOURCE_OPTION = { "config-source": { type: "string", short: "c", multiple: true } } as const;

@@ -1,0 +1,118 @@
+/** `berth init`: the config phase, then the run phase (nodeadm's words and flags). */
+import { parseArgs } from "node:util";
+import { HostRoot } from "../host/root.ts";
+import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parse, printErrors, usageError } from "./args.ts";
+import { printApplyReport } from "./output.ts";
+
+export const INIT_HELP = `Usage: berth init [options]
+
+Bootstrap this node: the config phase writes kubelet, containerd and systemd
+files from the NodeConfig and the node's facts; the run phase starts
+containerd and kubelet.
+
+Options:
+  -c, --config-source URL  config source, repeatable, later wins
+                           (imds://user-data [default], file:///path.yaml, file:///dir/)
+  -s, --skip PHASE         skip a phase: config | run (repeatable)
+      --config-cache PATH  cache the resolved config at PATH; reused when the
+                           spec is unchanged, used when no source yields a config
+      --root DIR           treat DIR as the node's / for every path read or written
+      --dry-run            print a unified diff of what would change; write nothing
+  -h, --help               this help
+`;
+
+const OPTIONS = {
+  ...CONFIG_SOURCE_OPTION,
+  skip: { type: "string", short: "s", multiple: true },
+  "config-cache": { type: "string" },
+  root: { type: "string" },
+  "dry-run": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const PHASES = new Set(["config", "run"]);
+
+/**
+ * Whether these `init` arguments go on to the run phase (no `--skip run`, no
+ * `--dry-run`, no `--help`). The startup snapshot (src/cli/snapshot.ts) holds
+ * the config phase only and hands such invocations to the full bundle.
+ * Unparsable arguments answer false: the caller reports the usage error itself.
+ */
+export function initWantsRunPhase(args: string[]): boolean {
+  let v;
+  try {
+    v = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true }).values;
+  } catch {
+    return false;
+  }
+  if (v.help || v["dry-run"]) return false;
+  return !(v.skip ?? []).some((s) => s.split(",").includes("run"));
+}
+
+export async function initCommand(args: string[]): Promise<number> {
+  const p = parse(args, OPTIONS, "init");
+  if (!p) return 2;
+  const v = p.values;
+  if (v.help) {
+    process.stdout.write(INIT_HELP);
+    return EXIT_OK;
+  }
+  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "init");
+  const skip = new Set<string>();
+  for (const s of v.skip ?? []) {
+    for (const phase of s.split(",")) {
+      if (!PHASES.has(phase)) return usageError(`unknown phase '${phase}' for --skip (expected config or run)`, "init");
+      skip.add(phase);
+    }
+  }
+  if (v["config-cache"] !== undefined && !v["config-cache"].startsWith("/")) {
+    return usageError(`--config-cache must be an absolute path on the node (like /run/eks/nodeadm/config.json), not '${v["config-cache"]}'`, "init");
+  }
+  const root = new HostRoot(v.root ?? "/");
+  const sources = v["config-source"]?.length ? v["config-source"] : [DEFAULT_CONFIG_SOURCE];
+  const dryRun = v["dry-run"] ?? false;
+
+  // nodeadm refuses to run as a normal user; so does berth when it would write the real /.
+  if (root.isHost && !dryRun && typeof process.getuid === "function" && process.getuid() !== 0) {
+    return printErrors([
+      {
+        code: "cli.not-root",
+        message: "berth init writes system files under / and manages systemd units, so it must run as root",
+        hint: "run it as root (sudo), or use --root DIR to write into a scratch root, or --dry-run to see what would change",
+      },
+    ]);
+  }
+
+  // A dry run changes nothing, so there is nothing for the run phase to start.
+  const wantRun = !skip.has("run") && !dryRun;
+
+  const { runConfigPhase } = await import("../phases/config.ts");
+  const r = await runConfigPhase({
+    sources,
+    root,
+    dryRun,
+    skipConfig: skip.has("config"),
+    ...(v["config-cache"] !== undefined ? { cachePath: v["config-cache"] } : {}),
+    env: process.env,
+    berthPath: process.env.BERTH_PATH ?? "/usr/bin/berth",
+    log: (l) => process.stderr.write(l + "\n"),
+  });
+  if (!r.ok) return printErrors(r.errors);
+  if (r.value.skipped) process.stderr.write("config phase skipped (--skip config)\n");
+  else if (r.value.apply) printApplyReport(r.value.apply, root, dryRun);
+  if (r.value.cacheWritten) process.stderr.write(`config cached at ${root.path(v["config-cache"]!)}\n`);
+
+  if (wantRun) {
+    const { runPhase } = await import("../phases/run.ts");
+    const rr = await runPhase({
+      root,
+      config: r.value.config,
+      ...(r.value.facts ? { facts: r.value.facts } : {}),
+      ...(r.value.apply ? { applied: { written: [...r.value.apply.written, ...r.value.apply.removed], unitsChanged: r.value.apply.unitsChanged } } : {}),
+      env: process.env,
+    });
+    if (!rr.ok) return printErrors(rr.errors);
+  } else if (dryRun && !skip.has("run")) process.stderr.write("dry run: run phase not started\n");
+  return EXIT_OK;
+}
+

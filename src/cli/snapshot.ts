@@ -1,0 +1,103 @@
+/**
+ * Entry of berth's startup snapshot (dist/snapshot/berth.blob), the fast path
+ * of the config-phase commands: `demo`, `config check|dump` and `init`
+ * without the run phase.
+ *
+ * Why: on Node 20, loading and first-running the config phase's modules (zod
+ * schemas, YAML, renderers) costs 3-4x a bare `node -e 0` however the bundle
+ * is cut (bench/config-phase.ts). A V8 startup snapshot taken after those
+ * modules are evaluated, and after one warm-up dry run, starts with all of
+ * that already in the heap. Built by scripts/build.mjs with
+ * `node --snapshot-blob ... --build-snapshot` (an esbuild CommonJS bundle of
+ * this file); bin/berth uses it when it exists and matches the running node.
+ *
+ * Everything else (agent, status, the run phase with its gRPC/D-Bus clients,
+ * --help/--version) runs from the ordinary bundle, dist/berth.mjs: a snapshot
+ * cannot import ES modules, so those invocations are handed over to it.
+ */
+import * as v8 from "node:v8";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { tmpdir } from "node:os";
+import { initCommand, initWantsRunPhase } from "./init.ts";
+import { checkCommand, dumpCommand } from "./config.ts";
+import { demoCommand } from "./demo.ts";
+// Evaluated at build time so the snapshot holds them (the commands import them lazily).
+import { runConfigPhase } from "../phases/config.ts";
+import { demoFacts } from "../facts/index.ts";
+import { HostRoot } from "../host/root.ts";
+import "../sources/cache.ts";
+import "../api/decode.ts";
+import "../api/merge.ts";
+import "../api/validate.ts";
+import "../api/encode.ts";
+import "../plan/diff.ts";
+
+/**
+ * dist/berth.mjs. __dirname is baked in when the snapshot is built, so prefer
+ * BERTH_HOME (the repository, exported by bin/berth) in case it moved since.
+ */
+const esmEntry = (): string => path.join(process.env.BERTH_HOME ? path.join(process.env.BERTH_HOME, "dist") : path.join(__dirname, ".."), "berth.mjs");
+const EXAMPLE = path.join(__dirname, "..", "..", "data", "example-nodeconfig.yaml");
+
+/** Run the invocation with the full bundle, as a child that inherits stdio; mirror its exit. */
+function handOver(args: string[]): never {
+  const entry = esmEntry();
+  const r = spawnSync(process.execPath, [entry, ...args], { stdio: "inherit" });
+  if (r.error) {
+    process.stderr.write(`error: could not start ${entry}: ${r.error.message}\n  hint: rebuild with 'node scripts/build.mjs'\n`);
+    process.exit(1);
+  }
+  if (r.signal) process.kill(process.pid, r.signal);
+  process.exit(r.status ?? 1);
+}
+
+async function snapshotMain(args: string[]): Promise<number> {
+  const [cmd, ...rest] = args;
+  if (cmd === "demo") return demoCommand(rest);
+  if (cmd === "config" && rest[0] === "check") return checkCommand(rest.slice(1));
+  if (cmd === "config" && rest[0] === "dump") return dumpCommand(rest.slice(1));
+  if (cmd === "init" && !initWantsRunPhase(rest)) return initCommand(rest);
+  return handOver(args);
+}
+
+/**
+ * Build-time warm-up: one dry-run config phase of the example (demo facts, a
+ * root that does not exist, nothing written) so the functions on the hot
+ * path are compiled and zod has generated its parsers before the snapshot.
+ */
+async function warmUp(): Promise<void> {
+  const facts = await demoFacts();
+  const noImds = () => Promise.reject(new Error("no IMDS at build time"));
+  const r = await runConfigPhase({
+    // Relative file:// sources are read as they are; absolute ones would be re-rooted.
+    sources: [`file://${path.relative(process.cwd(), EXAMPLE)}`],
+    root: new HostRoot(path.join(tmpdir(), "berth-snapshot-warmup-does-not-exist")),
+    dryRun: true,
+    facts,
+    imds: { get: noImds, getBytes: noImds },
+  });
+  if (!r.ok) throw new Error(`snapshot warm-up failed: ${r.errors.map((e) => e.message).join("; ")}`);
+}
+
+if (process.env.BERTH_SNAPSHOT_WARMUP !== "0") {
+  warmUp().catch((e: unknown) => {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  });
+}
+
+v8.startupSnapshot.setDeserializeMainFunction(() => {
+  // Running from a snapshot, argv is [node, ...user arguments].
+  snapshotMain(process.argv.slice(1)).then(
+    (code) => {
+      // Exit now rather than let node tear down the deserialized heap politely (~10-20 ms);
+      // stdout and stderr are synchronous on Linux for files, pipes and terminals.
+      process.exit(code);
+    },
+    (e: unknown) => {
+      process.stderr.write(`berth: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n  hint: this is a bug in berth; please report it with the command you ran\n`);
+      process.exitCode = 1;
+    },
+  );
+});

@@ -1,0 +1,249 @@
+/**
+ * The CLI as users run it: the bundle (dist/berth.mjs) as a child process.
+ * Exit statuses (0 ok, 1 failure, 2 usage), help and version, errors printed
+ * with formatError and never a stack trace, and nothing written on failure.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, mkdir, readdir, rm, writeFile, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BUNDLE = path.join(REPO, "dist/berth.mjs");
+const dirs: string[] = [];
+
+before(() => {
+  if (!existsSync(BUNDLE)) execFileSync(process.execPath, [path.join(REPO, "scripts/build.mjs")], { cwd: REPO, stdio: "inherit" });
+});
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function scratch(): Promise<string> {
+  const d = await mkdtemp(path.join(tmpdir(), "berth-cli-"));
+  dirs.push(d);
+  return d;
+}
+
+function berth(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BUNDLE, ...args], {
+      cwd: opts.cwd ?? REPO,
+      // IMDS disabled and unreachable: a test that reaches for it fails fast instead of hanging.
+      env: { PATH: process.env.PATH, HOME: tmpdir(), AWS_EC2_METADATA_DISABLED: "true", AWS_EC2_METADATA_SERVICE_ENDPOINT: "http://127.0.0.1:9", ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) out.push(path.relative(dir, path.join(e.parentPath, e.name)));
+  return out.sort();
+}
+
+const NO_STACK = /^\s+at .+:\d+:\d+\)?$/m;
+
+const GOOD = `apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  cluster:
+    name: my-cluster
+    apiServerEndpoint: https://example.com
+    certificateAuthority: Y2VydGlmaWNhdGVBdXRob3JpdHk=
+    cidr: 10.100.0.0/16
+`;
+
+test("--version matches package.json", async () => {
+  const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { version: string };
+  const r = await berth(["--version"]);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, `berth ${pkg.version}\n`);
+});
+
+test("--help everywhere, exit 0", async () => {
+  for (const args of [["--help"], ["init", "--help"], ["config", "check", "--help"], ["config", "dump", "-h"], ["config", "--help"], ["demo", "--help"], ["agent", "--help"], ["status", "--help"]]) {
+    const r = await berth(args);
+    assert.equal(r.code, 0, args.join(" "));
+    assert.match(r.stdout, /Usage:/, args.join(" "));
+  }
+  const top = await berth(["--help"]);
+  for (const w of ["init", "config check", "config dump", "demo", "--config-source", "--skip", "--config-cache", "--root", "--dry-run"]) assert.ok(top.stdout.includes(w), w);
+});
+
+test("usage errors exit 2 with a hint and no stack trace", async () => {
+  for (const args of [[], ["frobnicate"], ["init", "--bogus"], ["init", "--skip", "nope"], ["init", "extra"], ["config"], ["config", "nope"], ["config", "check", "-c"], ["init", "--config-cache", "relative.json"], ["config", "dump", "--config-cache", "x"]]) {
+    const r = await berth(args);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, NO_STACK);
+    if (args.length) assert.match(r.stderr, /^error: .+\n {2}hint: /, args.join(" "));
+  }
+});
+
+test("init without --skip run goes on to the run phase, which fails clearly without systemd", async () => {
+  const root = await scratch();
+  await writeFile(path.join(root, "good.yaml"), GOOD);
+  // Facts come from a missing IMDS here, so the config phase fails first, and cleanly; the demo
+  // profile is not reachable through init. What matters: one formatted error, no stack, exit 1.
+  const r = await berth(["init", "--root", root, "-c", "file:///good.yaml"], {
+    env: { DBUS_SYSTEM_BUS_ADDRESS: "unix:path=/nonexistent/berth-test-bus", BERTH_BUS_ADDRESS: "unix:path=/nonexistent/berth-test-bus" },
+  });
+  assert.equal(r.code, 1, r.stderr);
+  assert.doesNotMatch(r.stderr, NO_STACK);
+  assert.match(r.stderr, /^error: /m);
+});
+
+test("init --dry-run writes nothing and does not start the run phase", async () => {
+  const root = await scratch();
+  await writeFile(path.join(root, "good.yaml"), GOOD);
+  const before = await tree(root);
+  const r = await berth(["init", "--dry-run", "--root", root, "-c", "file:///good.yaml"]);
+  // Without IMDS the facts step fails; either way nothing may be written.
+  assert.doesNotMatch(r.stderr, NO_STACK);
+  assert.deepEqual(await tree(root), before);
+});
+
+test("an invalid config writes nothing and names source, line and field", async () => {
+  const root = await scratch();
+  await mkdir(path.join(root, "etc/eks"), { recursive: true });
+  await writeFile(path.join(root, "etc/eks/kubelet-version.txt"), "v1.33.0\n");
+  await writeFile(path.join(root, "etc/eks/containerd-version.txt"), "1.7.27\n");
+  await writeFile(path.join(root, "bad.yaml"), GOOD.replace("    name: my-cluster\n", "    nmae: my-cluster\n"));
+  const before = await tree(root);
+  const r = await berth(["init", "--skip", "run", "--root", root, "-c", "file:///bad.yaml"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.doesNotMatch(r.stderr, NO_STACK);
+  assert.match(r.stderr, /^error: .*bad\.yaml:\d+:\d+/m);
+  assert.match(r.stderr, /nmae/);
+  assert.deepEqual(await tree(root), before);
+
+  const check = await berth(["config", "check", "--root", root, "-c", "file:///bad.yaml"]);
+  assert.equal(check.code, 1);
+  assert.match(check.stderr, /^error: /m);
+});
+
+test("config check accepts a good config; config dump prints and writes it", async () => {
+  const root = await scratch();
+  await writeFile(path.join(root, "good.yaml"), GOOD);
+  const check = await berth(["config", "check", "--root", root, "-c", "file:///good.yaml"]);
+  assert.equal(check.code, 0, check.stderr);
+  assert.match(check.stdout, /valid/);
+  const dump = await berth(["config", "dump", "--root", root, "-c", "file:///good.yaml"]);
+  assert.equal(dump.code, 0, dump.stderr);
+  assert.match(dump.stdout, /kind: NodeConfig/);
+  assert.match(dump.stdout, /name: my-cluster/);
+  const out = path.join(root, "out/dump.yaml");
+  const toFile = await berth(["config", "dump", "--root", root, "-c", "file:///good.yaml", "-o", out]);
+  assert.equal(toFile.code, 0, toFile.stderr);
+  assert.equal(await readFile(out, "utf8"), dump.stdout);
+});
+
+test("demo writes the node's files into a scratch root; a second run changes nothing; dry run writes nothing", async () => {
+  const root = await scratch();
+  const r = await berth(["demo", "--root", root]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.stdout.includes(root), "prints where it wrote");
+  for (const f of ["etc/kubernetes/kubelet/config.json", "etc/containerd/config.toml", "var/lib/kubelet/kubeconfig", "etc/eks/kubelet/environment"]) {
+    assert.match(r.stdout, new RegExp(`wrote +/${f.replace(/\./g, "\\.")}`), f);
+    assert.ok(existsSync(path.join(root, f)), f);
+  }
+  const again = await berth(["demo", "--root", root]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /^0 written, 0 removed, \d+ unchanged/m);
+
+  const fresh = await scratch();
+  const dry = await berth(["demo", "--root", fresh, "--dry-run"]);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /^--- \/dev\/null\n\+\+\+ b\/etc\/kubernetes\/kubelet\/config\.json\n@@ /m);
+  assert.match(dry.stdout, /nothing was written/);
+  assert.deepEqual(await tree(fresh), []);
+});
+
+test("a bad config source URL is a user error, not a crash", async () => {
+  const root = await scratch();
+  const r = await berth(["init", "--skip", "run", "--root", root, "-c", "http://example.com/x.yaml"]);
+  assert.equal(r.code, 1);
+  assert.doesNotMatch(r.stderr, NO_STACK);
+  assert.match(r.stderr, /^error: .*unsupported scheme/m);
+  assert.deepEqual(await tree(root), []);
+});
+
+// The startup snapshot (dist/snapshot/, used by bin/berth for demo/config/init) must behave exactly like the bundle.
+const BIN = path.join(REPO, "bin/berth");
+const HAS_SNAPSHOT = existsSync(path.join(REPO, "dist/snapshot/berth.blob"));
+
+function viaBin(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, args, {
+      cwd: REPO,
+      env: { PATH: process.env.PATH, HOME: tmpdir(), AWS_EC2_METADATA_DISABLED: "true", AWS_EC2_METADATA_SERVICE_ENDPOINT: "http://127.0.0.1:9", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function readTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const f of await tree(dir)) {
+    const p = path.join(dir, f);
+    const st = statSync(p);
+    if (st.isFile()) out[f] = `${(st.mode & 0o7777).toString(8)} ${await readFile(p, "utf8")}`;
+  }
+  return out;
+}
+
+test("bin/berth (startup snapshot) and the ESM bundle write the same files and print the same errors", async (t) => {
+  if (!HAS_SNAPSHOT) {
+    t.skip("no dist/snapshot/berth.blob (scripts/build.mjs printed why); bin/berth runs the bundle");
+    return;
+  }
+  const a = await scratch();
+  const b = await scratch();
+  const snap = await viaBin(["demo", "--root", a]);
+  const esm = await berth(["demo", "--root", b]);
+  assert.equal(snap.code, 0, snap.stderr);
+  assert.equal(esm.code, 0, esm.stderr);
+  assert.deepEqual(await readTree(a), await readTree(b));
+  assert.equal(snap.stdout.replaceAll(a, "ROOT"), esm.stdout.replaceAll(b, "ROOT"));
+
+  const root = await scratch();
+  await writeFile(path.join(root, "bad.yaml"), GOOD.replace("    name: my-cluster\n", "    nmae: my-cluster\n"));
+  for (const args of [
+    ["config", "check", "--root", root, "-c", "file:///bad.yaml"],
+    ["init", "--skip", "run", "--root", root, "-c", "file:///bad.yaml"],
+    ["init", "--skip", "nope"],
+    ["config", "dump", "-c", "file://data/example-nodeconfig.yaml"],
+  ]) {
+    const s = await viaBin(args);
+    const e = await berth(args);
+    assert.deepEqual(s, e, args.join(" "));
+  }
+});
+
+test("bin/berth hands what the snapshot does not hold to the bundle (run phase, agent, --version)", async () => {
+  const v = await viaBin(["--version"]);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^berth \d+\.\d+\.\d+\n$/);
+  const root = await scratch();
+  await writeFile(path.join(root, "good.yaml"), GOOD);
+  const r = await viaBin(["init", "--root", root, "-c", "file:///good.yaml"], { DBUS_SYSTEM_BUS_ADDRESS: "unix:path=/nonexistent/berth-test-bus" });
+  assert.equal(r.code, 1);
+  assert.doesNotMatch(r.stderr, NO_STACK);
+  assert.match(r.stderr, /^error: /m);
+});
