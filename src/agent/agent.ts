@@ -1,0 +1,111 @@
+/**
+ * Assembles a running agent from settings: connects to systemd, builds the
+ * probes for containerd and kubelet, the metrics and the status server.
+ * `berth agent` (src/cli/agent.ts), the lab tests and the benchmarks all
+ * start the agent through here.
+ */
+import { connectSystemd, type Systemd } from "../host/systemd.ts";
+import { HostRoot } from "../host/root.ts";
+import { createAgent, type Agent, type EventSink } from "./controller.ts";
+import type { AgentEvent } from "./decide.ts";
+import { createMetrics, serveStatus, type AgentMetrics, type StatusServer } from "./metrics.ts";
+import { containerdProbe, kubeletProbe, type Probe } from "./probes.ts";
+import { readRunStatus, RUN_STATUS_PATH } from "./run-status.ts";
+import { parseListenAddress, type ResolvedAgentSettings } from "./settings.ts";
+import { reconnectingSystemd } from "./systemd-reconnect.ts";
+
+export const CONTAINERD_UNIT = "containerd.service";
+/** Same as src/host/cri.ts DEFAULT_CONTAINERD_SOCKET; not imported from there, which would load grpc-js into the agent. */
+export const DEFAULT_CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
+export const KUBELET_UNIT = "kubelet.service";
+
+export interface StartAgentOptions {
+  settings: ResolvedAgentSettings;
+  /** Host paths (containerd socket, run status file) resolve under this root. */
+  root?: HostRoot;
+  /** D-Bus address of the system bus to manage (a lab node's). Default: the host's. */
+  busAddress?: string;
+  /** Use this systemd client instead of connecting (tests). It is closed by stop(). */
+  systemd?: Systemd;
+  /** containerd's socket as a host path before re-rooting (default /run/containerd/containerd.sock). */
+  containerdSocket?: string;
+  /** Run phase status file as a host path before re-rooting (default /run/berth/status.json). */
+  runStatusPath?: string;
+  /** Assume bootstrap is done (true), or never (false); default: read the run status file. */
+  bootstrapDone?: boolean;
+  /** Serve /metrics and /status (default true). */
+  serve?: boolean;
+  log?: EventSink;
+  onEvent?: (e: AgentEvent) => void;
+  /** Override probes (tests). */
+  probes?: { containerd?: Probe; kubelet?: Probe };
+  units?: { containerd?: string; kubelet?: string };
+  restartJobTimeoutMs?: number;
+}
+
+export interface RunningAgent {
+  agent: Agent;
+  metrics: AgentMetrics;
+  /** The bound status address, when serving. */
+  address: string | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(o: StartAgentOptions): Promise<RunningAgent> {
+  const root = o.root ?? new HostRoot("/");
+  const settings = o.settings;
+  const connect = () => connectSystemd({ ...(o.busAddress ? { busAddress: o.busAddress } : {}), timeoutMs: 5_000 });
+  const systemd =
+    o.systemd ??
+    (await reconnectingSystemd(await connect(), {
+      connect,
+      onReconnect: (i) =>
+        i.ok
+          ? o.log?.warn({ event: "agent.dbus-reconnected", attempt: i.attempt }, "reconnected to systemd over D-Bus")
+          : o.log?.warn({ event: "agent.dbus-reconnect-failed", attempt: i.attempt, cause: i.cause }, `cannot reconnect to systemd: ${i.cause}`),
+    }));
+  const socket = root.path(o.containerdSocket ?? DEFAULT_CONTAINERD_SOCKET);
+  const statusPath = root.path(o.runStatusPath ?? RUN_STATUS_PATH);
+  const metrics = createMetrics();
+  const containerd = o.units?.containerd ?? CONTAINERD_UNIT;
+  const kubelet = o.units?.kubelet ?? KUBELET_UNIT;
+  const agent = createAgent({
+    settings,
+    systemd,
+    metrics,
+    components: [
+      { name: "containerd", unit: containerd, probe: o.probes?.containerd ?? containerdProbe(socket) },
+      { name: "kubelet", unit: kubelet, probe: o.probes?.kubelet ?? kubeletProbe(settings.kubeletHealthzUrl), dependsOn: "containerd" },
+    ],
+    bootstrapDone: o.bootstrapDone !== undefined ? () => o.bootstrapDone as boolean : async () => (await readRunStatus(statusPath))?.bootstrapDone ?? false,
+    ...(o.log ? { log: o.log } : {}),
+    ...(o.onEvent ? { onEvent: o.onEvent } : {}),
+    ...(o.restartJobTimeoutMs !== undefined ? { restartJobTimeoutMs: o.restartJobTimeoutMs } : {}),
+  });
+  let server: StatusServer | undefined;
+  try {
+    if (o.serve ?? true) {
+      const addr = parseListenAddress(settings.listenAddress);
+      if (!addr) throw new Error(`invalid listen address ${settings.listenAddress}`);
+      server = await serveStatus(addr.host, addr.port, metrics.registry, () => agent.status());
+    }
+    await agent.start();
+  } catch (e) {
+    await server?.close();
+    systemd.close();
+    throw e;
+  }
+  let stopped = false;
+  return {
+    agent,
+    metrics,
+    address: server?.address,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await agent.stop();
+      await server?.close();
+      systemd.close();
+    },
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * Two unary gRPC calls with empty-ish requests over node:http2 on a unix
+ * socket, and the few protobuf fields the containerd probe reads.
+ *
+ * Why hand-written when src/host/cri.ts (grpc-js + proto-loader) exists: the
+ * agent is resident on every node, and loading grpc-js and protobufjs costs
+ * ~5 MB of RSS that the issue's idle target (< 60 MB) cannot afford (measured
+ * in bench/agent-faults.ts). The probe needs only containerd's Version and
+ * CRI Status, both with constant requests, so the wire work is small: one
+ * HTTP/2 connection per probe (fresh, like kubelet's next connection would
+ * be), a 5-byte gRPC frame header, `grpc-status` from the trailers, and a
+ * tag/varint/length walk over the response. The run phase keeps using the
+ * full client.
+ */
+import http2 from "node:http2";
+import net from "node:net";
+
+export class GrpcLiteError extends Error {
+  constructor(
+    message: string,
+    /** `deadline`, `unavailable`, or the grpc-status number as a string. */
+    readonly kind: string,
+  ) {
+    super(message);
+    this.name = "GrpcLiteError";
+  }
+}
+
+/** One length-prefixed, uncompressed gRPC message. */
+function frame(msg: Uint8Array): Buffer {
+  const b = Buffer.alloc(5 + msg.length);
+  b.writeUInt8(0, 0);
+  b.writeUInt32BE(msg.length, 1);
+  Buffer.from(msg).copy(b, 5);
+  return b;
+}
+
+/**
+ * Open one HTTP/2 connection to `socketPath`, make each call in turn, close.
+ * Everything (connect, every call) is bound by one deadline of `timeoutMs`.
+ */
+export async function unaryCalls(socketPath: string, calls: Array<{ path: string; request: Uint8Array }>, timeoutMs: number): Promise<Buffer[]> {
+  return new Promise<Buffer[]>((resolve, reject) => {
+    let done = false;
+    const session = http2.connect("http://localhost", { createConnection: () => net.connect(socketPath) });
+    const finish = (err: Error | undefined, value?: Buffer[]) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      session.destroy();
+      if (err) reject(err);
+      else resolve(value ?? []);
+    };
+    const timer = setTimeout(() => finish(new GrpcLiteError(`no answer within ${timeoutMs} ms (containerd hung or overloaded?)`, "deadline")), timeoutMs);
+    session.on("error", (e: NodeJS.ErrnoException) =>
+      finish(new GrpcLiteError(e.code === "ENOENT" || e.code === "ECONNREFUSED" ? `cannot connect to ${socketPath}: ${e.code}` : `connection to ${socketPath} failed: ${e.message}`, "unavailable")),
+    );
+    const out: Buffer[] = [];
+    const next = (i: number) => {
+      const c = calls[i];
+      if (!c) return finish(undefined, out);
+      const stream = session.request({ ":method": "POST", ":path": c.path, "content-type": "application/grpc", te: "trailers" });
+      const chunks: Buffer[] = [];
+      let status: string | undefined;
+      let message = "";
+      const takeStatus = (h: http2.IncomingHttpHeaders) => {
+        const s = h["grpc-status"];
+        if (s !== undefined) {
+          status = String(s);
+          message = decodeURIComponent(String(h["grpc-message"] ?? ""));
+        }
+      };
+      stream.on("response", takeStatus);
+      stream.on("trailers", takeStatus);
+      stream.on("data", (d: Buffer) => chunks.push(d));
+      stream.on("error", (e) => finish(new GrpcLiteError(`${c.path}: ${e.message}`, "unavailable")));
+      stream.on("end", () => {
+        if (status === undefined) return finish(new GrpcLiteError(`${c.path}: the answer had no grpc-status`, "unknown"));
+        if (status !== "0") return finish(new GrpcLiteError(`${c.path} failed with gRPC status ${status}${message ? `: ${message}` : ""}`, status));
+        const body = Buffer.concat(chunks);
+        if (body.length < 5) return finish(new GrpcLiteError(`${c.path}: empty answer`, "unknown"));
+        const len = body.readUInt32BE(1);
+        if (body.readUInt8(0) !== 0 || body.length < 5 + len) return finish(new GrpcLiteError(`${c.path}: unexpected framing (compressed or truncated)`, "unknown"));
+        out.push(body.subarray(5, 5 + len));
+        next(i + 1);
+      });
+      stream.end(frame(c.request));
+    };
+    next(0);
+  });
+}
+
+// ---------------------------------------------------------------- protobuf
+
+export type PbField = { num: number; wire: number; value: bigint | Buffer };
+
+/** The top-level fields of one protobuf message (varint and length-delimited kept; fixed skipped). */
+export function pbFields(buf: Buffer): PbField[] {
+  const fields: PbField[] = [];
+  let i = 0;
+  const varint = (): bigint => {
+    let result = 0n;
+    let shift = 0n;
+    for (;;) {
+      if (i >= buf.length) throw new Error("truncated varint");
+      const b = buf[i++] as number;
+      result |= BigInt(b & 0x7f) << shift;
+      if ((b & 0x80) === 0) return result;
+      shift += 7n;
+      if (shift > 63n) throw new Error("varint too long");
+    }
+  };
+  while (i < buf.length) {
+    const key = Number(varint());
+    const num = key >>> 3;
+    const wire = key & 7;
+    if (wire === 0) fields.push({ num, wire, value: varint() });
+    else if (wire === 2) {
+      const len = Number(varint());
+      if (i + len > buf.length) throw new Error("truncated field");
+      fields.push({ num, wire, value: buf.subarray(i, i + len) });
+      i += len;
+    } else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else throw new Error(`unsupported wire type ${wire}`);
+  }
+  return fields;
+}
+
+const str = (f: PbField | undefined) => (f && Buffer.isBuffer(f.value) ? f.value.toString("utf8") : "");
+
+/** containerd.services.version.v1.VersionResponse */
+export function decodeVersion(buf: Buffer): { version: string; revision: string } {
+  const f = pbFields(buf);
+  return { version: str(f.find((x) => x.num === 1)), revision: str(f.find((x) => x.num === 2)) };
+}
+
+export interface Condition {
+  type: string;
+  status: boolean;
+  reason: string;
+  message: string;
+}
+
+/** runtime.v1.StatusResponse → status.conditions */
+export function decodeStatusConditions(buf: Buffer): Condition[] {
+  const status = pbFields(buf).find((x) => x.num === 1 && Buffer.isBuffer(x.value));
+  if (!status) return [];
+  return pbFields(status.value as Buffer)
+    .filter((x) => x.num === 1 && Buffer.isBuffer(x.value))
+    .map((c) => {
+      const f = pbFields(c.value as Buffer);
+      const st = f.find((x) => x.num === 2);
+      return { type: str(f.find((x) => x.num === 1)), status: st !== undefined && st.value === 1n, reason: str(f.find((x) => x.num === 3)), message: str(f.find((x) => x.num === 4)) };
+    });
+}
+
+export const VERSION_PATH = "/containerd.services.version.v1.Version/Version";
+export const CRI_STATUS_PATH = "/runtime.v1.RuntimeService/Status";

@@ -1,0 +1,90 @@
+/**
+ * A `Systemd` that survives its D-Bus connection: the agent runs for months,
+ * and dbus can be restarted under it (package upgrade). When a call fails
+ * because the connection is gone, this reconnects (single flight, backoff
+ * 200 ms → 10 s), re-establishes every subscription (the baseline it sends
+ * brings the agent up to date) and retries the call once.
+ */
+import { SystemdError, type JobOptions, type JobResult, type Systemd, type UnitState } from "../host/systemd.ts";
+
+export interface ReconnectOptions {
+  connect: () => Promise<Systemd>;
+  /** Told about each reconnect (for the log). */
+  onReconnect?: (info: { attempt: number; ok: boolean; cause?: string }) => void;
+  /** Give up on one call after this long without a connection, ms (default 10 000). */
+  waitMs?: number;
+}
+
+function isDisconnect(e: unknown): boolean {
+  return e instanceof SystemdError && (e.code === "systemd.disconnected" || e.code === "systemd.connect");
+}
+
+export async function reconnectingSystemd(first: Systemd, o: ReconnectOptions): Promise<Systemd> {
+  let inner = first;
+  let closed = false;
+  let pending: Promise<Systemd> | undefined;
+  const subs: Array<{ onChange: (u: string, s: UnitState) => void; units: string[]; unsubscribe?: () => void; active: boolean }> = [];
+
+  const reconnect = (): Promise<Systemd> => {
+    pending ??= (async () => {
+      const end = Date.now() + (o.waitMs ?? 10_000);
+      let delay = 200;
+      for (let attempt = 1; ; attempt++) {
+        if (closed) throw new SystemdError({ code: "systemd.disconnected", message: "closed" });
+        try {
+          const next = await o.connect();
+          try {
+            inner.close();
+          } catch {
+            /* already gone */
+          }
+          inner = next;
+          for (const s of subs) if (s.active) s.unsubscribe = await next.subscribe(s.onChange, s.units);
+          o.onReconnect?.({ attempt, ok: true });
+          return next;
+        } catch (e) {
+          const cause = e instanceof Error ? e.message : String(e);
+          o.onReconnect?.({ attempt, ok: false, cause });
+          if (Date.now() + delay > end) throw e;
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(10_000, delay * 2);
+        }
+      }
+    })().finally(() => {
+      pending = undefined;
+    });
+    return pending;
+  };
+
+  const call = async <T>(fn: (s: Systemd) => Promise<T>): Promise<T> => {
+    const s = inner;
+    try {
+      return await fn(s);
+    } catch (e) {
+      if (!isDisconnect(e) || closed) throw e;
+      return fn(await reconnect());
+    }
+  };
+
+  return {
+    daemonReload: () => call((s) => s.daemonReload()),
+    startUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.startUnit(n, opts)),
+    restartUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.restartUnit(n, opts)),
+    stopUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.stopUnit(n, opts)),
+    unitState: (n: string) => call((s) => s.unitState(n)),
+    async subscribe(onChange, units) {
+      const sub: (typeof subs)[number] = { onChange, units: [...units], active: true };
+      subs.push(sub);
+      sub.unsubscribe = await call((s) => s.subscribe(onChange, units));
+      return () => {
+        sub.active = false;
+        sub.unsubscribe?.();
+        subs.splice(subs.indexOf(sub), 1);
+      };
+    },
+    close() {
+      closed = true;
+      inner.close();
+    },
+  };
+}
