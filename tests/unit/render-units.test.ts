@@ -80,11 +80,14 @@ test("berth-config, berth-run, agent, containerd drop-in: the required shape", (
   assert.match(run, /^RemainAfterExit=yes$/m);
 
   const agent = files.get("/etc/systemd/system/berth-agent.service")!;
-  assert.match(agent, /^ExecStart=\/usr\/bin\/berth agent$/m);
+  assert.match(agent, /^ExecStart=\/usr\/bin\/berth agent -c imds:\/\/user-data$/m);
   assert.match(agent, /^After=berth-run\.service$/m);
   assert.match(agent, /^Restart=always$/m);
   assert.match(agent, /^MemoryMax=\d+M$/m);
   assert.doesNotMatch(agent, /Watchdog/);
+  // The agent reads its settings from the same config sources as the init units.
+  const withSources = byPath(render({}, {}, { berthPath: "/usr/bin/berth", initArgs: ["-c", "file:///etc/berth/"] }));
+  assert.match(withSources.get("/etc/systemd/system/berth-agent.service")!, /^ExecStart=\/usr\/bin\/berth agent -c file:\/\/\/etc\/berth\/$/m);
 
   const dropin = files.get("/etc/systemd/system/containerd.service.d/10-berth.conf")!;
   assert.match(dropin, /^Restart=always$/m);
