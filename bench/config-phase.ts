@@ -12,11 +12,14 @@
  * variant alike; medians are printed with the ratio to the baseline.
  * Goal: the demo config phase within 2x of `node -e 0`.
  *
- * Usage: node --import tsx bench/config-phase.ts [--runs N] [--single] [--breakdown] [--profile]
+ * Usage: node --import tsx bench/config-phase.ts [--runs N] [--single] [--breakdown] [--profile] [--baseline DIR]
  *   --single     also measure the single-file bundle (BERTH_SINGLE=1 build, dist/single/)
  *                against the code-split one that ships
  *   --breakdown  print where the demo's time goes (BERTH_TIMING marks, medians)
  *   --profile    also writes a --cpu-prof of one demo run to bench/profiles/
+ *   --baseline DIR  also time DIR/bin/berth (another built checkout, e.g. `git archive` of the
+ *                previous commit) in the same interleaved runs: before/after figures from one
+ *                run, which is the only fair comparison on a noisy shared machine
  */
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -32,16 +35,18 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BUNDLE = path.join(REPO, "dist/berth.mjs");
 const EXAMPLE = path.join(REPO, "data/example-nodeconfig.yaml");
 
-const { values } = parseArgs({ options: { runs: { type: "string" }, profile: { type: "boolean" }, single: { type: "boolean" }, breakdown: { type: "boolean" } }, strict: false });
+const { values } = parseArgs({ options: { runs: { type: "string" }, profile: { type: "boolean" }, single: { type: "boolean" }, breakdown: { type: "boolean" }, baseline: { type: "string" } }, strict: false });
 const RUNS = Number(values.runs ?? process.env.BENCH_RUNS ?? 15);
 
 const BIN = path.join(REPO, "bin/berth");
 
-/** Time one process, start to exit; `args[0] === BIN` runs bin/berth itself, anything else is node's arguments. */
+const BASELINE_BIN = typeof values.baseline === "string" ? path.resolve(values.baseline, "bin/berth") : undefined;
+
+/** Time one process, start to exit; `args[0]` being bin/berth (this one or the baseline's) runs it itself, anything else is node's arguments. */
 function run(args: string[], env: NodeJS.ProcessEnv, onStderr?: (s: string) => void): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const [cmd, rest] = args[0] === BIN ? [BIN, args.slice(1)] : [process.execPath, args];
+    const [cmd, rest] = args[0] === BIN || (BASELINE_BIN !== undefined && args[0] === BASELINE_BIN) ? [args[0], args.slice(1)] : [process.execPath, args];
     const child = spawn(cmd, rest, { env, stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
@@ -119,6 +124,28 @@ async function main(): Promise<void> {
       },
     },
   ];
+  if (BASELINE_BIN !== undefined) {
+    if (!existsSync(BASELINE_BIN)) throw new Error(`--baseline: no ${BASELINE_BIN}`);
+    const bin = BASELINE_BIN;
+    variants.push(
+      {
+        name: "baseline bin/berth demo",
+        prepare: async () => {
+          const r = await mkdtemp(path.join(tmpdir(), "berth-bench-demo-"));
+          roots.push(r);
+          return { args: [bin, "demo", "--root", r], env: baseEnv };
+        },
+      },
+      {
+        name: "baseline bin/berth init --skip run",
+        prepare: async () => {
+          const r = await nodeRoot();
+          roots.push(r);
+          return { args: [bin, "init", "--skip", "run", "--root", r, "-c", "file:///etc/eks/nodeadm.d/example.yaml"], env: awsEnv };
+        },
+      },
+    );
+  }
   if (values.single) {
     execFileSync(process.execPath, [path.join(REPO, "scripts/build.mjs")], { cwd: REPO, stdio: "inherit", env: { ...process.env, BERTH_SINGLE: "1" } });
     variants.splice(3, 0, {

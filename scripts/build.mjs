@@ -13,14 +13,14 @@
 // config-phase commands: a CommonJS bundle of the config phase is evaluated
 // and warmed up once by `node --build-snapshot`; bin/berth starts from the
 // resulting heap. A snapshot only works with the node that built it, so the
-// node binary's identity is recorded beside it; if building or smoke-testing it fails,
+// node binary's identity (path, and its mtime on a stamp file) is recorded beside it; if building or smoke-testing it fails,
 // it is left out with a warning and bin/berth uses dist/berth.mjs.
 //
 //   BERTH_SINGLE=1       also build the single-file variant to dist/single/ (for comparison)
 //   BERTH_NO_SNAPSHOT=1  skip the snapshot
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,6 +60,12 @@ async function buildEsm() {
   writeFileSync(path.join(repo, single ? "dist/single/meta.json" : "dist/meta.json"), JSON.stringify(result.metafile));
 }
 
+/** Packages the snapshot loads from their own file on first use: [package, dist/snapshot/<file>.cjs]. */
+const SIDE_BUNDLES = [
+  ["@bufbuild/cel", "cel"],
+  ["postal-mime", "postal-mime"],
+];
+
 /** node:http cannot be loaded while a snapshot is built (Node 20); load it on first use instead. */
 const lazyHttp = {
   name: "berth-lazy-http",
@@ -69,16 +75,21 @@ const lazyHttp = {
       contents: "let m; const real = () => (m ??= require('node:http')); module.exports = new Proxy({}, { get: (_, k) => real()[k] });",
       loader: "js",
     }));
-    // CEL (with protobuf and re2, a third of the bundle) serves only spec.kubelet.maxPodsExpression:
-    // keep it out of the snapshot's heap and load dist/snapshot/cel.cjs when an expression needs it.
-    b.onResolve({ filter: /^@bufbuild\/cel$/ }, (a) => (a.namespace === "berth-cel" ? undefined : { path: "cel", namespace: "berth-cel" }));
-    b.onLoad({ filter: /.*/, namespace: "berth-cel" }, () => ({
-      contents:
-        "const path = require('node:path');" +
-        "const dir = process.env.BERTH_HOME ? path.join(process.env.BERTH_HOME, 'dist', 'snapshot') : __dirname;" +
-        "module.exports = require('node:module').createRequire(__filename)(path.join(dir, 'cel.cjs'));",
-      loader: "js",
-    }));
+    // CEL (with protobuf and re2, a third of the bundle) serves only spec.kubelet.maxPodsExpression,
+    // postal-mime only MIME multipart user data: keep both out of the snapshot's heap and load
+    // dist/snapshot/<name>.cjs when a config needs it.
+    for (const [pkg, file] of SIDE_BUNDLES) {
+      const ns = `berth-side-${file}`;
+      b.onResolve({ filter: new RegExp(`^${pkg.replace(/[/.]/g, "\\$&")}$`) }, (a) => (a.namespace === ns ? undefined : { path: file, namespace: ns }));
+      b.onLoad({ filter: /.*/, namespace: ns }, () => ({
+        contents:
+          "const path = require('node:path');" +
+          // BERTH_HOME may be relative (bin/berth run as ./bin/berth); require() needs an absolute path.
+          "const dir = process.env.BERTH_HOME ? path.resolve(process.env.BERTH_HOME, 'dist', 'snapshot') : __dirname;" +
+          `module.exports = require('node:module').createRequire(__filename)(path.join(dir, '${file}.cjs'));`,
+        loader: "js",
+      }));
+    }
     // The snapshot never runs the run phase (src/cli/snapshot.ts hands it over); keep its clients out.
     b.onResolve({ filter: /\/phases\/run\.ts$/ }, () => ({ path: "run-phase", namespace: "berth-stub" }));
     b.onLoad({ filter: /.*/, namespace: "berth-stub" }, () => ({
@@ -106,12 +117,14 @@ async function buildSnapshot() {
     banner: { js: "var __berthImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
     plugins: [lazyHttp],
   });
-  await build({
-    ...common,
-    stdin: { contents: "module.exports = require('@bufbuild/cel');", resolveDir: repo, loader: "js" },
-    format: "cjs",
-    outfile: path.join(dir, "cel.cjs"),
-  });
+  for (const [pkg, file] of SIDE_BUNDLES) {
+    await build({
+      ...common,
+      stdin: { contents: `module.exports = require(${JSON.stringify(pkg)});`, resolveDir: repo, loader: "js" },
+      format: "cjs",
+      outfile: path.join(dir, `${file}.cjs`),
+    });
+  }
   const blob = path.join(dir, "berth.blob");
   const scratch = mkdtempSync(path.join(tmpdir(), "berth-build-"));
   try {
@@ -119,10 +132,16 @@ async function buildSnapshot() {
     execFileSync(process.execPath, ["--snapshot-blob", blob, "--build-snapshot", bundle], { cwd: repo, stdio: ["ignore", "ignore", "pipe"] });
     // Smoke test: the demo from the snapshot must run and write the node's files.
     execFileSync(process.execPath, ["--snapshot-blob", blob, "demo", "--root", path.join(scratch, "root")], { cwd: repo, stdio: ["ignore", "ignore", "pipe"] });
-    // bin/berth uses the snapshot only with this very node binary (size, mtime, inode, as
-    // `stat -L -c '%s %Y %i'` prints them): node refuses a blob from another build, with no fallback.
-    const st = statSync(process.execPath);
-    writeFileSync(path.join(dir, "node-id"), `${st.size} ${Math.floor(st.mtimeMs / 1000)} ${st.ino}\n`);
+    // bin/berth uses the snapshot only with this very node binary (node refuses a blob from
+    // another build, with no fallback): the first node on PATH must be the same file as
+    // node-path (`test -ef`: device and inode) with the same mtime, to the nanosecond, as
+    // node-stamp (`test -nt`/`-ot`). Shell builtins only: a `stat` process would cost
+    // bin/berth more than the rest of its work (bench/config-phase.ts).
+    writeFileSync(path.join(dir, "node-path"), `${process.execPath}\n`);
+    const stamp = path.join(dir, "node-stamp");
+    writeFileSync(stamp, "");
+    // touch -r copies the timestamp exactly; fs.utimes takes float seconds and would round it.
+    execFileSync("touch", ["-r", process.execPath, stamp], { stdio: ["ignore", "ignore", "pipe"] });
     writeFileSync(path.join(dir, "node-version"), `${process.version}\n`);
   } catch (e) {
     const err = e && typeof e === "object" && "stderr" in e ? String(e.stderr) : String(e);

@@ -2,7 +2,8 @@
 import { writeFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { HostRoot } from "../host/root.ts";
-import type { MergedConfig } from "../api/types.ts";
+import { BERTH_API_VERSION, BERTH_KIND, NODECONFIG_API_VERSION, NODECONFIG_KIND, type JsonObject, type JsonValue, type MergedConfig } from "../api/types.ts";
+import { sortKeys } from "../util/json.ts";
 import type { Result } from "../util/result.ts";
 import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parse, printErrors, usageError } from "./args.ts";
 
@@ -10,12 +11,17 @@ export const CONFIG_HELP = `Usage: berth config check [options]
        berth config dump [options]
 
 check  decode, merge and validate the configuration from every source; writes nothing
-dump   print the merged NodeConfig as YAML (or write it to -o FILE)
+dump   print the merged NodeConfig (or write it to -o FILE); JSON by default,
+       as nodeadm prints it; berth's own settings, when present, ride along
+       under "berth" (for tools; to feed a dump back to -c, use --format yaml)
 
 Options:
   -c, --config-source URL  config source, repeatable, later wins (default imds://user-data)
       --config-cache PATH  (dump) fall back to / compare with this cached config
   -o, --output FILE        (dump) write to FILE instead of stdout
+      --config-output FILE (dump) the same as -o (nodeadm's name)
+      --format FORMAT      (dump) json (default, nodeadm's) or yaml (NodeConfig and
+                           BerthConfig documents, readable back with -c)
       --root DIR           resolve file:// sources and the cache under DIR
   -h, --help               this help
 `;
@@ -30,7 +36,27 @@ const DUMP_OPTIONS = {
   ...CHECK_OPTIONS,
   "config-cache": { type: "string" },
   output: { type: "string", short: "o" },
+  "config-output": { type: "string" },
+  format: { type: "string" },
 } as const;
+
+const FORMATS = ["json", "yaml"] as const;
+type Format = (typeof FORMATS)[number];
+
+/**
+ * nodeadm's dump: the NodeConfig encoded by apimachinery's JSON serializer —
+ * one line, kind before apiVersion, the empty ObjectMeta as
+ * {"creationTimestamp":null}, the spec with Go's field order and omitempty
+ * rules (the config cache's shape), a trailing newline. berth's own settings
+ * ride along under "berth" (as in berth's config cache) only when set.
+ */
+function dumpJson(config: MergedConfig, toNodeadmJson: (s: MergedConfig["nodeConfig"]) => JsonObject): string {
+  const doc: JsonObject = { kind: NODECONFIG_KIND, apiVersion: NODECONFIG_API_VERSION, metadata: { creationTimestamp: null }, spec: toNodeadmJson(config.nodeConfig) };
+  if (Object.values(config.berth).some((x) => x !== undefined)) {
+    doc["berth"] = { kind: BERTH_KIND, apiVersion: BERTH_API_VERSION, spec: sortKeys(config.berth as JsonValue) };
+  }
+  return JSON.stringify(doc) + "\n";
+}
 
 async function resolve(sources: string[], cachePath: string | undefined, root: HostRoot): Promise<Result<MergedConfig>> {
   const [{ resolveConfig }, { lazyImds }] = await Promise.all([import("../sources/cache.ts"), import("../phases/config.ts")]);
@@ -68,14 +94,19 @@ export async function dumpCommand(args: string[]): Promise<number> {
     return EXIT_OK;
   }
   if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "config dump");
+  const outFlag = p.values.output;
+  const cfgOut = p.values["config-output"];
+  if (outFlag !== undefined && cfgOut !== undefined && outFlag !== cfgOut) return usageError(`-o ${outFlag} and --config-output ${cfgOut} disagree; give one of them`, "config dump");
+  const format = (p.values.format ?? "json") as Format;
+  if (!FORMATS.includes(format)) return usageError(`unknown --format '${p.values.format}' (expected json or yaml)`, "config dump");
   const cache = p.values["config-cache"];
   if (cache !== undefined && !cache.startsWith("/")) return usageError(`--config-cache must be an absolute path on the node, not '${cache}'`, "config dump");
   const sources = p.values["config-source"]?.length ? p.values["config-source"] : [DEFAULT_CONFIG_SOURCE];
   const r = await resolve(sources, p.values["config-cache"], new HostRoot(p.values.root ?? "/"));
   if (!r.ok) return printErrors(r.errors);
-  const { encodeNodeConfigYaml } = await import("../api/encode.ts");
-  const text = encodeNodeConfigYaml(r.value);
-  const out = p.values.output;
+  const { encodeNodeConfigYaml, toNodeadmJson } = await import("../api/encode.ts");
+  const text = format === "yaml" ? encodeNodeConfigYaml(r.value) : dumpJson(r.value, toNodeadmJson);
+  const out = outFlag ?? cfgOut;
   if (out === undefined || out === "-") {
     process.stdout.write(text);
     return EXIT_OK;

@@ -75,7 +75,7 @@ export async function demoCommand(args: string[]): Promise<number> {
     sources = [`file://${path.relative(process.cwd(), example)}`];
   }
 
-  const [{ runConfigPhase }, { demoFacts }] = await Promise.all([import("../phases/config.ts"), import("../facts/index.ts")]);
+  const [{ runConfigPhase }, { demoFacts }] = await Promise.all([import("../phases/config.ts"), import("../facts/static.ts")]);
   let facts: { ok: true; value: Awaited<ReturnType<typeof demoFacts>> };
   try {
     facts = { ok: true, value: await demoFacts() };

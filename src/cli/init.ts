@@ -18,6 +18,9 @@ Options:
                            spec is unchanged, used when no source yields a config
       --root DIR           treat DIR as the node's / for every path read or written
       --dry-run            print a unified diff of what would change; write nothing
+  -d, --daemon NAME        nodeadm's testing switch (containerd | kubelet) to
+                           handle one daemon only; berth always configures and
+                           runs both, so only naming both is accepted
   -h, --help               this help
 `;
 
@@ -27,8 +30,11 @@ const OPTIONS = {
   "config-cache": { type: "string" },
   root: { type: "string" },
   "dry-run": { type: "boolean" },
+  daemon: { type: "string", short: "d", multiple: true },
   help: { type: "boolean", short: "h" },
 } as const;
+
+const DAEMONS = new Set(["containerd", "kubelet"]);
 
 const PHASES = new Set(["config", "run"]);
 
@@ -64,6 +70,25 @@ export async function initCommand(args: string[]): Promise<number> {
       if (!PHASES.has(phase)) return usageError(`unknown phase '${phase}' for --skip (expected config or run)`, "init");
       skip.add(phase);
     }
+  }
+  // nodeadm's -d limits configure/run to some daemons "for testing". berth's plan
+  // and run phase are one unit (the kubelet's files name containerd's socket and
+  // cgroup driver), so a subset is refused rather than half-done.
+  const daemons = new Set<string>();
+  for (const d of v.daemon ?? []) {
+    for (const name of d.split(",")) {
+      if (!DAEMONS.has(name)) return usageError(`unknown daemon '${name}' for --daemon (nodeadm's names: containerd, kubelet)`, "init");
+      daemons.add(name);
+    }
+  }
+  if (daemons.size > 0 && daemons.size < DAEMONS.size) {
+    return printErrors([
+      {
+        code: "cli.daemon-unsupported",
+        message: `--daemon ${[...daemons].join(",")}: berth does not configure or run one daemon alone (nodeadm offers this for testing only)`,
+        hint: "drop --daemon: berth init always configures and starts both containerd and kubelet; berth-agent.service keeps them healthy afterwards",
+      },
+    ]);
   }
   if (v["config-cache"] !== undefined && !v["config-cache"].startsWith("/")) {
     return usageError(`--config-cache must be an absolute path on the node (like /run/eks/nodeadm/config.json), not '${v["config-cache"]}'`, "init");

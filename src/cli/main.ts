@@ -11,7 +11,9 @@ const TOP_HELP = `berth ${VERSION} — turns a machine into a Kubernetes worker 
 Usage:
   berth init [-c|--config-source URL]... [-s|--skip config|run]... [--config-cache PATH] [--root DIR] [--dry-run]
   berth config check [-c URL]...
-  berth config dump [-c URL]... [--config-cache PATH] [-o FILE]
+  berth config dump [-c URL]... [--config-cache PATH] [-o|--config-output FILE] [--format json|yaml]
+  berth install [--root DIR] [--berth-path PATH] [--dry-run]
+  berth task pull-images IMAGE... | berth task status
   berth demo [--root DIR] [--dry-run]
   berth agent [options]
   berth status [--json]
@@ -20,7 +22,9 @@ Usage:
 Commands:
   init          bootstrap this node: config phase (write kubelet/containerd/systemd files), then run phase
   config check  decode, merge and validate the configuration; writes nothing
-  config dump   print the merged NodeConfig
+  config dump   print the merged NodeConfig (JSON like nodeadm, or --format yaml)
+  install       write berth's boot units only (for baking into an image); the config phase runs at first boot
+  task          post-bootstrap tasks (what the berth-task-*.service units run)
   demo          config phase of the example NodeConfig into a scratch root, against an embedded instance profile
   agent         the long-running health agent: probe and repair containerd and kubelet
   status        the node's state: phases done, component health, last repairs
@@ -60,6 +64,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     case "demo":
       return (await import("./demo.ts")).demoCommand(rest);
+    case "install":
+      return (await import("./install.ts")).installCommand(rest);
+    case "task":
+      return (await import("./task.ts")).taskCliCommand(rest);
     case "agent":
       return (await import("./agent.ts")).agentCommand(rest);
     case "status":

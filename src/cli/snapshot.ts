@@ -24,9 +24,13 @@ import { checkCommand, dumpCommand } from "./config.ts";
 import { demoCommand } from "./demo.ts";
 // Evaluated at build time so the snapshot holds them (the commands import them lazily).
 import { runConfigPhase } from "../phases/config.ts";
-import { demoFacts } from "../facts/index.ts";
+import { demoFacts } from "../facts/static.ts";
 import { HostRoot } from "../host/root.ts";
 import "../sources/cache.ts";
+// Gathering facts (init: IMDS, the EC2 client with SigV4 and node:crypto) is not part of the
+// warm-up, which uses the demo profile; evaluate those modules anyway so init starts with them.
+import "../facts/index.ts";
+import "../facts/ec2.ts";
 import "../api/decode.ts";
 import "../api/merge.ts";
 import "../api/validate.ts";

@@ -15,6 +15,8 @@ import { nodeMemory } from "./memory.ts";
 
 export type { Ec2Client, ImdsClient, NodeFacts } from "./types.ts";
 export { createImdsClient } from "./imds.ts";
+// Static profiles live apart so the demo loads no IMDS/EC2 client, node:http or node:child_process.
+export { staticFacts, demoFacts } from "./static.ts";
 
 export interface GatherDeps {
   root: HostRoot;
@@ -92,11 +94,15 @@ export async function gatherFacts(spec: NodeConfigSpec, deps: GatherDeps): Promi
   const identityP = imds.get(IDENTITY_PATH).then(parseIdentity, (e: unknown) => fail<IdentityDocument>(...errorsOf(e, "facts.imds-unreachable", "reading the identity document")));
   const macP = settle(imds.get("meta-data/mac"), "facts.imds-unreachable", "reading meta-data/mac");
 
+  // The private DNS name needs EC2 unless InstanceIdNodeName: load its client (SigV4, XML,
+  // credentials) while the IMDS round trips run rather than after the identity arrives.
+  const ec2Module = deps.ec2 || spec.featureGates?.InstanceIdNodeName === true ? undefined : import("./ec2.ts");
+  ec2Module?.catch(() => undefined);
   let ec2Client: Promise<Ec2Client> | undefined;
   const ec2 = (region: string) =>
     (ec2Client ??= deps.ec2
       ? deps.ec2()
-      : import("./ec2.ts").then((m) => m.createEc2Client({ region, env, imds })));
+      : (ec2Module ?? import("./ec2.ts")).then((m) => m.createEc2Client({ region, env, imds })));
 
   const localIpv4P = settle(imds.get("meta-data/local-ipv4"), "facts.imds-unreachable", "reading meta-data/local-ipv4");
   const ipv6P = macP.then(async (mac): Promise<Result<string | undefined>> => {
@@ -180,51 +186,4 @@ function dedupe(errors: BerthError[]): BerthError[] {
     }
     return true;
   });
-}
-
-/**
- * Validate a facts profile (the shape of NodeFacts, e.g. data/demo-instance.json
- * or a file given with `--facts`) so berth can render with no IMDS at all.
- */
-export function staticFacts(profile: unknown, source = "static facts"): Result<NodeFacts> {
-  const errs: BerthError[] = [];
-  const bad = (path: string, want: string) => errs.push({ code: "facts.static", message: `${path} must be ${want}`, where: { source, path }, hint: "see data/demo-instance.json for a complete profile" });
-  const obj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-  if (!obj(profile)) {
-    bad("(root)", "an object");
-    return fail(...errs);
-  }
-  const inst = profile.instance;
-  if (!obj(inst)) bad("instance", "an object");
-  else {
-    for (const k of ["id", "type", "region", "availabilityZone", "mac"]) if (typeof inst[k] !== "string" || inst[k] === "") bad(`instance.${k}`, "a non-empty string");
-    for (const k of ["localIpv4", "ipv6", "privateDnsName", "architecture"]) if (inst[k] !== undefined && typeof inst[k] !== "string") bad(`instance.${k}`, "a string when present");
-  }
-  const it = profile.instanceType;
-  if (!obj(it)) bad("instanceType", "an object");
-  else {
-    if (it.origin !== "table" && it.origin !== "ec2" && it.origin !== "unknown") bad("instanceType.origin", `"table", "ec2" or "unknown"`);
-    for (const k of ["defaultEnis", "ipv4PerEni"]) if (it[k] !== undefined && !(Number.isInteger(it[k]) && (it[k] as number) >= 0)) bad(`instanceType.${k}`, "a non-negative integer when present");
-  }
-  if (!(Number.isInteger(profile.cpus) && (profile.cpus as number) > 0)) bad("cpus", "a positive integer");
-  for (const k of ["kubeletVersion", "containerdVersion"]) if (typeof profile[k] !== "string" || !/^\d+\.\d+/.test(profile[k] as string)) bad(k, "a version like 1.33.0 (no leading v)");
-  for (const k of ["nvidiaRuntime", "neuronDevices", "nvidiaGpu"]) if (typeof profile[k] !== "boolean") bad(k, "true or false");
-  if (!(Number.isSafeInteger(profile.memoryBytes) && (profile.memoryBytes as number) >= 0)) bad("memoryBytes", "a whole number of bytes (0 when unknown)");
-  if (errs.length) return fail(...errs);
-  const p = profile as unknown as NodeFacts;
-  // Copy field by field: unknown keys in a profile are dropped, output stays deterministic.
-  const instance: InstanceFacts = { id: p.instance.id, type: p.instance.type, region: p.instance.region, availabilityZone: p.instance.availabilityZone, mac: p.instance.mac };
-  for (const k of ["localIpv4", "ipv6", "privateDnsName", "architecture"] as const) if (p.instance[k] !== undefined) instance[k] = p.instance[k];
-  const instanceType: InstanceTypeFacts = { origin: p.instanceType.origin };
-  if (p.instanceType.defaultEnis !== undefined) instanceType.defaultEnis = p.instanceType.defaultEnis;
-  if (p.instanceType.ipv4PerEni !== undefined) instanceType.ipv4PerEni = p.instanceType.ipv4PerEni;
-  return ok({ instance, instanceType, cpus: p.cpus, kubeletVersion: p.kubeletVersion, containerdVersion: p.containerdVersion, nvidiaRuntime: p.nvidiaRuntime, neuronDevices: p.neuronDevices, nvidiaGpu: p.nvidiaGpu, memoryBytes: p.memoryBytes });
-}
-
-/** The conformance node (m4.xlarge, 2 CPUs, MemTotal 16106628 kB, no GPU, kubelet 1.33.0, containerd 1.7.27): berth's demo runs on it without IMDS. */
-export async function demoFacts(): Promise<NodeFacts> {
-  const m = await import("../../data/demo-instance.json", { with: { type: "json" } });
-  const r = staticFacts(m.default, "data/demo-instance.json");
-  if (!r.ok) throw new BerthFailure(r.errors);
-  return r.value;
 }

@@ -4,16 +4,25 @@
  *
  * Two phases so a failure cannot leave a half-configured node:
  *   1. stage: every changed file is written to a temp file beside its target
- *      (same directory, so the rename is atomic), fsynced and chmod-ed. Any
+ *      (same directory, so the rename is atomic), chmod-ed and fsynced. Any
  *      error here removes every temp file (and directories this apply created)
  *      and nothing on the node has changed.
- *   2. commit: rename every temp over its target, fsync each touched
- *      directory, then remove the `absent` paths.
+ *   2. commit: rename every temp over its target, remove the `absent` paths,
+ *      then fsync each touched directory once (those whose entries changed,
+ *      and the parent of each directory this apply created).
  * A rename can still fail in phase 2 (e.g. the disk vanishes); a filesystem
  * offers no multi-file transaction, so this is "all or nothing as far as the
  * filesystem allows".
+ *
+ * Why synchronous fs calls, except for the fsyncs: startup time is a
+ * requirement (bench/config-phase.ts) and the config phase does nothing else
+ * while it applies. Each promise-based call is a hand-off to libuv's thread
+ * pool and back; for a dozen small files those round trips cost more than
+ * the syscalls. The fsyncs are the one step that waits on the disk (~3 ms
+ * each on ext4), so they, and only they, run concurrently in the pool, where
+ * they share journal commits.
  */
-import { promises as fsp, constants as fsc } from "node:fs";
+import { closeSync, constants as fsc, fchmodSync, fsync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from "node:fs";
 import path from "node:path";
 import type { Plan, PlannedFile } from "../plan/types.ts";
 import { isUnitPath } from "../plan/types.ts";
@@ -64,10 +73,10 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** What is on disk at `target`: undefined when absent; an error for a directory or other non-file. */
-async function readExisting(target: string, hostPath: string): Promise<Result<{ bytes: Uint8Array; mode: number } | undefined>> {
+function readExisting(target: string, hostPath: string): Result<{ bytes: Uint8Array; mode: number } | undefined> {
   let st;
   try {
-    st = await fsp.lstat(target);
+    st = lstatSync(target);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return ok(undefined);
     return fail(ioError(e, hostPath, "read"));
@@ -85,7 +94,7 @@ async function readExisting(target: string, hostPath: string): Promise<Result<{ 
     });
   }
   try {
-    return ok({ bytes: await fsp.readFile(target), mode: st.mode & 0o7777 });
+    return ok({ bytes: readFileSync(target), mode: st.mode & 0o7777 });
   } catch (e) {
     return fail(ioError(e, hostPath, "read"));
   }
@@ -102,20 +111,14 @@ function ioError(e: unknown, hostPath: string, op: string): BerthError {
   };
 }
 
-/** Whether the umask takes bits off 0755 (then new directories need a chmod). */
-function umaskNarrows(): boolean {
-  // process.umask() without an argument only reads it (a documentation-only deprecation, for workers).
-  return (process.umask() & 0o755) !== 0;
-}
-
 /** mkdir -p that remembers which directories it created, so a rollback can remove them. */
-async function ensureDir(dir: string, created: string[], known: Set<string>): Promise<void> {
+function ensureDir(dir: string, created: string[], known: Set<string>, umask: number): void {
   const missing: string[] = [];
   let d = dir;
   for (;;) {
     if (known.has(d)) break;
     try {
-      const st = await fsp.stat(d);
+      const st = statSync(d);
       if (!st.isDirectory()) {
         const e = new Error(`${d} is not a directory`) as NodeJS.ErrnoException;
         e.code = "ENOTDIR";
@@ -132,10 +135,10 @@ async function ensureDir(dir: string, created: string[], known: Set<string>): Pr
     }
   }
   for (const m of missing.reverse()) {
-    await fsp.mkdir(m, { mode: 0o755 });
+    mkdirSync(m, { mode: 0o755 });
     created.push(m);
     // 0755 whatever the umask: the node's directories must not depend on the shell berth ran from.
-    if (umaskNarrows()) await fsp.chmod(m, 0o755);
+    if ((umask & 0o755) !== 0) chmodDir(m);
   }
   for (let k = dir; !known.has(k); k = path.dirname(k)) {
     known.add(k);
@@ -143,57 +146,81 @@ async function ensureDir(dir: string, created: string[], known: Set<string>): Pr
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  let fh;
+function chmodDir(dir: string): void {
+  const fd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
-    fh = await fsp.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
-    await fh.sync();
-  } catch {
-    // Some filesystems refuse fsync on a directory (EINVAL); the renames are already done.
+    fchmodSync(fd, 0o755);
   } finally {
-    await fh?.close();
+    closeSync(fd);
   }
+}
+
+const fsyncFd = (fd: number): Promise<void> => new Promise((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
+
+async function fsyncDirs(dirs: Iterable<string>): Promise<void> {
+  const fds: number[] = [];
+  for (const dir of dirs) {
+    try {
+      fds.push(openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY));
+    } catch {
+      // Gone or unreadable: nothing to make durable there.
+    }
+  }
+  // Some filesystems refuse fsync on a directory (EINVAL); the renames are already done.
+  await Promise.all(fds.map((fd) => fsyncFd(fd).catch(() => undefined)));
+  for (const fd of fds) closeSync(fd);
 }
 
 let tmpSeq = 0;
 
-/** Write one temp file beside its target: chmod, write, fsync (data and mode). Its directory exists already. */
-async function stage(p: Pending): Promise<void> {
+/** Write one temp file beside its target (its directory exists already): create, chmod, write. Returns its fd, still open for the fsync. */
+function stage(p: Pending): number {
   const dir = path.dirname(p.target);
   // pid + sequence is unique within this host; O_EXCL catches a leftover from a crashed run with a recycled pid.
   const tmp = path.join(dir, `.${path.basename(p.target)}.berth-${process.pid}-${++tmpSeq}.tmp`);
-  const fh = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+  const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
   p.tmp = tmp;
   try {
-    // chmod explicitly (the mode given to open() is filtered by the umask), before the fsync that persists it.
-    await fh.chmod(p.file.mode);
-    await fh.writeFile(p.bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    // chmod explicitly (the mode given to open() is filtered by the umask).
+    fchmodSync(fd, p.file.mode);
+    for (let off = 0; off < p.bytes.byteLength; ) off += writeSync(fd, p.bytes, off);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
   }
+  return fd;
 }
 
-async function rollback(pending: Pending[], created: string[]): Promise<void> {
+function rollback(pending: Pending[], created: string[]): void {
   for (const p of pending) {
-    if (p.tmp) await fsp.rm(p.tmp, { force: true }).catch(() => undefined);
+    if (p.tmp) {
+      try {
+        rmSync(p.tmp, { force: true });
+      } catch {
+        // best effort
+      }
+    }
     delete p.tmp;
   }
-  for (const d of [...created].reverse()) await fsp.rmdir(d).catch(() => undefined);
+  for (const d of [...created].reverse()) {
+    try {
+      rmdirSync(d);
+    } catch {
+      // not empty (someone else wrote there) or gone: leave it
+    }
+  }
 }
 
 /** Compute what differs between the plan and the disk. Reads only. */
-async function compare(plan: Plan, root: HostRoot): Promise<Result<{ pending: Pending[]; unchanged: string[]; toRemove: { hostPath: string; target: string; old: { bytes: Uint8Array; mode: number } }[] }>> {
+function compare(plan: Plan, root: HostRoot): Result<{ pending: Pending[]; unchanged: string[]; toRemove: { hostPath: string; target: string; old: { bytes: Uint8Array; mode: number } }[] }> {
   const errors: BerthError[] = [];
   const pending: Pending[] = [];
   const unchanged: string[] = [];
   const files = [...plan.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  // Reads run concurrently (the results are consumed in path order, so output stays deterministic).
-  const current = await Promise.all(files.map((f) => readExisting(root.path(f.path), f.path)));
-  for (const [i, file] of files.entries()) {
+  for (const file of files) {
     const target = root.path(file.path);
     const bytes = toBytes(file.content);
-    const cur = current[i]!;
+    const cur = readExisting(target, file.path);
     if (!cur.ok) {
       errors.push(...cur.errors);
       continue;
@@ -216,7 +243,7 @@ async function compare(plan: Plan, root: HostRoot): Promise<Result<{ pending: Pe
       continue;
     }
     const target = root.path(hostPath);
-    const cur = await readExisting(target, hostPath);
+    const cur = readExisting(target, hostPath);
     if (!cur.ok) errors.push(...cur.errors);
     else if (cur.value) toRemove.push({ hostPath, target, old: cur.value });
   }
@@ -224,7 +251,7 @@ async function compare(plan: Plan, root: HostRoot): Promise<Result<{ pending: Pe
 }
 
 export async function applyPlan(plan: Plan, root: HostRoot, opts: ApplyOptions = {}): Promise<Result<ApplyReport>> {
-  const cmp = await compare(plan, root);
+  const cmp = compare(plan, root);
   if (!cmp.ok) return cmp;
   const { pending, unchanged, toRemove } = cmp.value;
   const written = pending.map((p) => p.file.path);
@@ -243,58 +270,69 @@ export async function applyPlan(plan: Plan, root: HostRoot, opts: ApplyOptions =
   }
 
   const created: string[] = [];
+  const fds: number[] = [];
   let current = "";
   try {
-    // Directories first, one at a time, so `created` knows exactly what to undo;
-    // `known` spares a stat of every directory already seen.
+    // Directories first, so `created` knows exactly what to undo; `known` spares a stat of every directory already seen.
     const known = new Set<string>();
+    // process.umask() without an argument only reads it (a documentation-only deprecation, for workers).
+    const umask = process.umask();
     for (const p of pending) {
       current = p.file.path;
-      await ensureDir(path.dirname(p.target), created, known);
+      ensureDir(path.dirname(p.target), created, known, umask);
     }
-    // Temp files concurrently: each fsync waits on the disk (~1-5 ms on ext4),
-    // and concurrent fsyncs share journal commits.
-    const staged = await Promise.allSettled(
-      pending.map(async (p) => {
+    // Every file is staged even after a failure, as before, so the failure report names the first one in path order.
+    let firstError: { path: string; error: unknown } | undefined;
+    for (const p of pending) {
+      try {
         opts.beforeStage?.(p.file.path);
-        await stage(p);
-      }),
-    );
-    const firstFailure = staged.findIndex((r) => r.status === "rejected");
-    if (firstFailure >= 0) {
-      current = pending[firstFailure]!.file.path;
-      throw (staged[firstFailure] as PromiseRejectedResult).reason;
+        fds.push(stage(p));
+      } catch (e) {
+        firstError ??= { path: p.file.path, error: e };
+      }
+    }
+    if (firstError) {
+      current = firstError.path;
+      throw firstError.error;
+    }
+    // Every temp file's data on disk before any rename, concurrently (see the module comment).
+    const synced = await Promise.allSettled(fds.map(fsyncFd));
+    const failed = synced.findIndex((r) => r.status === "rejected");
+    if (failed >= 0) {
+      current = pending[failed]!.file.path;
+      throw (synced[failed] as PromiseRejectedResult).reason;
     }
   } catch (e) {
-    await rollback(pending, created);
+    rollback(pending, created);
     return fail(ioError(e, current, "write"));
+  } finally {
+    for (const fd of fds) closeSync(fd);
   }
 
+  // The directories whose entries change: each target's, and the parent of each created directory.
   const dirs = new Set(pending.map((p) => path.dirname(p.target)));
-  // Renames are independent of each other (each is atomic on its own), so they run concurrently.
-  const renamed = await Promise.allSettled(
-    pending.map(async (p) => {
-      await fsp.rename(p.tmp!, p.target);
+  for (const d of created) dirs.add(path.dirname(d));
+  for (const [i, p] of pending.entries()) {
+    try {
+      renameSync(p.tmp!, p.target);
       delete p.tmp;
-    }),
-  );
-  const failedRename = renamed.findIndex((r) => r.status === "rejected");
-  if (failedRename >= 0) {
-    // Past the point of no return for the files already renamed; at least drop the leftovers.
-    await rollback(pending, []);
-    const e = (renamed[failedRename] as PromiseRejectedResult).reason;
-    return fail({ ...ioError(e, pending[failedRename]!.file.path, "rename into place"), hint: "some files were already replaced; fix the cause and run berth again (apply is idempotent)" });
+    } catch (e) {
+      // Past the point of no return for the files already renamed; at least drop the leftovers.
+      rollback(pending, []);
+      await fsyncDirs(dirs);
+      return fail({ ...ioError(e, pending[i]!.file.path, "rename into place"), hint: "some files were already replaced; fix the cause and run berth again (apply is idempotent)" });
+    }
   }
   const removeErrors: BerthError[] = [];
   for (const r of toRemove) {
     try {
-      await fsp.rm(r.target, { force: true });
+      rmSync(r.target, { force: true });
       dirs.add(path.dirname(r.target));
     } catch (e) {
       removeErrors.push(ioError(e, r.hostPath, "remove"));
     }
   }
-  await Promise.all([...dirs].map(fsyncDir));
+  await fsyncDirs(dirs);
   if (removeErrors.length) return fail(...removeErrors);
   return ok({ written, unchanged, removed, unitsChanged });
 }

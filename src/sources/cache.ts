@@ -16,7 +16,7 @@
  * `jq .spec` gives nodeadm's spec JSON, plus `berth` (the BerthConfig
  * document) when berth settings are present, which nodeadm ignores.
  */
-import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { HostRoot } from "../host/root.ts";
 import {
@@ -177,6 +177,36 @@ export async function resolveConfig(
 }
 
 /**
+ * mkdir -p whose new directories are 0755 whatever the umask: `mkdir`'s mode
+ * is filtered by the umask (a 077 umask would leave /run/eks/nodeadm 0700,
+ * unreadable for tools that read nodeadm's cache), so each directory it
+ * creates is chmod-ed; existing ones are left alone.
+ */
+async function mkdirAll(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      await stat(d);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      missing.push(d);
+      if (path.dirname(d) === d) break;
+    }
+  }
+  for (const d of missing.reverse()) {
+    try {
+      await mkdir(d, { mode: 0o755 });
+    } catch (e) {
+      // Created concurrently by someone else: fine, it is not ours to chmod.
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") continue;
+      throw e;
+    }
+    await chmod(d, 0o755);
+  }
+}
+
+/**
  * Writes the cache atomically: a temp file in the same directory (mode 0600),
  * fsync, rename over the target, fsync of the directory. Parent directories
  * are created (0755). Throws on I/O errors; nodeadm treats a failed cache
@@ -186,7 +216,7 @@ export async function writeCache(cachePath: string, config: MergedConfig, root: 
   const enc = encode ?? (await defaultEncode());
   const real = root.path(cachePath);
   const dir = path.dirname(real);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await mkdirAll(dir);
   const body = canonicalJson(cacheDocument(config, enc), 2) + "\n";
   const tmp = path.join(dir, `.${path.basename(real)}.${process.pid}.${Date.now()}.tmp`);
   const fh = await open(tmp, "wx", 0o600);

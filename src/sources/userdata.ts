@@ -9,8 +9,10 @@
  * or a plain NodeConfig YAML/JSON stream. Nested multiparts are not
  * descended into (nodeadm only reads the top level).
  */
-import { gunzipSync } from "node:zlib";
-import PostalMime from "postal-mime";
+// node:zlib and postal-mime are imported where gzip or MIME multipart is
+// actually met: the common config (a plain YAML file) needs neither, and
+// startup time is a requirement (bench/config-phase.ts). The startup snapshot
+// keeps postal-mime out of its heap too (scripts/build.mjs).
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 
 export const NODECONFIG_MEDIA_TYPE = "application/node.eks.aws";
@@ -57,9 +59,10 @@ export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
-function maybeGunzip(bytes: Uint8Array, source: string): Result<Uint8Array> {
+async function maybeGunzip(bytes: Uint8Array, source: string): Promise<Result<Uint8Array>> {
   if (!isGzip(bytes)) return ok(bytes);
   try {
+    const { gunzipSync } = await import("node:zlib");
     return ok(new Uint8Array(gunzipSync(bytes, { maxOutputLength: MAX_GUNZIP_BYTES })));
   } catch (e) {
     return fail({
@@ -294,6 +297,7 @@ export async function splitMultipart(text: string, source: string): Promise<Resu
   if (scanned.value === undefined) return ok(undefined);
   const out: SourceText[] = [];
   const errors: BerthError[] = [];
+  const PostalMime = (await import("postal-mime")).default;
   for (const part of scanned.value.parts) {
     const partSource = `${source} (MIME part ${part.index} of ${part.total})`;
     let content: Uint8Array;
@@ -316,7 +320,7 @@ export async function splitMultipart(text: string, source: string): Promise<Resu
       });
       continue;
     }
-    const decoded = decodeLayers(content, partSource);
+    const decoded = await decodeLayers(content, partSource);
     if (!decoded.ok) {
       errors.push(...decoded.errors);
       continue;
@@ -334,9 +338,9 @@ export async function splitMultipart(text: string, source: string): Promise<Resu
   return ok(out);
 }
 
-function decodeLayers(bytes: Uint8Array, source: string): Result<{ text: string; encoded: boolean }> {
+async function decodeLayers(bytes: Uint8Array, source: string): Promise<Result<{ text: string; encoded: boolean }>> {
   const b64 = maybeBase64(bytes);
-  const gz = maybeGunzip(b64, source);
+  const gz = await maybeGunzip(b64, source);
   if (!gz.ok) return gz;
   const text = utf8(gz.value, source);
   if (!text.ok) return text;
@@ -360,7 +364,7 @@ export async function decodeUserData(bytes: Uint8Array, source: string = USERDAT
   try {
     if (bytes.length === 0) return ok([]);
     const b64 = maybeBase64(bytes);
-    const gz = maybeGunzip(b64, source);
+    const gz = await maybeGunzip(b64, source);
     if (!gz.ok) return gz;
     const encoded = b64 !== bytes || gz.value !== b64;
     const loose = new TextDecoder("utf-8").decode(gz.value);

@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { mkdtemp, mkdir, readdir, rm, writeFile, readFile } from "node:fs/promises";
+import { cp, mkdtemp, mkdir, readdir, rm, utimes, writeFile, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -72,13 +72,13 @@ test("--version matches package.json", async () => {
 });
 
 test("--help everywhere, exit 0", async () => {
-  for (const args of [["--help"], ["init", "--help"], ["config", "check", "--help"], ["config", "dump", "-h"], ["config", "--help"], ["demo", "--help"], ["agent", "--help"], ["status", "--help"]]) {
+  for (const args of [["--help"], ["init", "--help"], ["config", "check", "--help"], ["config", "dump", "-h"], ["config", "--help"], ["demo", "--help"], ["agent", "--help"], ["status", "--help"], ["install", "--help"], ["task", "--help"]]) {
     const r = await berth(args);
     assert.equal(r.code, 0, args.join(" "));
     assert.match(r.stdout, /Usage:/, args.join(" "));
   }
   const top = await berth(["--help"]);
-  for (const w of ["init", "config check", "config dump", "demo", "--config-source", "--skip", "--config-cache", "--root", "--dry-run"]) assert.ok(top.stdout.includes(w), w);
+  for (const w of ["init", "config check", "config dump", "demo", "install", "task", "--config-source", "--skip", "--config-cache", "--root", "--dry-run"]) assert.ok(top.stdout.includes(w), w);
 });
 
 test("usage errors exit 2 with a hint and no stack trace", async () => {
@@ -138,12 +138,16 @@ test("config check accepts a good config; config dump prints and writes it", asy
   const check = await berth(["config", "check", "--root", root, "-c", "file:///good.yaml"]);
   assert.equal(check.code, 0, check.stderr);
   assert.match(check.stdout, /valid/);
-  const dump = await berth(["config", "dump", "--root", root, "-c", "file:///good.yaml"]);
+  // JSON by default (nodeadm's); the exact shape is in cli-commands.test.ts.
+  const json = await berth(["config", "dump", "--root", root, "-c", "file:///good.yaml"]);
+  assert.equal(json.code, 0, json.stderr);
+  assert.equal((JSON.parse(json.stdout) as { spec: { cluster: { name: string } } }).spec.cluster.name, "my-cluster");
+  const dump = await berth(["config", "dump", "--format", "yaml", "--root", root, "-c", "file:///good.yaml"]);
   assert.equal(dump.code, 0, dump.stderr);
   assert.match(dump.stdout, /kind: NodeConfig/);
   assert.match(dump.stdout, /name: my-cluster/);
   const out = path.join(root, "out/dump.yaml");
-  const toFile = await berth(["config", "dump", "--root", root, "-c", "file:///good.yaml", "-o", out]);
+  const toFile = await berth(["config", "dump", "--format", "yaml", "--root", root, "-c", "file:///good.yaml", "-o", out]);
   assert.equal(toFile.code, 0, toFile.stderr);
   assert.equal(await readFile(out, "utf8"), dump.stdout);
 });
@@ -246,4 +250,29 @@ test("bin/berth hands what the snapshot does not hold to the bundle (run phase, 
   assert.equal(r.code, 1);
   assert.doesNotMatch(r.stderr, NO_STACK);
   assert.match(r.stderr, /^error: /m);
+});
+
+test("bin/berth uses the snapshot only when the node on PATH is the one that built it (path and mtime stamp)", async (t) => {
+  if (!HAS_SNAPSHOT) {
+    t.skip("no dist/snapshot/berth.blob (scripts/build.mjs printed why); bin/berth runs the bundle");
+    return;
+  }
+  // A copy of bin/ and dist/ whose blob is junk: taking the snapshot path fails loudly, the bundle path works.
+  const home = await scratch();
+  await cp(path.join(REPO, "bin"), path.join(home, "bin"), { recursive: true, preserveTimestamps: true });
+  await cp(path.join(REPO, "dist"), path.join(home, "dist"), { recursive: true, preserveTimestamps: true });
+  await writeFile(path.join(home, "dist/snapshot/berth.blob"), "not a snapshot");
+  const run = (): Promise<{ code: number | null; stderr: string }> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(path.join(home, "bin/berth"), ["config", "check", "--help"], { env: { PATH: process.env.PATH, HOME: tmpdir() }, stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stderr }));
+    });
+  const taken = await run();
+  assert.notEqual(taken.code, 0, "the stamp matches, so bin/berth must have tried the (junk) snapshot");
+  await utimes(path.join(home, "dist/snapshot/node-stamp"), new Date(0), new Date(0));
+  const fallback = await run();
+  assert.equal(fallback.code, 0, fallback.stderr);
 });

@@ -1,0 +1,97 @@
+/**
+ * `berth install`: bake berth's boot units into an image, without a NodeConfig.
+ *
+ * It writes exactly what the config phase's unit renderer produces for a
+ * config with no berth settings (no tasks, no reboot-once): the same bytes,
+ * so at first boot berth-config.service runs the config phase, which
+ * re-renders these files, finds them unchanged and leaves them alone (no
+ * rewrite, no daemon-reload for them). A config that adds tasks or
+ * rebootAfterBootstrap changes berth-tasks.target / berth.target then, as any
+ * config change would.
+ */
+import { HostRoot } from "../host/root.ts";
+import { EXIT_OK, parse, printErrors, usageError } from "./args.ts";
+import { printApplyReport } from "./output.ts";
+
+export const INSTALL_HELP = `Usage: berth install [options]
+
+Write berth's own boot units (berth-config.service, berth-run.service,
+berth-agent.service, berth.target, berth-tasks.target, kubelet.service,
+runtime.slice, the containerd and multi-user.target drop-ins) and nothing
+else: no NodeConfig is read, no kubelet or containerd configuration is
+written. Meant for image builds (Packer, a Dockerfile, a chroot via --root).
+
+First boot: multi-user.target wants berth-config.service, which runs
+'berth init --skip run' (user data from imds://user-data): it writes the
+kubelet and containerd configuration, re-renders these units (unchanged
+bytes are not rewritten) and then berth.target starts berth-run.service
+(containerd, CRI, sandbox image, kubelet) and berth-agent.service.
+
+Options:
+      --root DIR          treat DIR as the node's / (e.g. the image's mounted root)
+      --berth-path PATH   absolute path of berth on the node, used in ExecStart=
+                          (default: $BERTH_PATH, else /usr/bin/berth); another
+                          path than the default is also recorded as
+                          BERTH_PATH for berth-config.service, so the first-boot
+                          config phase renders the same units
+      --dry-run           print a unified diff of what would change; write nothing
+  -h, --help              this help
+`;
+
+const OPTIONS = {
+  root: { type: "string" },
+  "berth-path": { type: "string" },
+  "dry-run": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** The drop-in that hands a non-default berth path to the config phase at boot (see --berth-path). */
+export const BERTH_PATH_DROPIN = "/etc/systemd/system/berth-config.service.d/10-berth-path.conf";
+
+export async function installCommand(args: string[]): Promise<number> {
+  const p = parse(args, OPTIONS, "install");
+  if (!p) return 2;
+  const v = p.values;
+  if (v.help) {
+    process.stdout.write(INSTALL_HELP);
+    return EXIT_OK;
+  }
+  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "install");
+  const [{ renderUnits, UNIT_HEADER, execArg }, { DEFAULT_BERTH_PATH }, { applyPlan }] = await Promise.all([
+    import("../render/units.ts"),
+    import("../plan/plan.ts"),
+    import("../host/fs.ts"),
+  ]);
+  // The same default as `berth init` (src/cli/init.ts), so first boot renders the same ExecStart= lines.
+  const defaultPath = process.env.BERTH_PATH ?? DEFAULT_BERTH_PATH;
+  const berthPath = v["berth-path"] ?? defaultPath;
+  if (!berthPath.startsWith("/")) return usageError(`--berth-path must be absolute (systemd needs it in ExecStart=), not '${berthPath}'`, "install");
+  if (/[\s"'\\$%]/.test(berthPath)) return usageError(`--berth-path '${berthPath}' has whitespace, quotes or systemd specials; use a plain path`, "install");
+  const root = new HostRoot(v.root ?? "/");
+  const dryRun = v["dry-run"] ?? false;
+  if (root.isHost && !dryRun && typeof process.getuid === "function" && process.getuid() !== 0) {
+    return printErrors([
+      {
+        code: "cli.not-root",
+        message: "berth install writes systemd units under /etc/systemd/system, so it must run as root",
+        hint: "run it as root (sudo), or use --root DIR to write into an image's root, or --dry-run to see what would change",
+      },
+    ]);
+  }
+
+  const units = renderUnits({}, {}, { berthPath });
+  if (!units.ok) return printErrors(units.errors);
+  const files = [...units.value];
+  const absent: string[] = [];
+  if (berthPath !== defaultPath) {
+    files.push({ path: BERTH_PATH_DROPIN, content: `${UNIT_HEADER}\n[Service]\nEnvironment=${execArg(`BERTH_PATH=${berthPath}`)}\n`, mode: 0o644, component: "install" });
+  } else {
+    // Installing again with the default path: a drop-in from an earlier --berth-path would now lie.
+    absent.push(BERTH_PATH_DROPIN);
+  }
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const r = await applyPlan({ files, absent }, root, { dryRun });
+  if (!r.ok) return printErrors(r.errors);
+  printApplyReport(r.value, root, dryRun);
+  return EXIT_OK;
+}

@@ -1,0 +1,271 @@
+/**
+ * The CLI words added for image builds and nodeadm parity: `berth task`,
+ * `berth install`, `config dump --config-output/--format`, `init -d`.
+ * Run through the bundle (dist/berth.mjs) as a child process, like users do.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
+import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BUNDLE = path.join(REPO, "dist/berth.mjs");
+const EXAMPLE = path.join(REPO, "data/example-nodeconfig.yaml");
+const NO_STACK = /^\s+at .+:\d+:\d+\)?$/m;
+const dirs: string[] = [];
+let imds: ImdsStandIn | undefined;
+let ec2: Ec2StandIn | undefined;
+
+before(() => {
+  if (!existsSync(BUNDLE)) execFileSync(process.execPath, [path.join(REPO, "scripts/build.mjs")], { cwd: REPO, stdio: "inherit" });
+});
+after(async () => {
+  await imds?.close();
+  await ec2?.close();
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function scratch(): Promise<string> {
+  const d = await mkdtemp(path.join(tmpdir(), "berth-cli-cmd-"));
+  dirs.push(d);
+  return d;
+}
+
+type Run = { code: number | null; stdout: string; stderr: string };
+
+function berth(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BUNDLE, ...args], {
+      cwd: REPO,
+      // IMDS unreachable unless a test points at its stand-in: nothing may hang on a real metadata service.
+      env: { PATH: process.env.PATH, HOME: tmpdir(), AWS_EC2_METADATA_DISABLED: "true", AWS_EC2_METADATA_SERVICE_ENDPOINT: "http://127.0.0.1:9", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) out.push(path.relative(dir, path.join(e.parentPath, e.name)));
+  return out.sort();
+}
+
+const GOOD = `apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  cluster:
+    name: my-cluster
+    apiServerEndpoint: https://example.com
+    certificateAuthority: Y2VydGlmaWNhdGVBdXRob3JpdHk=
+    cidr: 10.100.0.0/16
+`;
+
+// ------------------------------------------------------------------ task
+
+test("task: help, usage errors (exit 2), unknown subcommand", async () => {
+  const h = await berth(["task", "--help"]);
+  assert.equal(h.code, 0, h.stderr);
+  assert.match(h.stdout, /Usage: berth task/);
+  assert.match(h.stdout, /pull-images IMAGE/);
+  for (const args of [["task"], ["task", "pull-images"], ["task", "frobnicate"], ["task", "--bogus"], ["task", "pull-images", "x", "--timeout", "soon"]]) {
+    const r = await berth(args);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, NO_STACK);
+    assert.match(r.stderr, /error: |Usage:/, args.join(" "));
+  }
+  const top = await berth(["--help"]);
+  assert.match(top.stdout, /berth task pull-images IMAGE/);
+});
+
+test("task pull-images: no containerd under --root is a clear failure (exit 1), not 'unknown command'", async () => {
+  const root = await scratch();
+  const r = await berth(["task", "pull-images", "--root", root, "--timeout", "300", "registry.k8s.io/pause:3.10"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.doesNotMatch(r.stderr, /unknown command/);
+  assert.doesNotMatch(r.stderr, NO_STACK);
+  assert.match(r.stderr, /^error: .*CRI/m);
+  assert.match(r.stderr, /hint: /);
+});
+
+// ------------------------------------------------------------------ config dump
+
+test("config dump: JSON by default, as nodeadm prints it; --format yaml; --config-output is -o", async () => {
+  const root = await scratch();
+  await writeFile(path.join(root, "good.yaml"), GOOD);
+  const src = ["--root", root, "-c", "file:///good.yaml"];
+  const json = await berth(["config", "dump", ...src]);
+  assert.equal(json.code, 0, json.stderr);
+  assert.equal(
+    json.stdout,
+    '{"kind":"NodeConfig","apiVersion":"node.eks.aws/v1alpha1","metadata":{"creationTimestamp":null},"spec":{"cluster":{"name":"my-cluster","apiServerEndpoint":"https://example.com","certificateAuthority":"Y2VydGlmaWNhdGVBdXRob3JpdHk=","cidr":"10.100.0.0/16"},"containerd":{},"instance":{"localStorage":{},"network":{}},"kubelet":{}}}\n',
+  );
+  const yaml = await berth(["config", "dump", "--format", "yaml", ...src]);
+  assert.equal(yaml.code, 0, yaml.stderr);
+  assert.match(yaml.stdout, /^---\napiVersion: node\.eks\.aws\/v1alpha1\nkind: NodeConfig\n/);
+
+  const out = path.join(root, "out/config.json");
+  const w = await berth(["config", "dump", ...src, "--config-output", out]);
+  assert.equal(w.code, 0, w.stderr);
+  assert.equal(w.stdout, "");
+  assert.equal(await readFile(out, "utf8"), json.stdout);
+  assert.equal(statSync(out).mode & 0o777, 0o644);
+
+  // The YAML dump reads back as a config source.
+  await writeFile(path.join(root, "dump.yaml"), yaml.stdout);
+  const again = await berth(["config", "dump", "--root", root, "-c", "file:///dump.yaml"]);
+  assert.equal(again.stdout, json.stdout);
+
+  for (const args of [["--format", "toml"], ["-o", path.join(root, "a"), "--config-output", path.join(root, "b")]]) {
+    const r = await berth(["config", "dump", ...src, ...args]);
+    assert.equal(r.code, 2, args.join(" "));
+    assert.match(r.stderr, /^error: .+\n {2}hint: /);
+  }
+});
+
+test("config dump JSON carries berth's own settings under \"berth\" only when set", async () => {
+  const root = await scratch();
+  await writeFile(
+    path.join(root, "c.yaml"),
+    `${GOOD}---\napiVersion: berth.dev/v1alpha1\nkind: BerthConfig\nspec:\n  rebootAfterBootstrap: true\n`,
+  );
+  const r = await berth(["config", "dump", "--root", root, "-c", "file:///c.yaml"]);
+  assert.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as { berth?: { kind: string; spec: Record<string, unknown> } };
+  assert.equal(doc.berth?.kind, "BerthConfig");
+  assert.deepEqual(doc.berth?.spec, { rebootAfterBootstrap: true });
+});
+
+// ------------------------------------------------------------------ init -d
+
+test("init -d: both daemons is the default; one alone is refused clearly; an unknown name is a usage error", async () => {
+  const root = await scratch();
+  await writeFile(path.join(root, "good.yaml"), GOOD);
+  const one = await berth(["init", "--skip", "run", "--root", root, "-c", "file:///good.yaml", "-d", "kubelet"]);
+  assert.equal(one.code, 1, one.stderr);
+  assert.match(one.stderr, /^error: --daemon kubelet: berth does not configure or run one daemon alone/m);
+  assert.match(one.stderr, /hint: drop --daemon/);
+  const bad = await berth(["init", "--skip", "run", "--root", root, "-d", "docker"]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /unknown daemon 'docker'/);
+  assert.deepEqual(await tree(root), ["good.yaml"]);
+  const help = await berth(["init", "--help"]);
+  assert.match(help.stdout, /-d, --daemon NAME/);
+});
+
+// ------------------------------------------------------------------ install
+
+async function nodeRoot(): Promise<string> {
+  const root = await scratch();
+  const put = async (p: string, c: string) => {
+    await mkdir(path.dirname(path.join(root, p)), { recursive: true });
+    await writeFile(path.join(root, p), c);
+  };
+  await put("etc/eks/kubelet-version.txt", "v1.33.0\n");
+  await put("etc/eks/containerd-version.txt", "1.7.27\n");
+  await put("sys/devices/system/cpu/online", "0-1\n");
+  await mkdir(path.join(root, "etc/eks/nodeadm.d"), { recursive: true });
+  await copyFile(EXAMPLE, path.join(root, "etc/eks/nodeadm.d/example.yaml"));
+  return root;
+}
+
+test("install writes only berth's boot units; the first-boot config phase finds them unchanged", async () => {
+  const root = await nodeRoot();
+  const help = await berth(["install", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /First boot/);
+
+  const r = await berth(["install", "--root", root]);
+  assert.equal(r.code, 0, r.stderr);
+  const units = (await tree(path.join(root, "etc/systemd/system"))).filter((f) => f.includes("."));
+  assert.deepEqual(units, [
+    "berth-agent.service",
+    "berth-config.service",
+    "berth-run.service",
+    "berth-tasks.target",
+    "berth.target",
+    "containerd.service.d",
+    "containerd.service.d/10-berth.conf",
+    "kubelet.service",
+    "multi-user.target.d",
+    "multi-user.target.d/10-berth.conf",
+    "runtime.slice",
+  ]);
+  assert.match(await readFile(path.join(root, "etc/systemd/system/berth-config.service"), "utf8"), /^ExecStart=\/usr\/bin\/berth init --skip run$/m);
+  // No NodeConfig-dependent file.
+  assert.ok(!existsSync(path.join(root, "etc/kubernetes")));
+  assert.ok(!existsSync(path.join(root, "etc/containerd")));
+
+  const again = await berth(["install", "--root", root]);
+  assert.match(again.stdout, /^0 written, 0 removed, 9 unchanged/m);
+
+  imds ??= await startImdsStandIn();
+  ec2 ??= await startEc2StandIn();
+  const init = await berth(["init", "--skip", "run", "--root", root, "-c", "file:///etc/eks/nodeadm.d/example.yaml"], {
+    AWS_EC2_METADATA_DISABLED: "",
+    AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
+    AWS_ENDPOINT_URL_EC2: ec2.url,
+    AWS_REGION: "us-west-2",
+    AWS_ACCESS_KEY_ID: "AKIDBERTHTEST",
+    AWS_SECRET_ACCESS_KEY: "berth-test-secret",
+  });
+  assert.equal(init.code, 0, init.stderr);
+  for (const u of ["berth-config.service", "berth-run.service", "berth-agent.service", "berth.target", "berth-tasks.target", "kubelet.service", "runtime.slice", "containerd.service.d/10-berth.conf", "multi-user.target.d/10-berth.conf"]) {
+    assert.match(init.stdout, new RegExp(`^unchanged /etc/systemd/system/${u.replace(/\./g, "\\.")}$`, "m"), u);
+  }
+  assert.match(init.stdout, /^wrote +\/etc\/kubernetes\/kubelet\/config\.json$/m);
+});
+
+test("install --berth-path: used in ExecStart= and handed to the first-boot config phase; bad paths are usage errors", async () => {
+  const root = await scratch();
+  const r = await berth(["install", "--root", root, "--berth-path", "/opt/berth/bin/berth"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(await readFile(path.join(root, "etc/systemd/system/berth-run.service"), "utf8"), /^ExecStart=\/opt\/berth\/bin\/berth init --skip config$/m);
+  assert.equal(
+    await readFile(path.join(root, "etc/systemd/system/berth-config.service.d/10-berth-path.conf"), "utf8"),
+    "# Written by berth; changes are overwritten.\n[Service]\nEnvironment=BERTH_PATH=/opt/berth/bin/berth\n",
+  );
+  // Back to the default path: the drop-in goes away.
+  const back = await berth(["install", "--root", root]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.match(back.stdout, /^removed +\/etc\/systemd\/system\/berth-config\.service\.d\/10-berth-path\.conf$/m);
+
+  for (const args of [["--berth-path", "berth"], ["--berth-path", "/opt/my berth"], ["extra"], ["--bogus"]]) {
+    const u = await berth(["install", "--root", root, ...args]);
+    assert.equal(u.code, 2, args.join(" "));
+    assert.match(u.stderr, /^error: .+\n {2}hint: /);
+  }
+  const dry = await scratch();
+  const d = await berth(["install", "--root", dry, "--dry-run"]);
+  assert.equal(d.code, 0, d.stderr);
+  assert.match(d.stdout, /nothing was written/);
+  assert.deepEqual(await tree(dry), []);
+});
+
+// ------------------------------------------------------------------ --config-cache directories
+
+test("the config cache's new directories are 0755 whatever the umask (nodeadm tools read them)", async () => {
+  const { writeCache } = await import("../../src/sources/cache.ts");
+  const { HostRoot } = await import("../../src/host/root.ts");
+  const root = await scratch();
+  const config = { nodeConfig: { cluster: { name: "c" } }, berth: {}, sources: ["test"] };
+  const old = process.umask(0o077);
+  try {
+    await writeCache("/run/eks/nodeadm/config.json", config, new HostRoot(root));
+  } finally {
+    process.umask(old);
+  }
+  for (const d of ["run", "run/eks", "run/eks/nodeadm"]) assert.equal(statSync(path.join(root, d)).mode & 0o777, 0o755, d);
+  assert.equal(statSync(path.join(root, "run/eks/nodeadm/config.json")).mode & 0o777, 0o600);
+});
