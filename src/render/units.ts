@@ -5,8 +5,14 @@
  *
  * The boot graph:
  *
- *   multi-user.target ─Wants→ berth-config.service, kubelet.service,
- *                               berth.target, berth-tasks.target
+ *   multi-user.target ─Wants→ berth-config.service, berth.target,
+ *                               berth-tasks.target
+ *
+ * kubelet.service is not pulled in at boot: berth-run starts it, every boot,
+ * once containerd's CRI answers and the sandbox image is present — the
+ * ordering that removes nodeadm's boot race. (It cannot be ordered
+ * After=berth-run instead: berth-run waits for kubelet to be active, so that
+ * ordering would deadlock the two start jobs.)
  *   berth.target (no ordering of its own) ─Wants→ berth-run, berth-agent,
  *                               berth-reboot-once
  *   berth-tasks.target (no ordering) ─Wants→ berth-task-<name>.service ...
@@ -433,7 +439,7 @@ export function renderUnits(spec: NodeConfigSpec, berth: BerthSpec, opts: UnitOp
   files.push(
     file(
       `${UNIT_DIR}/multi-user.target.d/10-berth.conf`,
-      unit([["Unit", [`Wants=${UNITS.config} ${UNITS.kubelet} ${UNITS.target} ${UNITS.tasks}`]]]),
+      unit([["Unit", [`Wants=${UNITS.config} ${UNITS.target} ${UNITS.tasks}`]]]),
     ),
   );
 

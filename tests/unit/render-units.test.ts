@@ -122,6 +122,8 @@ test("tasks: ordered oneshots after run, containerd, kubelet and the previous ta
   const target = m.get("/etc/systemd/system/berth-tasks.target")!;
   assert.match(target, /^Wants=berth-task-warm-images\.service berth-task-tune\.service berth-task-py\.service$/m);
   assert.match(m.get("/etc/systemd/system/multi-user.target.d/10-berth.conf")!, /^Wants=.*berth-tasks\.target/m);
+  // kubelet is started by berth-run once CRI is ready, never pulled in at boot on its own.
+  assert.doesNotMatch(m.get("/etc/systemd/system/multi-user.target.d/10-berth.conf")!, /kubelet/);
   // kubelet is never ordered after a task.
   assert.doesNotMatch(m.get("/etc/systemd/system/kubelet.service")!, /berth-task/);
 });
