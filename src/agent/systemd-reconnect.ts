@@ -5,7 +5,7 @@
  * 200 ms → 10 s), re-establishes every subscription (the baseline it sends
  * brings the agent up to date) and retries the call once.
  */
-import { SystemdError, type JobOptions, type JobResult, type Systemd, type UnitState } from "../host/systemd.ts";
+import { SystemdError, type JobMode, type JobOptions, type JobResult, type Systemd, type UnitState } from "../host/systemd.ts";
 
 export interface ReconnectOptions {
   connect: () => Promise<Systemd>;
@@ -69,6 +69,7 @@ export async function reconnectingSystemd(first: Systemd, o: ReconnectOptions): 
   return {
     daemonReload: () => call((s) => s.daemonReload()),
     startUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.startUnit(n, opts)),
+    enqueueStartUnit: (n: string, opts?: { mode?: JobMode }): Promise<string> => call((s) => s.enqueueStartUnit(n, opts)),
     restartUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.restartUnit(n, opts)),
     stopUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.stopUnit(n, opts)),
     unitState: (n: string) => call((s) => s.unitState(n)),

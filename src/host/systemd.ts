@@ -51,6 +51,12 @@ export interface EnableChange {
 export interface Systemd {
   daemonReload(): Promise<void>;
   startUnit(name: string, opts?: JobOptions): Promise<JobResult>;
+  /**
+   * Queue a start job and return its object path as soon as systemd has
+   * accepted it, without waiting for it to finish: for units ordered after
+   * the caller's own unit (awaiting those would deadlock).
+   */
+  enqueueStartUnit(name: string, opts?: { mode?: JobMode }): Promise<string>;
   restartUnit(name: string, opts?: JobOptions): Promise<JobResult>;
   stopUnit(name: string, opts?: JobOptions): Promise<JobResult>;
   /** `systemctl enable` (runtime=false) for unit files already on disk; does not start them. */
@@ -384,6 +390,10 @@ export async function connectSystemd(opts: ConnectOptions = {}): Promise<Systemd
       await call("Reload", { timeoutMs: Math.max(callTimeout, 30_000) });
     },
     startUnit: (name, o) => runJob("StartUnit", name, o),
+    async enqueueStartUnit(name, o) {
+      const reply = await call("StartUnit", { signature: "ss", body: [name, o?.mode ?? "replace"], unit: name });
+      return String(reply.body[0]);
+    },
     restartUnit: (name, o) => runJob("RestartUnit", name, o),
     stopUnit: (name, o) => runJob("StopUnit", name, o),
     async enableUnits(names, o) {

@@ -385,17 +385,11 @@ export async function defaultLogger(): Promise<EventLogger> {
  * Enqueue a start job without waiting for it. A unit ordered after
  * berth-run.service (tasks, reboot-once) cannot finish while the run phase
  * (which *is* berth-run.service at boot) waits for it: awaiting it would
- * deadlock until the deadline. The `Systemd` interface only has awaited
- * jobs, so this waits for systemd's reply (the job exists) and treats the
- * 1 ms job deadline that follows as "enqueued".
+ * deadlock until the deadline.
  */
-async function enqueueStart(sd: Systemd, unit: string): Promise<"enqueued" | JobResult> {
-  try {
-    return await sd.startUnit(unit, { timeoutMs: 1 });
-  } catch (e) {
-    if (e && typeof e === "object" && (e as { code?: unknown }).code === "systemd.job-deadline") return "enqueued";
-    throw e;
-  }
+async function enqueueStart(sd: Systemd, unit: string): Promise<"enqueued"> {
+  await sd.enqueueStartUnit(unit);
+  return "enqueued";
 }
 
 // ---------------------------------------------------------------- the phase

@@ -12,9 +12,9 @@
  *   sd.crash("containerd.service");            // as if kill -9: failed, MainPID 0
  *   assert.deepEqual(sd.callNames(), ["daemonReload", "restartUnit"]);
  */
-import { SystemdError, type JobOptions, type JobResult, type Systemd, type UnitState, type EnableChange } from "../../src/host/systemd.ts";
+import { SystemdError, type JobOptions, type JobResult, type Systemd, type UnitState, type EnableChange, type JobMode } from "../../src/host/systemd.ts";
 
-export type FakeMethod = "daemonReload" | "startUnit" | "restartUnit" | "stopUnit" | "enableUnits" | "unitState" | "subscribe";
+export type FakeMethod = "daemonReload" | "startUnit" | "enqueueStartUnit" | "restartUnit" | "stopUnit" | "enableUnits" | "unitState" | "subscribe";
 
 export interface FakeCall {
   method: FakeMethod;
@@ -132,6 +132,14 @@ export class FakeSystemd implements Systemd {
     const cur = this.mustExist(name);
     if (cur.activeState !== "active") this.activate(name, cur);
     return "done";
+  }
+
+  /** Queues nothing real: records the call and, like systemd finishing the job later, activates the unit. */
+  async enqueueStartUnit(name: string, opts?: { mode?: JobMode }): Promise<string> {
+    this.record({ method: "enqueueStartUnit", unit: name, ...(opts ? { opts } : {}) });
+    const cur = this.mustExist(name);
+    if (cur.activeState !== "active") this.activate(name, cur);
+    return `/org/freedesktop/systemd1/job/${this.calls.length}`;
   }
 
   async restartUnit(name: string, opts?: JobOptions): Promise<JobResult> {

@@ -320,15 +320,17 @@ test("sandbox image: imported from berth.run.sandboxImageArchive when absent", a
   assert.equal(cri.calls.filter((x) => x.method === "pullImage").length, 0);
 });
 
-test("tasks and reboot-once are enqueued after kubelet, never awaited (1 ms job wait)", async () => {
+test("tasks and reboot-once are enqueued after kubelet, never awaited", async () => {
   const root = await makeRoot();
   const cri = new FakeCri(root.path("/run/containerd/containerd.sock")).addRegistryImage(PAUSE);
   const fresh = new FakeSystemd({ units: { ...healthyUnits(), "kubelet.service": { activeState: "inactive" }, "berth-tasks.target": {}, "berth-reboot-once.service": {} } });
   const r = await runPhase(ctx(root, fresh, cri, { config: config({ tasks: [{ name: "pull", pullImages: ["a/b:c"] }, { name: "s", script: "true" }], rebootAfterBootstrap: true }) }));
   assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
-  const starts = fresh.callsOf("startUnit").map((x) => x.unit);
-  assert.deepEqual(starts, ["kubelet.service", "berth-tasks.target", "berth-reboot-once.service"]);
-  assert.deepEqual(fresh.callsOf("startUnit", "berth-tasks.target")[0]?.opts, { timeoutMs: 1 });
+  assert.deepEqual(fresh.callsOf("startUnit").map((x) => x.unit), ["kubelet.service"]);
+  assert.deepEqual(fresh.callsOf("enqueueStartUnit").map((x) => x.unit), ["berth-tasks.target", "berth-reboot-once.service"]);
+  // kubelet's start was awaited before anything was enqueued.
+  const order = fresh.calls.filter((c) => c.method === "startUnit" || c.method === "enqueueStartUnit").map((c) => c.unit);
+  assert.deepEqual(order, ["kubelet.service", "berth-tasks.target", "berth-reboot-once.service"]);
   assert.deepEqual(r.value.enqueued, ["berth-tasks.target", "berth-reboot-once.service"]);
   const st = await status(root);
   assert.deepEqual(st.tasks?.map((t) => t.unit), ["berth-task-pull.service", "berth-task-s.service"]);
