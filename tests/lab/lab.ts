@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { once } from "node:events";
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, rmdir, writeFile, open } from "node:fs/promises";
+import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, readdir, rename, rm, rmdir, writeFile, open } from "node:fs/promises";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -409,8 +409,14 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
       `--bind=${busDir}:/run/dbus`,
       `--bind-ro=${hostNodeBinary()}:/usr/local/bin/node`,
     ];
+    // A private copy of the bundle, not the repo's live dist/: a rebuild on
+    // the host while this node runs must not swap the code under it.
     const dist = join(REPO_ROOT, "dist");
-    if (existsSync(dist)) args.push(`--bind-ro=${dist}:/usr/lib/berth`);
+    if (existsSync(dist)) {
+      const copy = join(dir, "dist");
+      await cp(dist, copy, { recursive: true });
+      args.push(`--bind-ro=${copy}:/usr/lib/berth`);
+    }
     for (const b of opts.binds ?? []) args.push(`--bind${b.readOnly ? "-ro" : ""}=${b.host}:${b.node}`);
 
     const log = await open(join(dir, "nspawn.log"), "a");
