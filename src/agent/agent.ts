@@ -51,6 +51,28 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
+export const RUN_UNIT = "berth-run.service";
+
+/**
+ * Is the run phase over? The status file says so when the run phase ended
+ * normally; systemd is the ground truth when it did not: a run phase killed
+ * midway leaves `running` in the file forever, and a node bootstrapped
+ * without berth-run has no file at all. So while the file does not say
+ * done, bootstrap counts as over unless berth-run.service is still
+ * `activating` — otherwise the agent would never repair anything.
+ */
+export async function bootstrapFinished(statusPath: string, systemd: Systemd, log?: EventSink): Promise<boolean> {
+  const status = await readRunStatus(statusPath);
+  if (status?.bootstrapDone) return true;
+  const run = await systemd.unitState(RUN_UNIT);
+  if (run.activeState === "activating") return false;
+  log?.warn(
+    { event: "agent.bootstrap-assumed-over", component: "agent", cause: `run status ${status ? `says "${status.result ?? "running"}"` : "is missing"} but ${RUN_UNIT} is ${run.loadState === "loaded" ? run.activeState : run.loadState}` },
+    "treating bootstrap as over: the run phase is not running",
+  );
+  return true;
+}
+
 export async function startAgent(o: StartAgentOptions): Promise<RunningAgent> {
   const root = o.root ?? new HostRoot("/");
   const settings = o.settings;
@@ -77,7 +99,7 @@ export async function startAgent(o: StartAgentOptions): Promise<RunningAgent> {
       { name: "containerd", unit: containerd, probe: o.probes?.containerd ?? containerdProbe(socket) },
       { name: "kubelet", unit: kubelet, probe: o.probes?.kubelet ?? kubeletProbe(settings.kubeletHealthzUrl), dependsOn: "containerd" },
     ],
-    bootstrapDone: o.bootstrapDone !== undefined ? () => o.bootstrapDone as boolean : async () => (await readRunStatus(statusPath))?.bootstrapDone ?? false,
+    bootstrapDone: o.bootstrapDone !== undefined ? () => o.bootstrapDone as boolean : () => bootstrapFinished(statusPath, systemd, o.log),
     ...(o.log ? { log: o.log } : {}),
     ...(o.onEvent ? { onEvent: o.onEvent } : {}),
     ...(o.restartJobTimeoutMs !== undefined ? { restartJobTimeoutMs: o.restartJobTimeoutMs } : {}),
