@@ -187,6 +187,9 @@ export function createAgent(opts: AgentOptions): Agent {
       let result: string;
       let cause: string | undefined;
       try {
+        // A unit systemd gave up on (start-limit-hit) refuses RestartUnit;
+        // berth's own budget and backoff bound restarts from here on.
+        if (slot.state.unitState?.activeState === "failed") await opts.systemd.resetFailedUnit(a.unit);
         result = await opts.systemd.restartUnit(a.unit, { timeoutMs: opts.restartJobTimeoutMs ?? 90_000 });
       } catch (e) {
         result = "error";

@@ -70,6 +70,7 @@ export async function reconnectingSystemd(first: Systemd, o: ReconnectOptions): 
     daemonReload: () => call((s) => s.daemonReload()),
     startUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.startUnit(n, opts)),
     enqueueStartUnit: (n: string, opts?: { mode?: JobMode }): Promise<string> => call((s) => s.enqueueStartUnit(n, opts)),
+    resetFailedUnit: (n: string): Promise<void> => call((s) => s.resetFailedUnit(n)),
     restartUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.restartUnit(n, opts)),
     stopUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.stopUnit(n, opts)),
     unitState: (n: string) => call((s) => s.unitState(n)),

@@ -57,6 +57,12 @@ export interface Systemd {
    * the caller's own unit (awaiting those would deadlock).
    */
   enqueueStartUnit(name: string, opts?: { mode?: JobMode }): Promise<string>;
+  /**
+   * Clear a unit's `failed` state and its start-rate counter
+   * (`systemctl reset-failed`), so a unit systemd gave up on
+   * (`start-limit-hit`) can be started again.
+   */
+  resetFailedUnit(name: string): Promise<void>;
   restartUnit(name: string, opts?: JobOptions): Promise<JobResult>;
   stopUnit(name: string, opts?: JobOptions): Promise<JobResult>;
   /** `systemctl enable` (runtime=false) for unit files already on disk; does not start them. */
@@ -390,6 +396,9 @@ export async function connectSystemd(opts: ConnectOptions = {}): Promise<Systemd
       await call("Reload", { timeoutMs: Math.max(callTimeout, 30_000) });
     },
     startUnit: (name, o) => runJob("StartUnit", name, o),
+    async resetFailedUnit(name) {
+      await call("ResetFailedUnit", { signature: "s", body: [name], unit: name });
+    },
     async enqueueStartUnit(name, o) {
       const reply = await call("StartUnit", { signature: "ss", body: [name, o?.mode ?? "replace"], unit: name });
       return String(reply.body[0]);

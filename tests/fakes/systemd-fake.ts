@@ -14,7 +14,7 @@
  */
 import { SystemdError, type JobOptions, type JobResult, type Systemd, type UnitState, type EnableChange, type JobMode } from "../../src/host/systemd.ts";
 
-export type FakeMethod = "daemonReload" | "startUnit" | "enqueueStartUnit" | "restartUnit" | "stopUnit" | "enableUnits" | "unitState" | "subscribe";
+export type FakeMethod = "daemonReload" | "startUnit" | "enqueueStartUnit" | "resetFailedUnit" | "restartUnit" | "stopUnit" | "enableUnits" | "unitState" | "subscribe";
 
 export interface FakeCall {
   method: FakeMethod;
@@ -132,6 +132,12 @@ export class FakeSystemd implements Systemd {
     const cur = this.mustExist(name);
     if (cur.activeState !== "active") this.activate(name, cur);
     return "done";
+  }
+
+  async resetFailedUnit(name: string): Promise<void> {
+    this.record({ method: "resetFailedUnit", unit: name });
+    const cur = this.mustExist(name);
+    if (cur.activeState === "failed") this.setState(name, { activeState: "inactive", subState: "dead", result: "success" });
   }
 
   /** Queues nothing real: records the call and, like systemd finishing the job later, activates the unit. */

@@ -19,6 +19,8 @@ before(async () => {
       "/etc/systemd/system/t-always.service": unit("ExecStart=/bin/sleep infinity\nRestart=always\nRestartSec=200ms"),
       "/etc/systemd/system/t-false.service": unit("Type=oneshot\nExecStart=/bin/false"),
       "/etc/systemd/system/t-slow.service": unit("Type=oneshot\nExecStart=/bin/sleep 30"),
+      "/etc/systemd/system/t-limit.service": "[Unit]\nDescription=berth host-systemd test\nStartLimitIntervalSec=600\nStartLimitBurst=2\n\n[Service]\nExecStart=/bin/false\nRestart=always\nRestartSec=50ms\n",
+      "/etc/systemd/system/t-queued.service": unit("Type=oneshot\nExecStart=/bin/sleep 2"),
       "/etc/systemd/system/t-enable.service": unit("ExecStart=/bin/sleep infinity", "WantedBy=multi-user.target"),
       "/etc/containerd/config.toml": containerdLabToml(),
       ...containerdLabFiles(),
@@ -165,6 +167,27 @@ test("a job slower than its deadline fails with systemd.job-deadline; the job is
   assert.equal((await sd.unitState("t-slow.service")).activeState, "activating");
   // Stopping cancels the start job; the stop job itself completes.
   assert.equal(await sd.stopUnit("t-slow.service", { timeoutMs: 10_000 }), "done");
+});
+
+test("resetFailedUnit lets a unit systemd gave up on (start limit) be started again", async () => {
+  // A crash-looping unit: systemd's own Restart= runs into its start limit
+  // and gives up ("Start request repeated too quickly"; systemd 252 keeps
+  // Result=exit-code rather than start-limit-hit).
+  await sd.startUnit("t-limit.service");
+  await node.waitForState("t-limit.service", "failed", 10_000);
+  assert.equal(await sd.startUnit("t-limit.service"), "failed", "a start within the limit interval is refused");
+  await sd.resetFailedUnit("t-limit.service");
+  const reset = await sd.unitState("t-limit.service");
+  assert.equal(reset.activeState, "inactive");
+  assert.equal(reset.result, "success");
+  assert.equal(await sd.startUnit("t-limit.service"), "done", "startable again after reset-failed");
+});
+
+test("enqueueStartUnit returns once the job is queued, without waiting for it", async () => {
+  const job = await sd.enqueueStartUnit("t-queued.service");
+  assert.match(job, /^\/org\/freedesktop\/systemd1\/job\/\d+$/);
+  assert.equal((await sd.unitState("t-queued.service")).activeState, "activating", "the 2 s oneshot is still running");
+  await node.waitForState("t-queued.service", "inactive", 10_000);
 });
 
 test("enableUnits enables a unit file (symlink reported, UnitFileState enabled)", async () => {

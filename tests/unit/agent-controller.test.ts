@@ -164,6 +164,19 @@ describe("agent controller", () => {
     await until("healthy", () => agent.state("containerd")?.health === "healthy");
   });
 
+  it("a unit systemd gave up on (start-limit-hit) is reset before it is restarted", async () => {
+    const sd = fakeNode();
+    sd.setState("containerd.service", { activeState: "failed", subState: "failed", result: "start-limit-hit", mainPid: 0 });
+    const c = scripted(false);
+    const { agent } = make(sd, c, scripted());
+    await agent.start();
+    await until("a restart", () => sd.callsOf("restartUnit", "containerd.service").length > 0);
+    const order = sd.calls.filter((x) => x.unit === "containerd.service" && (x.method === "resetFailedUnit" || x.method === "restartUnit")).map((x) => x.method);
+    assert.deepEqual(order.slice(0, 2), ["resetFailedUnit", "restartUnit"]);
+    c.ok = true;
+    await until("healthy", () => agent.state("containerd")?.health === "healthy");
+  });
+
   it("stop() clears every timer: nothing keeps the process alive", async () => {
     const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
     const sd = fakeNode();
