@@ -6,6 +6,7 @@
  */
 import { fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
 import type { MergedConfig } from "./types.ts";
+import { resolveAgentSettings } from "../agent/settings.ts";
 
 const REQUIRED: ReadonlyArray<{ field: "name" | "apiServerEndpoint" | "certificateAuthority" | "cidr"; what: string; example: string }> = [
   { field: "name", what: "the cluster name", example: "name: my-cluster" },
@@ -49,20 +50,13 @@ export function validateConfig(merged: MergedConfig): Result<MergedConfig> {
       where: where("spec.cluster.id"),
       hint: "set spec.cluster.id to the Outposts local cluster's ID, or remove enableOutpost",
     });
-  const agent = merged.berth.agent ?? {};
-  if (agent.backoffInitialMs !== undefined && agent.backoffMaxMs !== undefined && agent.backoffInitialMs > agent.backoffMaxMs)
-    errors.push({
-      code: "config.invalid-value",
-      message: `agent backoffInitialMs (${agent.backoffInitialMs}) is greater than backoffMaxMs (${agent.backoffMaxMs}) after merging ${describeSources(merged.sources)}`,
-      where: where("spec.agent.backoffInitialMs"),
-      hint: "make backoffMaxMs at least backoffInitialMs",
-    });
-  if (agent.probeTimeoutMs !== undefined && agent.intervalMs !== undefined && agent.probeTimeoutMs > agent.intervalMs)
-    errors.push({
-      code: "config.invalid-value",
-      message: `agent probeTimeoutMs (${agent.probeTimeoutMs}) is greater than intervalMs (${agent.intervalMs}) after merging ${describeSources(merged.sources)}`,
-      where: where("spec.agent.probeTimeoutMs"),
-      hint: "make probeTimeoutMs at most intervalMs",
-    });
+  // The agent's cross-field rules (against its defaults too: `intervalMs:
+  // 1000` alone conflicts with the default probe deadline) live in one place,
+  // the agent's own settings resolver, so `config check` and `berth agent`
+  // can never disagree.
+  const agent = resolveAgentSettings(merged.berth.agent);
+  if (!agent.ok)
+    for (const e of agent.errors)
+      errors.push({ ...e, message: `${e.message} after merging ${describeSources(merged.sources)}`, where: where(e.where?.path ?? "spec.agent") });
   return errors.length ? fail(...errors) : ok(merged);
 }

@@ -90,6 +90,22 @@ test("cross-source agent settings are checked after merging", () => {
   if (!r.ok) assert.deepEqual(r.errors.map((e) => e.where?.path), ["spec.agent.backoffInitialMs", "spec.agent.probeTimeoutMs"]);
 });
 
+test("agent settings are checked against the agent's defaults too, as `berth agent` will", () => {
+  const base = { name: "c", apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" };
+  // intervalMs 1000 alone is below the default probe deadline (2000 ms) and fast interval is fine.
+  const r = validateConfig(
+    mergeConfigs([
+      { kind: "NodeConfig", source: "a", spec: { cluster: base } },
+      { kind: "BerthConfig", source: "a", spec: { agent: { intervalMs: 1000, fastIntervalMs: 3000 } } },
+    ]),
+  );
+  assert.equal(r.ok, false);
+  if (!r.ok) {
+    assert.deepEqual(r.errors.map((e) => e.where?.path), ["spec.agent.intervalMs", "spec.agent.fastIntervalMs"]);
+    assert.match(r.errors[1]!.message, /^fastIntervalMs \(3000\) is greater than intervalMs \(1000\) after merging/);
+  }
+});
+
 test("no sources at all", () => {
   const r = validateConfig(mergeConfigs([]));
   assert.equal(r.ok, false);
