@@ -4,13 +4,13 @@
  * is read as typed properties, and unit changes arrive as `PropertiesChanged`
  * signals so a crash is seen at once rather than at the next poll.
  *
- * Built on dbus-next's low-level message API rather than its proxy objects:
+ * Built on dbus-next's (the maintained @particle/dbus-next fork) low-level message API rather than its proxy objects:
  * a proxy introspects every object it touches (one extra round trip and a
  * large XML parse per unit) and has no call deadlines; raw messages give both
  * for free. The run phase and the agent depend only on the `Systemd`
  * interface; tests/fakes/systemd-fake.ts is its recording fake.
  */
-import dbus from "dbus-next";
+import dbus from "@particle/dbus-next";
 import { BerthFailure, type BerthError } from "../util/result.ts";
 
 export type JobResult = "done" | "failed" | "timeout" | "canceled" | "dependency" | "skipped";

@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import dbus from "dbus-next";
+import dbus from "@particle/dbus-next";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import {
   bootNode,

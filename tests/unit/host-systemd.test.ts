@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import dbus from "dbus-next";
+import dbus from "@particle/dbus-next";
 import { connectSystemd, SystemdError, type UnitState } from "../../src/host/systemd.ts";
 
 type Msg = InstanceType<typeof dbus.Message>;
