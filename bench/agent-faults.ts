@@ -27,8 +27,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
-import { bootNode, containerdLabFiles, containerdLabToml, freePort, type LabNode } from "../tests/lab/lab.ts";
+import { bootNode, containerdLabFiles, freePort, labContainerdConfig, type LabNode } from "../tests/lab/lab.ts";
 import { AGENT_DEFAULTS } from "../src/agent/settings.ts";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -36,13 +35,6 @@ const { values } = parseArgs({ options: { runs: { type: "string" }, "idle-second
 const RUNS = Math.max(1, Math.min(5, Number(values.runs ?? 3)));
 const IDLE_S = Number(values["idle-seconds"] ?? 60);
 
-type Table = Record<string, unknown>;
-const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);
-function mergeTables(base: Table, over: Table): Table {
-  const out: Table = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = isTable(out[k]) && isTable(v) ? mergeTables(out[k] as Table, v) : v;
-  return out;
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -149,7 +141,7 @@ async function main(): Promise<void> {
     const bundle = await bundleAgent(work);
     const port = await freePort();
     const listen = `127.0.0.1:${await freePort()}`;
-    const config = stringifyToml(mergeTables(parseToml('version = 2\nroot = "/var/lib/containerd"\nstate = "/run/containerd"\n[grpc]\n  address = "/run/containerd/containerd.sock"\n') as Table, parseToml(containerdLabToml()) as Table));
+    const config = labContainerdConfig();
     node = await bootNode({
       name: "agentbench",
       files: {

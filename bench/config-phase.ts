@@ -23,17 +23,17 @@
  */
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { startImdsStandIn } from "../tests/standins/imds-server.ts";
 import { startEc2StandIn } from "../tests/standins/ec2-server.ts";
+import { seedNodeRoot } from "../tests/fixtures/node.ts";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BUNDLE = path.join(REPO, "dist/berth.mjs");
-const EXAMPLE = path.join(REPO, "data/example-nodeconfig.yaml");
 
 const { values } = parseArgs({ options: { runs: { type: "string" }, profile: { type: "boolean" }, single: { type: "boolean" }, breakdown: { type: "boolean" }, baseline: { type: "string" } }, strict: false });
 const RUNS = Number(values.runs ?? process.env.BENCH_RUNS ?? 15);
@@ -70,15 +70,7 @@ const median = (xs: number[]): number => {
 
 async function nodeRoot(): Promise<string> {
   const root = await mkdtemp(path.join(tmpdir(), "berth-bench-"));
-  const put = async (p: string, c: string) => {
-    await mkdir(path.dirname(path.join(root, p)), { recursive: true });
-    await writeFile(path.join(root, p), c);
-  };
-  await put("/etc/eks/kubelet-version.txt", "v1.33.0\n");
-  await put("/etc/eks/containerd-version.txt", "1.7.27\n");
-  await put("/sys/devices/system/cpu/online", "0-1\n");
-  await mkdir(path.join(root, "etc/eks/nodeadm.d"), { recursive: true });
-  await copyFile(EXAMPLE, path.join(root, "etc/eks/nodeadm.d/example.yaml"));
+  await seedNodeRoot(root);
   return root;
 }
 

@@ -6,7 +6,7 @@
 import { HostRoot } from "../host/root.ts";
 import type { AgentSettings, MergedConfig } from "../api/types.ts";
 import type { BerthError, Result } from "../util/result.ts";
-import { CONFIG_SOURCE_OPTION, EXIT_FAIL, EXIT_OK, EXIT_USAGE, parse, printErrors, usageError } from "./args.ts";
+import { CONFIG_SOURCE_OPTION, EXIT_FAIL, EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
 
 export const AGENT_HELP = `Usage: berth agent [options]
 
@@ -60,14 +60,9 @@ async function loadAgentSettings(sources: string[], cachePath: string | undefine
 }
 
 export async function agentCommand(argv: string[]): Promise<number> {
-  const p = parse(argv, OPTIONS, "agent");
-  if (!p) return EXIT_USAGE;
+  const p = parseCommand(argv, OPTIONS, "agent", AGENT_HELP);
+  if (typeof p === "number") return p;
   const v = p.values;
-  if (v.help) {
-    process.stdout.write(AGENT_HELP);
-    return EXIT_OK;
-  }
-  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "agent");
   const level = v["log-level"] ?? "info";
   if (!["debug", "info", "warn", "error"].includes(level)) return usageError(`unknown log level '${level}' (debug, info, warn, error)`, "agent");
   const root = new HostRoot(v.root ?? "/");

@@ -24,9 +24,35 @@ export function parse<O extends Options>(args: string[], options: O, command: st
   }
 }
 
+/**
+ * How every command starts: parse (a usage error is printed), `--help`
+ * prints `help`, and positional arguments are a usage error. A number is the
+ * exit status to return at once.
+ */
+export function parseCommand<O extends Options>(args: string[], options: O, command: string, help: string): Parsed<O> | number {
+  const p = parse(args, options, command);
+  if (!p) return EXIT_USAGE;
+  if ((p.values as { help?: unknown }).help) {
+    process.stdout.write(help);
+    return EXIT_OK;
+  }
+  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, command);
+  return p;
+}
+
 export function usageError(message: string, command: string): number {
   process.stderr.write(`error: ${message}\n  hint: run 'berth ${command} --help' for usage\n`);
   return EXIT_USAGE;
+}
+
+/**
+ * nodeadm refuses to run as a normal user; so does berth when it would write
+ * the real / (`writesHost`: the root is / and this is no dry run). Prints the
+ * error and returns the failure exit status, or undefined when it may go on.
+ */
+export function refuseNonRoot(writesHost: boolean, why: string, rootHint: string): number | undefined {
+  if (!writesHost || typeof process.getuid !== "function" || process.getuid() === 0) return undefined;
+  return printErrors([{ code: "cli.not-root", message: `${why}, so it must run as root`, hint: `run it as root (sudo), or use --root DIR to ${rootHint}, or --dry-run to see what would change` }]);
 }
 
 /** Print every error the way berth prints errors; returns the failure exit status. */

@@ -5,7 +5,7 @@ import { HostRoot } from "../host/root.ts";
 import { BERTH_API_VERSION, BERTH_KIND, NODECONFIG_API_VERSION, NODECONFIG_KIND, type JsonObject, type JsonValue, type MergedConfig } from "../api/types.ts";
 import { sortKeys } from "../util/json.ts";
 import type { Result } from "../util/result.ts";
-import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parse, printErrors, usageError } from "./args.ts";
+import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
 
 export const CONFIG_HELP = `Usage: berth config check [options]
        berth config dump [options]
@@ -71,13 +71,8 @@ async function resolve(sources: string[], cachePath: string | undefined, root: H
 }
 
 export async function checkCommand(args: string[]): Promise<number> {
-  const p = parse(args, CHECK_OPTIONS, "config check");
-  if (!p) return 2;
-  if (p.values.help) {
-    process.stdout.write(CONFIG_HELP);
-    return EXIT_OK;
-  }
-  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "config check");
+  const p = parseCommand(args, CHECK_OPTIONS, "config check", CONFIG_HELP);
+  if (typeof p === "number") return p;
   const sources = p.values["config-source"]?.length ? p.values["config-source"] : [DEFAULT_CONFIG_SOURCE];
   const r = await resolve(sources, undefined, new HostRoot(p.values.root ?? "/"));
   // resolveConfig decodes strictly, merges and validates.
@@ -87,13 +82,8 @@ export async function checkCommand(args: string[]): Promise<number> {
 }
 
 export async function dumpCommand(args: string[]): Promise<number> {
-  const p = parse(args, DUMP_OPTIONS, "config dump");
-  if (!p) return 2;
-  if (p.values.help) {
-    process.stdout.write(CONFIG_HELP);
-    return EXIT_OK;
-  }
-  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "config dump");
+  const p = parseCommand(args, DUMP_OPTIONS, "config dump", CONFIG_HELP);
+  if (typeof p === "number") return p;
   const outFlag = p.values.output;
   const cfgOut = p.values["config-output"];
   if (outFlag !== undefined && cfgOut !== undefined && outFlag !== cfgOut) return usageError(`-o ${outFlag} and --config-output ${cfgOut} disagree; give one of them`, "config dump");

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { HostRoot } from "../host/root.ts";
-import { EXIT_OK, parse, printErrors, usageError } from "./args.ts";
+import { EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
 import { printApplyReport } from "./output.ts";
 
 export const DEMO_HELP = `Usage: berth demo [options]
@@ -53,13 +53,8 @@ function findExample(): string | undefined {
 }
 
 export async function demoCommand(args: string[]): Promise<number> {
-  const p = parse(args, OPTIONS, "demo");
-  if (!p) return 2;
-  if (p.values.help) {
-    process.stdout.write(DEMO_HELP);
-    return EXIT_OK;
-  }
-  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "demo");
+  const p = parseCommand(args, OPTIONS, "demo", DEMO_HELP);
+  if (typeof p === "number") return p;
   const userSources = p.values["config-source"] ?? [];
   if (userSources.some((s) => !s.startsWith("file://"))) return usageError("the demo reads file:// sources only (it never talks to IMDS)", "demo");
 

@@ -1,7 +1,7 @@
 /** `berth init`: the config phase, then the run phase (nodeadm's words and flags). */
 import { parseArgs } from "node:util";
 import { HostRoot } from "../host/root.ts";
-import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parse, printErrors, usageError } from "./args.ts";
+import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parseCommand, printErrors, refuseNonRoot, usageError } from "./args.ts";
 import { printApplyReport } from "./output.ts";
 
 export const INIT_HELP = `Usage: berth init [options]
@@ -56,14 +56,9 @@ export function initWantsRunPhase(args: string[]): boolean {
 }
 
 export async function initCommand(args: string[]): Promise<number> {
-  const p = parse(args, OPTIONS, "init");
-  if (!p) return 2;
+  const p = parseCommand(args, OPTIONS, "init", INIT_HELP);
+  if (typeof p === "number") return p;
   const v = p.values;
-  if (v.help) {
-    process.stdout.write(INIT_HELP);
-    return EXIT_OK;
-  }
-  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "init");
   const skip = new Set<string>();
   for (const s of v.skip ?? []) {
     for (const phase of s.split(",")) {
@@ -97,16 +92,8 @@ export async function initCommand(args: string[]): Promise<number> {
   const sources = v["config-source"]?.length ? v["config-source"] : [DEFAULT_CONFIG_SOURCE];
   const dryRun = v["dry-run"] ?? false;
 
-  // nodeadm refuses to run as a normal user; so does berth when it would write the real /.
-  if (root.isHost && !dryRun && typeof process.getuid === "function" && process.getuid() !== 0) {
-    return printErrors([
-      {
-        code: "cli.not-root",
-        message: "berth init writes system files under / and manages systemd units, so it must run as root",
-        hint: "run it as root (sudo), or use --root DIR to write into a scratch root, or --dry-run to see what would change",
-      },
-    ]);
-  }
+  const notRoot = refuseNonRoot(root.isHost && !dryRun, "berth init writes system files under / and manages systemd units", "write into a scratch root");
+  if (notRoot !== undefined) return notRoot;
 
   // A dry run changes nothing, so there is nothing for the run phase to start.
   const wantRun = !skip.has("run") && !dryRun;

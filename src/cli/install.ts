@@ -10,7 +10,7 @@
  * config change would.
  */
 import { HostRoot } from "../host/root.ts";
-import { EXIT_OK, parse, printErrors, usageError } from "./args.ts";
+import { EXIT_OK, parseCommand, printErrors, refuseNonRoot, usageError } from "./args.ts";
 import { printApplyReport } from "./output.ts";
 
 export const INSTALL_HELP = `Usage: berth install [options]
@@ -49,14 +49,9 @@ const OPTIONS = {
 export const BERTH_PATH_DROPIN = "/etc/systemd/system/berth-config.service.d/10-berth-path.conf";
 
 export async function installCommand(args: string[]): Promise<number> {
-  const p = parse(args, OPTIONS, "install");
-  if (!p) return 2;
+  const p = parseCommand(args, OPTIONS, "install", INSTALL_HELP);
+  if (typeof p === "number") return p;
   const v = p.values;
-  if (v.help) {
-    process.stdout.write(INSTALL_HELP);
-    return EXIT_OK;
-  }
-  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "install");
   const [{ renderUnits, UNIT_HEADER, execArg }, { DEFAULT_BERTH_PATH }, { applyPlan }] = await Promise.all([
     import("../render/units.ts"),
     import("../plan/plan.ts"),
@@ -69,15 +64,8 @@ export async function installCommand(args: string[]): Promise<number> {
   if (/[\s"'\\$%]/.test(berthPath)) return usageError(`--berth-path '${berthPath}' has whitespace, quotes or systemd specials; use a plain path`, "install");
   const root = new HostRoot(v.root ?? "/");
   const dryRun = v["dry-run"] ?? false;
-  if (root.isHost && !dryRun && typeof process.getuid === "function" && process.getuid() !== 0) {
-    return printErrors([
-      {
-        code: "cli.not-root",
-        message: "berth install writes systemd units under /etc/systemd/system, so it must run as root",
-        hint: "run it as root (sudo), or use --root DIR to write into an image's root, or --dry-run to see what would change",
-      },
-    ]);
-  }
+  const notRoot = refuseNonRoot(root.isHost && !dryRun, "berth install writes systemd units under /etc/systemd/system", "write into an image's root");
+  if (notRoot !== undefined) return notRoot;
 
   const units = renderUnits({}, {}, { berthPath });
   if (!units.ok) return printErrors(units.errors);

@@ -10,7 +10,7 @@
  */
 import http from "node:http";
 import { HostRoot } from "../host/root.ts";
-import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, parse, usageError } from "./args.ts";
+import { EXIT_FAIL, EXIT_OK, parseCommand, usageError } from "./args.ts";
 import type { AgentStatus, ComponentStatus } from "../agent/controller.ts";
 import type { RunStatus } from "../agent/run-status.ts";
 
@@ -107,14 +107,9 @@ export function formatStatus(agent: AgentStatus | undefined, run: RunStatus | un
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const p = parse(argv, OPTIONS, "status");
-  if (!p) return EXIT_USAGE;
+  const p = parseCommand(argv, OPTIONS, "status", STATUS_HELP);
+  if (typeof p === "number") return p;
   const v = p.values;
-  if (v.help) {
-    process.stdout.write(STATUS_HELP);
-    return EXIT_OK;
-  }
-  if (p.positionals.length) return usageError(`unexpected argument '${p.positionals[0]}'`, "status");
   const timeoutMs = v.timeout !== undefined ? Number(v.timeout) : 2000;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) return usageError(`--timeout must be a positive integer (ms), not '${v.timeout}'`, "status");
   const { DEFAULT_LISTEN_ADDRESS, parseListenAddress } = await import("../agent/settings.ts");

@@ -9,8 +9,9 @@
  * back to MemTotal where sysfs has no memory directory (containers, some
  * --root trees), then to os.totalmem() only when the root is the host.
  */
-import { readFile, readdir } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import os from "node:os";
+import { readTextIfPresent } from "../host/read.ts";
 import type { HostRoot } from "../host/root.ts";
 import { fail, ok, type Result } from "../util/result.ts";
 
@@ -39,18 +40,10 @@ export function parseMemTotal(text: string): number | undefined {
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
 }
 
-const readText = async (p: string): Promise<string | undefined> => {
-  try {
-    return await readFile(p, "utf8");
-  } catch {
-    return undefined;
-  }
-};
-
 /** Online memory from sysfs blocks; undefined when sysfs cannot tell (no directory, unreadable files, no block online). */
 export async function onlineSysfsMemory(root: HostRoot): Promise<MemorySize | undefined> {
   const dir = root.path(MEMORY_SYSFS_DIR);
-  const sizeText = await readText(`${dir}/block_size_bytes`);
+  const sizeText = await readTextIfPresent(`${dir}/block_size_bytes`);
   const blockSize = sizeText === undefined ? undefined : parseBlockSize(sizeText);
   if (blockSize === undefined) return undefined;
   let entries: string[];
@@ -59,7 +52,7 @@ export async function onlineSysfsMemory(root: HostRoot): Promise<MemorySize | un
   } catch {
     return undefined;
   }
-  const states = await Promise.all(entries.map((e) => readText(`${dir}/${e}/online`)));
+  const states = await Promise.all(entries.map((e) => readTextIfPresent(`${dir}/${e}/online`)));
   // One unreadable block makes the total a guess; let the next source answer instead.
   if (states.some((s) => s === undefined)) return undefined;
   const online = states.filter((s) => s!.trim() === "1").length;
@@ -76,7 +69,7 @@ export async function nodeMemory(root: HostRoot): Promise<Result<MemorySize>> {
   const sysfs = await onlineSysfsMemory(root);
   if (sysfs) return ok(sysfs);
   const meminfoPath = root.path(MEMINFO_PATH);
-  const meminfo = await readText(meminfoPath);
+  const meminfo = await readTextIfPresent(meminfoPath);
   const total = meminfo === undefined ? undefined : parseMemTotal(meminfo);
   if (total !== undefined) return ok({ bytes: total, source: `${meminfoPath} MemTotal` });
   if (root.isHost) return ok({ bytes: os.totalmem(), source: "os.totalmem()" });

@@ -1,8 +1,9 @@
 /**
  * CPU count and accelerator detection from sysfs/devfs under `--root`.
  */
-import { readFile, readdir, stat } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import os from "node:os";
+import { pathExists, readTextIfPresent } from "../host/read.ts";
 import type { HostRoot } from "../host/root.ts";
 import { fail, ok, type Result } from "../util/result.ts";
 
@@ -42,12 +43,7 @@ export interface CpuCount {
  */
 export async function onlineCpus(root: HostRoot): Promise<Result<CpuCount>> {
   const file = root.path(CPU_ONLINE_PATH);
-  let text: string | undefined;
-  try {
-    text = await readFile(file, "utf8");
-  } catch {
-    text = undefined;
-  }
+  const text = await readTextIfPresent(file);
   if (text !== undefined) {
     const ids = parseCpuList(text);
     if (ids && ids.length > 0) return ok({ cpus: ids.length, source: file });
@@ -65,18 +61,9 @@ export async function onlineCpus(root: HostRoot): Promise<Result<CpuCount>> {
 
 export const NVIDIA_RUNTIME_PATH = "/usr/bin/nvidia-container-runtime";
 
-const exists = async (p: string) => {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /** nodeadm renders the nvidia runtime exactly when this binary exists. */
 export function hasNvidiaRuntime(root: HostRoot): Promise<boolean> {
-  return exists(root.path(NVIDIA_RUNTIME_PATH));
+  return pathExists(root.path(NVIDIA_RUNTIME_PATH));
 }
 
 /**

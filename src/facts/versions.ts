@@ -2,8 +2,8 @@
  * kubelet and containerd versions: the AMI's version files first (no process
  * to start), else the binaries' `--version`, as nodeadm does.
  */
-import { readFile, stat } from "node:fs/promises";
 import { execFile } from "node:child_process";
+import { pathExists, readTextIfPresent } from "../host/read.ts";
 import type { HostRoot } from "../host/root.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 
@@ -42,15 +42,6 @@ export function parseContainerdVersion(text: string): string | undefined {
   return undefined;
 }
 
-const exists = async (p: string) => {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 interface Probe {
   component: "kubelet" | "containerd";
   file: string;
@@ -61,12 +52,7 @@ interface Probe {
 
 async function probeVersion(p: Probe, root: HostRoot, run: CommandRunner): Promise<Result<string>> {
   const file = root.path(p.file);
-  let text: string | undefined;
-  try {
-    text = await readFile(file, "utf8");
-  } catch {
-    text = undefined;
-  }
+  const text = await readTextIfPresent(file);
   if (text !== undefined) {
     const v = p.parse(text);
     if (v) return ok(v);
@@ -76,7 +62,7 @@ async function probeVersion(p: Probe, root: HostRoot, run: CommandRunner): Promi
   const candidates = root.isHost ? [p.binary] : [root.path(`/usr/bin/${p.binary}`), root.path(`/usr/local/bin/${p.binary}`)];
   const errors: string[] = [];
   for (const cmd of candidates) {
-    if (!root.isHost && !(await exists(cmd))) continue;
+    if (!root.isHost && !(await pathExists(cmd))) continue;
     try {
       const out = await run(cmd, ["--version"]);
       const v = p.parse(out);

@@ -30,25 +30,24 @@ import { createHash } from "node:crypto";
 import { execFile } from "node:child_process";
 import { promises as fsp } from "node:fs";
 import path from "node:path";
-import { parse as parseToml } from "smol-toml";
 import type { MergedConfig } from "../api/types.ts";
+import { RUN_STATUS_PATH } from "../agent/run-status.ts";
 import type { NodeFacts } from "../facts/types.ts";
+import { readTextIfPresent } from "../host/read.ts";
 import type { HostRoot } from "../host/root.ts";
 import type { JobResult, Systemd, UnitState } from "../host/systemd.ts";
 import type { CriClient, CriReady, CriWaitInfo, WaitForCriReadyOptions } from "../host/cri.ts";
+import { CONTAINERD_CONFIG_PATH, CONTAINERD_SOCKET, DEFAULT_SANDBOX_IMAGE } from "../render/containerd.ts";
+import { parseToml, tomlAt } from "../render/toml.ts";
+import { UNIT_DIR, UNITS } from "../render/units.ts";
+import { IMAGE_CREDENTIAL_PROVIDER_DIR } from "../render/credential-provider.ts";
+import { SYSTEM_ENVIRONMENT_PATH } from "../render/environment.ts";
+import { BOOTSTRAP_KUBECONFIG_PATH, KUBECONFIG_PATH } from "../render/kubeconfig.ts";
+import { KUBELET_ENVIRONMENT_PATH } from "../render/kubelet-env.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { retry, RetryExhausted } from "../util/retry.ts";
 
 // ---------------------------------------------------------------- constants
-
-export const STATUS_PATH = "/run/berth/status.json";
-export const CONTAINERD_UNIT = "containerd.service";
-export const KUBELET_UNIT = "kubelet.service";
-export const TASKS_TARGET = "berth-tasks.target";
-export const REBOOT_ONCE_UNIT = "berth-reboot-once.service";
-export const CONTAINERD_CONFIG = "/etc/containerd/config.toml";
-export const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
-export const DEFAULT_SANDBOX_IMAGE = "localhost/kubernetes/pause:latest";
 
 export const DEFAULTS = {
   criReadyTimeoutMs: 300_000,
@@ -73,37 +72,37 @@ export const DEFAULTS = {
   criReconnect: { initialMs: 2, maxMs: 20 },
 } as const;
 
-/** Host paths whose change means containerd must be restarted (certs.d is re-read by containerd on every pull). */
+/**
+ * What each unit reads, as host paths (a directory covers everything under
+ * it): a change written there restarts the unit, and the mtime rule walks
+ * these same paths. containerd re-reads certs.d on every pull, so it is left out.
+ */
+const CONTAINERD_WATCH = ["/etc/containerd", `${UNIT_DIR}/${UNITS.containerd}.d`];
+const CONTAINERD_UNWATCHED = "/etc/containerd/certs.d";
+const KUBELET_WATCH = [
+  "/etc/kubernetes",
+  path.dirname(KUBELET_ENVIRONMENT_PATH),
+  IMAGE_CREDENTIAL_PROVIDER_DIR,
+  KUBECONFIG_PATH,
+  BOOTSTRAP_KUBECONFIG_PATH,
+  `${UNIT_DIR}/${UNITS.kubelet}`,
+  `${UNIT_DIR}/${UNITS.kubelet}.d`,
+];
+
+const under = (p: string, dir: string): boolean => p === dir || p.startsWith(`${dir}/`);
+
+/** Host paths whose change means containerd must be restarted. */
 export function isContainerdPath(p: string): boolean {
-  return (p.startsWith("/etc/containerd/") && !p.startsWith("/etc/containerd/certs.d/")) || p.startsWith("/etc/systemd/system/containerd.service.d/");
+  return CONTAINERD_WATCH.some((w) => under(p, w)) && !under(p, CONTAINERD_UNWATCHED);
 }
 
 /** Host paths whose change means the kubelet must be restarted. */
 export function isKubeletPath(p: string): boolean {
-  return (
-    p.startsWith("/etc/kubernetes/") ||
-    p.startsWith("/etc/eks/kubelet/") ||
-    p.startsWith("/etc/eks/image-credential-provider/") ||
-    p === "/var/lib/kubelet/kubeconfig" ||
-    p === "/var/lib/kubelet/bootstrap-kubeconfig" ||
-    p === "/etc/systemd/system/kubelet.service" ||
-    p.startsWith("/etc/systemd/system/kubelet.service.d/")
-  );
+  return KUBELET_WATCH.some((w) => under(p, w));
 }
 
-/** Where the mtime rule looks (host paths; directories are walked). */
-const CONTAINERD_WATCH = ["/etc/containerd", "/etc/systemd/system/containerd.service.d"];
-const KUBELET_WATCH = [
-  "/etc/kubernetes",
-  "/etc/eks/kubelet",
-  "/etc/eks/image-credential-provider",
-  "/var/lib/kubelet/kubeconfig",
-  "/var/lib/kubelet/bootstrap-kubeconfig",
-  "/etc/systemd/system/kubelet.service",
-  "/etc/systemd/system/kubelet.service.d",
-];
 /** Unit directories fingerprinted for the reload decision. */
-const UNIT_DIRS = ["/etc/systemd/system", "/etc/systemd/system.conf.d"];
+const UNIT_DIRS = [UNIT_DIR, path.dirname(SYSTEM_ENVIRONMENT_PATH)];
 
 // ---------------------------------------------------------------- types
 
@@ -170,7 +169,7 @@ export interface RunReport {
   durationMs: number;
 }
 
-/** The JSON berth writes at STATUS_PATH; `berth status` and the agent read it. */
+/** The JSON berth writes at RUN_STATUS_PATH; `berth status` and the agent read it. */
 export interface RunStatus {
   apiVersion: "berth.dev/v1alpha1";
   kind: "RunStatus";
@@ -235,20 +234,16 @@ export function decideReload(input: { unitsChanged: boolean; fingerprint: string
 /** The sandbox image and the CRI socket from containerd's config.toml (schema 2 or 3). */
 export function containerdRuntimeSettings(tomlText: string | undefined): { sandboxImage: string; socket: string } {
   let sandboxImage = DEFAULT_SANDBOX_IMAGE;
-  let socket = DEFAULT_SOCKET;
+  let socket = CONTAINERD_SOCKET;
   if (tomlText === undefined) return { sandboxImage, socket };
-  let t: Record<string, unknown>;
-  try {
-    t = parseToml(tomlText) as Record<string, unknown>;
-  } catch {
-    return { sandboxImage, socket };
-  }
-  const get = (o: unknown, ...keys: string[]): unknown => keys.reduce<unknown>((a, k) => (a && typeof a === "object" ? (a as Record<string, unknown>)[k] : undefined), o);
-  const v2 = get(t, "plugins", "io.containerd.grpc.v1.cri", "sandbox_image");
-  const v3 = get(t, "plugins", "io.containerd.cri.v1.images", "pinned_images", "sandbox");
+  const parsed = parseToml(tomlText);
+  if (!parsed.ok) return { sandboxImage, socket };
+  const t = parsed.value;
+  const v2 = tomlAt(t, "plugins", "io.containerd.grpc.v1.cri", "sandbox_image");
+  const v3 = tomlAt(t, "plugins", "io.containerd.cri.v1.images", "pinned_images", "sandbox");
   if (typeof v3 === "string" && v3) sandboxImage = v3;
   else if (typeof v2 === "string" && v2) sandboxImage = v2;
-  const addr = get(t, "grpc", "address");
+  const addr = tomlAt(t, "grpc", "address");
   if (typeof addr === "string" && addr) socket = addr;
   return { sandboxImage, socket };
 }
@@ -267,14 +262,6 @@ function toBerthError(e: unknown, code: string, what: string, hint: string): Ber
   }
   if (e instanceof RetryExhausted) return toBerthError(e.lastError, code, `${what} (${e.message})`, hint);
   return { code, message: `${what}: ${errMessage(e)}`, hint, cause: e };
-}
-
-async function readText(p: string): Promise<string | undefined> {
-  try {
-    return await fsp.readFile(p, "utf8");
-  } catch {
-    return undefined;
-  }
 }
 
 /** Newest mtime (ms) of the files at/under the given host paths. */
@@ -328,7 +315,7 @@ export async function unitsFingerprint(root: HostRoot): Promise<string> {
 }
 
 export async function readStatus(root: HostRoot): Promise<RunStatus | undefined> {
-  const text = await readText(root.path(STATUS_PATH));
+  const text = await readTextIfPresent(root.path(RUN_STATUS_PATH));
   if (text === undefined) return undefined;
   try {
     const v = JSON.parse(text) as RunStatus;
@@ -340,7 +327,7 @@ export async function readStatus(root: HostRoot): Promise<RunStatus | undefined>
 
 /** Atomic write (temp file + rename in the same directory). */
 export async function writeStatus(root: HostRoot, status: RunStatus): Promise<void> {
-  const target = root.path(STATUS_PATH);
+  const target = root.path(RUN_STATUS_PATH);
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
   const tmp = `${target}.${process.pid}.tmp`;
   await fsp.writeFile(tmp, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o644 });
@@ -422,7 +409,7 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
     try {
       await writeStatus(root, status);
     } catch (e) {
-      log.warn({ event: "status.write-failed", component: "run", cause: errMessage(e), path: root.path(STATUS_PATH) });
+      log.warn({ event: "status.write-failed", component: "run", cause: errMessage(e), path: root.path(RUN_STATUS_PATH) });
     }
   };
 
@@ -469,21 +456,21 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
     }
 
     // 2. containerd
-    const settings = containerdRuntimeSettings(await readText(root.path(CONTAINERD_CONFIG)));
+    const settings = containerdRuntimeSettings(await readTextIfPresent(root.path(CONTAINERD_CONFIG_PATH)));
     const socketPath = root.path(settings.socket);
     {
       const ts = now();
       let state: UnitState;
       try {
-        state = await sd.unitState(CONTAINERD_UNIT);
+        state = await sd.unitState(UNITS.containerd);
       } catch (e) {
-        return failWith(toBerthError(e, "run.containerd-state", `cannot read the state of ${CONTAINERD_UNIT}`, "check `systemctl status containerd`"));
+        return failWith(toBerthError(e, "run.containerd-state", `cannot read the state of ${UNITS.containerd}`, "check `systemctl status containerd`"));
       }
       if (state.loadState === "not-found") {
-        return failWith({ code: "run.containerd-missing", message: `${CONTAINERD_UNIT} is not installed (systemd does not know the unit)`, where: { path: CONTAINERD_UNIT }, hint: "install containerd (its package ships containerd.service) and run berth init again" });
+        return failWith({ code: "run.containerd-missing", message: `${UNITS.containerd} is not installed (systemd does not know the unit)`, where: { path: UNITS.containerd }, hint: "install containerd (its package ships containerd.service) and run berth init again" });
       }
-      const newest = await newestMtime(root, CONTAINERD_WATCH, (p) => p.startsWith("/etc/containerd/certs.d"));
-      const d = decideUnitAction(CONTAINERD_UNIT, state, {
+      const newest = await newestMtime(root, CONTAINERD_WATCH, (p) => under(p, CONTAINERD_UNWATCHED));
+      const d = decideUnitAction(UNITS.containerd, state, {
         written: written.filter(isContainerdPath),
         ...(newest ? { newestConfigMtimeMs: newest.mtimeMs, newestConfigPath: newest.path } : {}),
       });
@@ -493,20 +480,20 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
         log.info({ event: `containerd.${d.action}`, component: "containerd", cause: d.cause, activeState: state.activeState });
         let result: JobResult;
         try {
-          result = d.action === "restart" ? await sd.restartUnit(CONTAINERD_UNIT, { timeoutMs: jobTimeoutMs }) : await sd.startUnit(CONTAINERD_UNIT, { timeoutMs: jobTimeoutMs });
+          result = d.action === "restart" ? await sd.restartUnit(UNITS.containerd, { timeoutMs: jobTimeoutMs }) : await sd.startUnit(UNITS.containerd, { timeoutMs: jobTimeoutMs });
         } catch (e) {
-          return failWith(toBerthError(e, "run.containerd-job", `${d.action} of ${CONTAINERD_UNIT} failed`, "check `systemctl status containerd` and `journalctl -u containerd`"));
+          return failWith(toBerthError(e, "run.containerd-job", `${d.action} of ${UNITS.containerd} failed`, "check `systemctl status containerd` and `journalctl -u containerd`"));
         }
         report.jobResult = result;
         if (result !== "done") {
           // containerd carries Restart=always: a failed start is retried by
           // systemd, and the CRI wait below (with its own deadline) sees it come
           // back. Give up at once only when nothing will bring it back.
-          const after = await sd.unitState(CONTAINERD_UNIT).catch(() => undefined);
+          const after = await sd.unitState(UNITS.containerd).catch(() => undefined);
           const pending = after && (after.activeState === "activating" || after.subState === "auto-restart" || after.activeState === "active");
           log.warn({ event: "containerd.job-failed", component: "containerd", cause: `job result ${result}`, activeState: after?.activeState, subState: after?.subState, willRetry: Boolean(pending), durationMs: now() - ts });
           if (!pending) {
-            return failWith({ code: "run.containerd-failed", message: `${d.action} of ${CONTAINERD_UNIT} ended with "${result}" and systemd will not restart it (${after?.activeState ?? "unknown"}/${after?.subState ?? "unknown"})`, where: { path: CONTAINERD_UNIT }, hint: "check `journalctl -u containerd` (a bad /etc/containerd/config.toml is the usual cause)" });
+            return failWith({ code: "run.containerd-failed", message: `${d.action} of ${UNITS.containerd} ended with "${result}" and systemd will not restart it (${after?.activeState ?? "unknown"}/${after?.subState ?? "unknown"})`, where: { path: UNITS.containerd }, hint: "check `journalctl -u containerd` (a bad /etc/containerd/config.toml is the usual cause)" });
           }
         } else {
           log.info({ event: "containerd.active", component: "containerd", cause: d.cause, durationMs: now() - ts });
@@ -598,7 +585,7 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
             return failWith({
               code: "run.sandbox-pull",
               message: `cannot pull the sandbox image ${image}: ${e instanceof RetryExhausted ? e.message : errMessage(e)}`,
-              where: { source: CONTAINERD_CONFIG, path: "sandbox_image" },
+              where: { source: CONTAINERD_CONFIG_PATH, path: "sandbox_image" },
               hint: `check that the registry is reachable from the node (containerd's hosts.toml under /etc/containerd/certs.d) and the image exists; or set berth.run.sandboxImageArchive to load it from a local archive`,
               cause: last,
             });
@@ -615,15 +602,15 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
       const ts = now();
       let state: UnitState;
       try {
-        state = await sd.unitState(KUBELET_UNIT);
+        state = await sd.unitState(UNITS.kubelet);
       } catch (e) {
-        return failWith(toBerthError(e, "run.kubelet-state", `cannot read the state of ${KUBELET_UNIT}`, "check `systemctl status kubelet`"));
+        return failWith(toBerthError(e, "run.kubelet-state", `cannot read the state of ${UNITS.kubelet}`, "check `systemctl status kubelet`"));
       }
       if (state.loadState === "not-found") {
-        return failWith({ code: "run.kubelet-missing", message: `${KUBELET_UNIT} is not loaded (systemd does not know the unit)`, where: { path: KUBELET_UNIT }, hint: "run the config phase (`berth init --skip run`) to write it, then run berth init again" });
+        return failWith({ code: "run.kubelet-missing", message: `${UNITS.kubelet} is not loaded (systemd does not know the unit)`, where: { path: UNITS.kubelet }, hint: "run the config phase (`berth init --skip run`) to write it, then run berth init again" });
       }
       const newest = await newestMtime(root, KUBELET_WATCH);
-      const d = decideUnitAction(KUBELET_UNIT, state, {
+      const d = decideUnitAction(UNITS.kubelet, state, {
         written: written.filter(isKubeletPath),
         ...(newest ? { newestConfigMtimeMs: newest.mtimeMs, newestConfigPath: newest.path } : {}),
       });
@@ -632,18 +619,18 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
       if (d.action !== "none") {
         log.info({ event: `kubelet.${d.action}`, component: "kubelet", cause: d.cause, activeState: state.activeState });
         try {
-          report.jobResult = d.action === "restart" ? await sd.restartUnit(KUBELET_UNIT, { timeoutMs: jobTimeoutMs }) : await sd.startUnit(KUBELET_UNIT, { timeoutMs: jobTimeoutMs });
+          report.jobResult = d.action === "restart" ? await sd.restartUnit(UNITS.kubelet, { timeoutMs: jobTimeoutMs }) : await sd.startUnit(UNITS.kubelet, { timeoutMs: jobTimeoutMs });
         } catch (e) {
-          return failWith(toBerthError(e, "run.kubelet-job", `${d.action} of ${KUBELET_UNIT} failed`, "check `systemctl status kubelet` and `journalctl -u kubelet`"));
+          return failWith(toBerthError(e, "run.kubelet-job", `${d.action} of ${UNITS.kubelet} failed`, "check `systemctl status kubelet` and `journalctl -u kubelet`"));
         }
       }
-      const after = await sd.unitState(KUBELET_UNIT).catch((e: unknown) => e);
+      const after = await sd.unitState(UNITS.kubelet).catch((e: unknown) => e);
       if (after instanceof Error || (after as UnitState).activeState !== "active") {
         const st = after instanceof Error ? undefined : (after as UnitState);
         return failWith({
           code: "run.kubelet-not-active",
-          message: `${KUBELET_UNIT} is not active after ${d.action === "none" ? "the check" : d.action} (${st ? `${st.activeState}/${st.subState}, result ${st.result}` : errMessage(after)}${report.jobResult ? `, job ${report.jobResult}` : ""})`,
-          where: { path: KUBELET_UNIT },
+          message: `${UNITS.kubelet} is not active after ${d.action === "none" ? "the check" : d.action} (${st ? `${st.activeState}/${st.subState}, result ${st.result}` : errMessage(after)}${report.jobResult ? `, job ${report.jobResult}` : ""})`,
+          where: { path: UNITS.kubelet },
           hint: "check `journalctl -u kubelet` (its config under /etc/kubernetes/kubelet and flags in /etc/eks/kubelet/environment)",
         });
       }
@@ -659,8 +646,8 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
       const ts = now();
       status.tasks = tasks.map((t) => ({ name: t.name, unit: `berth-task-${t.name}.service` }));
       try {
-        const r = await enqueueStart(sd, TASKS_TARGET);
-        enqueued.push(TASKS_TARGET);
+        const r = await enqueueStart(sd, UNITS.tasks);
+        enqueued.push(UNITS.tasks);
         log.info({ event: "tasks.enqueued", component: "tasks", cause: `${tasks.length} task(s): ${tasks.map((t) => t.name).join(", ")}`, job: r });
       } catch (e) {
         // A task never holds back the node: report, do not fail.
@@ -672,8 +659,8 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
       const ts = now();
       status.rebootAfterBootstrap = true;
       try {
-        const r = await enqueueStart(sd, REBOOT_ONCE_UNIT);
-        enqueued.push(REBOOT_ONCE_UNIT);
+        const r = await enqueueStart(sd, UNITS.rebootOnce);
+        enqueued.push(UNITS.rebootOnce);
         log.info({ event: "reboot-once.enqueued", component: "reboot-once", cause: "rebootAfterBootstrap is set (the unit skips itself once its marker exists)", job: r });
       } catch (e) {
         log.warn({ event: "reboot-once.enqueue-failed", component: "reboot-once", cause: errMessage(e) });
@@ -689,7 +676,7 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
       sandboxImage: status.sandboxImage as RunReport["sandboxImage"],
       kubelet: status.kubelet as RunReport["kubelet"],
       enqueued,
-      statusPath: root.path(STATUS_PATH),
+      statusPath: root.path(RUN_STATUS_PATH),
       durationMs: now() - t0,
     };
     await finish();

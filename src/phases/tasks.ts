@@ -14,11 +14,13 @@
 import { promises as fsp } from "node:fs";
 import type { BerthSpec } from "../api/types.ts";
 import type { CriClient } from "../host/cri.ts";
+import { readTextIfPresent } from "../host/read.ts";
 import { HostRoot } from "../host/root.ts";
+import { CONTAINERD_CONFIG_PATH } from "../render/containerd.ts";
 import type { Systemd, UnitState } from "../host/systemd.ts";
 import { fail, formatError, ok, type BerthError, type Result } from "../util/result.ts";
 import { retry, RetryExhausted, type Backoff } from "../util/retry.ts";
-import { CONTAINERD_CONFIG, containerdRuntimeSettings, defaultLogger, readStatus, writeStatus, type EventLogger, type RunStatus } from "./run.ts";
+import { containerdRuntimeSettings, defaultLogger, readStatus, writeStatus, type EventLogger, type RunStatus } from "./run.ts";
 
 export interface PullImagesOptions {
   root: HostRoot;
@@ -50,7 +52,7 @@ const DEFAULT_PULL_BACKOFF: Backoff = { initialMs: 1000, maxMs: 30_000, factor: 
 export async function pullImages(images: string[], opts: PullImagesOptions): Promise<Result<PulledImage[]>> {
   const start = Date.now();
   const deadline = start + (opts.timeoutMs ?? DEFAULT_PULL_TIMEOUT_MS);
-  const toml = await fsp.readFile(opts.root.path(CONTAINERD_CONFIG), "utf8").catch(() => undefined);
+  const toml = await readTextIfPresent(opts.root.path(CONTAINERD_CONFIG_PATH));
   const socket = opts.root.path(containerdRuntimeSettings(toml).socket);
   const cri = await import("../host/cri.ts");
   const client = opts.cri ?? cri.createCriClient(socket);

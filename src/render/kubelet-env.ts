@@ -12,6 +12,7 @@
 
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 
+/** The kubelet reads its extra flags from this variable in this file (nodeadm's names, so both tools interoperate). */
 export const KUBELET_ENVIRONMENT_PATH = "/etc/eks/kubelet/environment";
 export const KUBELET_ARGS_VARIABLE = "NODEADM_KUBELET_ARGS";
 

@@ -22,7 +22,7 @@
 
 import { parse, stringify, TomlDate, TomlError } from "smol-toml";
 import type { TomlTable, TomlValue } from "smol-toml";
-import { compareKeys, deepMerge, isPlainObject, sortKeys } from "../util/json.ts";
+import { compareKeys, deepMerge, hasOwn, isPlainObject, sortKeys } from "../util/json.ts";
 
 export type { TomlTable, TomlValue };
 
@@ -59,6 +59,16 @@ export function parseToml(text: string): TomlParseResult {
 /** A table (plain or null-prototype object); dates (TomlDate) and any other class instance are values. */
 export function isTomlTable(v: TomlValue | undefined): v is TomlTable {
   return isPlainObject(v);
+}
+
+/** The value at `keys` under `t` (`tomlAt(t, "plugins", "io.containerd.grpc.v1.cri")`); undefined where a step is missing or not a table. */
+export function tomlAt(t: TomlTable, ...keys: string[]): TomlValue | undefined {
+  let cur: TomlValue | undefined = t;
+  for (const k of keys) {
+    if (!isTomlTable(cur) || !hasOwn(cur, k)) return undefined;
+    cur = cur[k];
+  }
+  return cur;
 }
 
 /**

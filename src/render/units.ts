@@ -46,16 +46,11 @@ import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok } from "../util/result.ts";
 import type { BerthError, Result } from "../util/result.ts";
 import { versionAtLeast } from "../util/version.ts";
+import { KUBELET_ARGS_VARIABLE, KUBELET_ENVIRONMENT_PATH } from "./kubelet-env.ts";
 
 export const UNIT_DIR = "/etc/systemd/system";
 export const UNIT_HEADER = "# Written by berth; changes are overwritten.";
 
-/** The kubelet reads its extra flags from this variable in this file (nodeadm's names, so both tools interoperate). */
-export const KUBELET_ENVIRONMENT_FILE = "/etc/eks/kubelet/environment";
-export const KUBELET_ARGS_VARIABLE = "NODEADM_KUBELET_ARGS";
-export const KUBELET_CONFIG_PATH = "/etc/kubernetes/kubelet/config.json";
-export const KUBELET_CONFIG_DIR = "/etc/kubernetes/kubelet/config.json.d";
-export const KUBECONFIG_PATH = "/var/lib/kubelet/kubeconfig";
 export const KUBELET_BINARY = "/usr/bin/kubelet";
 
 export const TASK_SCRIPT_DIR = "/etc/berth/tasks";
@@ -180,7 +175,7 @@ function kubeletUnit(): string {
   // drop-in dir's alpha switch live in the environment file the kubelet
   // renderer writes, so the flags have exactly one source of truth.
   const args = [KUBELET_BINARY];
-  const service: string[] = ["Slice=runtime.slice", `EnvironmentFile=${KUBELET_ENVIRONMENT_FILE}`];
+  const service: string[] = ["Slice=runtime.slice", `EnvironmentFile=${KUBELET_ENVIRONMENT_PATH}`];
   service.push(
     "ExecStartPre=-/sbin/iptables -P FORWARD ACCEPT -w 5",
     // `$VAR` unbraced: systemd splits the flags on whitespace into separate arguments.

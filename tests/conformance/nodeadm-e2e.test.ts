@@ -24,6 +24,7 @@ import YAML from "yaml";
 import { parse as parseToml } from "smol-toml";
 import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
 import { startEc2StandIn } from "../standins/ec2-server.ts";
+import { sortKeys } from "../../src/util/json.ts";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const SHARED = process.env.BERTH_SHARED_DIR ? path.resolve(process.env.BERTH_SHARED_DIR) : path.resolve(REPO, "../shared");
@@ -164,13 +165,6 @@ function nodeEnv(imds: ImdsStandIn): NodeJS.ProcessEnv {
   };
 }
 
-const sortJson = (v: unknown): unknown =>
-  Array.isArray(v)
-    ? v.map(sortJson)
-    : v !== null && typeof v === "object"
-      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortJson((v as Record<string, unknown>)[k])]))
-      : v;
-
 function setDotted(obj: Record<string, unknown>, dotted: string, value: unknown): void {
   const keys = dotted.split(".");
   let cur: Record<string, unknown> = obj;
@@ -196,12 +190,12 @@ async function checkStep(name: string, step: Step, root: string): Promise<void> 
     const actual = JSON.parse(await nodeText(root, p)) as unknown;
     const expected = JSON.parse(await caseText(name, file)) as Record<string, unknown>;
     for (const [k, v] of Object.entries(step.berth_differs?.[p] ?? {})) setDotted(expected, k, v);
-    assert.deepStrictEqual(sortJson(actual), sortJson(expected), `${p} vs ${file} (sorted JSON)`);
+    assert.deepStrictEqual(sortKeys(actual), sortKeys(expected), `${p} vs ${file} (sorted JSON)`);
   }
   for (const [p, file] of Object.entries(step.json_spec ?? {})) {
     const actual = JSON.parse(await nodeText(root, p)) as { spec?: unknown };
     const expected = JSON.parse(await caseText(name, file)) as unknown;
-    assert.deepStrictEqual(sortJson(actual.spec), sortJson(expected), `.spec of ${p} vs ${file}`);
+    assert.deepStrictEqual(sortKeys(actual.spec), sortKeys(expected), `.spec of ${p} vs ${file}`);
   }
   for (const [p, file] of Object.entries(step.exact ?? {})) {
     assert.equal(await nodeText(root, p), await caseText(name, file), `${p} vs ${file} (byte for byte)`);

@@ -11,32 +11,12 @@
 // Needs root and the lab's packages: it FAILS (not skips) otherwise.
 import { describe, it, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { bootNode, containerdLabFiles, containerdLabToml, freePort, REPO_ROOT, type LabNode } from "./lab.ts";
+import { bootNode, containerdLabFiles, freePort, labContainerdConfig, REPO_ROOT, type LabNode } from "./lab.ts";
 import { startAgent, type RunningAgent } from "../../src/agent/agent.ts";
 import { AGENT_DEFAULTS, type ResolvedAgentSettings } from "../../src/agent/settings.ts";
 import type { AgentEvent, ComponentName } from "../../src/agent/decide.ts";
-
-type Table = Record<string, unknown>;
-const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);
-function mergeTables(base: Table, over: Table): Table {
-  const out: Table = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
-    out[k] = isTable(b) && isTable(v) ? mergeTables(b, v) : v;
-  }
-  return out;
-}
-
-const BASE_CONTAINERD = `
-version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-[grpc]
-  address = "/run/containerd/containerd.sock"
-`;
 
 const SETTINGS = (port: number): ResolvedAgentSettings => ({
   ...AGENT_DEFAULTS,
@@ -103,7 +83,7 @@ describe("berth agent in the node lab", { timeout: 600_000 }, () => {
 
   before(async () => {
     port = await freePort();
-    goodConfig = stringifyToml(mergeTables(parseToml(BASE_CONTAINERD) as Table, parseToml(containerdLabToml()) as Table));
+    goodConfig = labContainerdConfig();
     node = await bootNode({
       name: "agent",
       files: {

@@ -12,13 +12,12 @@ import { tmpdir } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import dbus from "@particle/dbus-next";
-import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import {
   bootNode,
   startRegistry,
   pushPauseImage,
   containerdLabFiles,
-  containerdLabToml,
+  labContainerdConfig,
   labLeftovers,
   freePort,
   PAUSE_IMAGE,
@@ -28,28 +27,6 @@ import {
 } from "./lab.ts";
 
 type Table = Record<string, unknown>;
-function isTable(v: unknown): v is Table {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
-}
-/** Tables merge key by key, everything else from `over` wins: how berth layers user TOML. */
-function mergeTables(base: Table, over: Table): Table {
-  const out: Table = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
-    out[k] = isTable(b) && isTable(v) ? mergeTables(b, v) : v;
-  }
-  return out;
-}
-
-const MINIMAL_CONTAINERD = `
-version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-[grpc]
-  address = "/run/containerd/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${PAUSE_IMAGE}"
-`;
 
 type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Table) => void) => void;
 type CriStub = grpc.Client & Record<string, Unary>;
@@ -97,7 +74,7 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
     registry = await startRegistry();
     await pushPauseImage(registry);
     healthzPort = await freePort();
-    const config = stringifyToml(mergeTables(parseToml(MINIMAL_CONTAINERD) as Table, parseToml(containerdLabToml()) as Table));
+    const config = labContainerdConfig(`[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "${PAUSE_IMAGE}"\n`);
     node = await bootNode({
       name: "smoke",
       binds: [{ host: bindDir, node: "/mnt/from-host", readOnly: true }],

@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pushOciLayout } from "../../lab/oci-push.ts";
+import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../../src/render/toml.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const LAB_DIR = join(REPO_ROOT, "lab");
@@ -650,6 +651,28 @@ export function registryHostsToml(registry: Registry | string): string {
 /** The lab's containerd TOML fragment (merge it over berth's config). */
 export function containerdLabToml(): string {
   return readFileSync(join(LAB_DIR, "containerd-lab.toml"), "utf8");
+}
+
+/** containerd's defaults spelled out (schema 2, root, state, socket): the base a lab node's config.toml starts from. */
+const LAB_CONTAINERD_BASE = `version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+[grpc]
+  address = "/run/containerd/containerd.sock"
+`;
+
+/**
+ * A complete config.toml for a lab node that berth did not configure: the
+ * base above plus `extra`, with the lab's settings (containerdLabToml)
+ * merged over it the way berth layers user TOML (mergeToml).
+ */
+export function labContainerdConfig(extra = ""): string {
+  const parse = (text: string, what: string): TomlTable => {
+    const r = parseToml(text);
+    if (!r.ok) throw new Error(`${what}: ${r.message} (line ${r.line ?? "?"})`);
+    return r.value;
+  };
+  return stringifyToml(mergeToml(parse(LAB_CONTAINERD_BASE + extra, "lab containerd base"), parse(containerdLabToml(), "lab/containerd-lab.toml")));
 }
 
 /** The containerd.service drop-in the lab needs inside nspawn. */

@@ -8,27 +8,11 @@ import { encodeNodeConfigYaml, sortJson, toNodeadmJson } from "../../src/api/enc
 import { mergeConfigs } from "../../src/api/merge.ts";
 import type { ConfigDocument, JsonValue } from "../../src/api/types.ts";
 import { berthSpec, nodeSpec } from "./api-arbitraries.ts";
+import { CONFIG_CACHE_DROP_IN, CONFORMANCE_DIR, CONFORMANCE_USER_DATA } from "../fixtures/node.ts";
 
-const CASE = "/work/shared/conformance/nodeadm-e2e/cases/config-cache";
-const AEMM = "/work/shared/conformance/nodeadm-e2e/infra/aemm-default-config.json";
-
-function userData(): string {
-  const cfg = JSON.parse(readFileSync(AEMM, "utf8")) as { userdata: { values: { userdata: string } } };
-  return Buffer.from(cfg.userdata.values.userdata, "base64").toString("utf8");
-}
-
-const DROP_IN = `---
-apiVersion: node.eks.aws/v1alpha1
-kind: NodeConfig
-spec:
-  containerd:
-    config: |
-      version = 2
-      [grpc]
-      address = "/run/foo/foo.sock"
-      [plugins."io.containerd.grpc.v1.cri".containerd]
-      discard_unpacked_layers = false
-`;
+const CASE = join(CONFORMANCE_DIR, "cases/config-cache");
+const userData = (): string => CONFORMANCE_USER_DATA;
+const DROP_IN = CONFIG_CACHE_DROP_IN;
 
 function docs(text: string, source: string): ConfigDocument[] {
   const r = decodeDocuments(text, source);

@@ -4,27 +4,13 @@ import { decodeDocuments } from "../../src/api/decode.ts";
 import { mergeConfigs } from "../../src/api/merge.ts";
 import { validateConfig } from "../../src/api/validate.ts";
 import type { ConfigDocument } from "../../src/api/types.ts";
+import { CONFIG_CACHE_DROP_IN, CONFORMANCE_USER_DATA } from "../fixtures/node.ts";
 
-const DROP_IN = `---
-apiVersion: node.eks.aws/v1alpha1
-kind: NodeConfig
-spec:
-  containerd:
-    config: |
-      version = 2
-      [grpc]
-      address = "/run/foo/foo.sock"
-`;
-const USER_DATA = `---
-apiVersion: node.eks.aws/v1alpha1
-kind: NodeConfig
-spec:
-  cluster:
-    name: my-cluster
-    apiServerEndpoint: https://example.com
-    certificateAuthority: Y2VydGlmaWNhdGVBdXRob3JpdHk=
-    cidr: 10.100.0.0/16
-`;
+const DROP_IN = CONFIG_CACHE_DROP_IN;
+const USER_DATA = CONFORMANCE_USER_DATA;
+
+/** A complete cluster block, short values. */
+const base = { name: "c", apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" };
 
 function docs(text: string, source: string): ConfigDocument[] {
   const r = decodeDocuments(text, source);
@@ -69,7 +55,6 @@ test("several sources are named in the message", () => {
 });
 
 test("outposts need a cluster id", () => {
-  const base = { name: "c", apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" };
   const bad = validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "s", spec: { cluster: { ...base, enableOutpost: true } } }]));
   assert.equal(bad.ok, false);
   if (!bad.ok) assert.equal(bad.errors[0]!.where?.path, "spec.cluster.id");
@@ -78,7 +63,6 @@ test("outposts need a cluster id", () => {
 });
 
 test("cross-source agent settings are checked after merging", () => {
-  const base = { name: "c", apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" };
   const r = validateConfig(
     mergeConfigs([
       { kind: "NodeConfig", source: "a", spec: { cluster: base } },
@@ -91,7 +75,6 @@ test("cross-source agent settings are checked after merging", () => {
 });
 
 test("agent settings are checked against the agent's defaults too, as `berth agent` will", () => {
-  const base = { name: "c", apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" };
   // intervalMs 1000 alone is below the default probe deadline (2000 ms) and fast interval is fine.
   const r = validateConfig(
     mergeConfigs([

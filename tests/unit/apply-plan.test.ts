@@ -5,22 +5,13 @@ import { buildPlan, combinePlan } from "../../src/plan/plan.ts";
 import type { MergedConfig } from "../../src/api/types.ts";
 import type { NodeFacts } from "../../src/facts/types.ts";
 import type { PlannedFile } from "../../src/plan/types.ts";
+import { clusterSpec, conformanceFacts } from "../fixtures/node.ts";
 
 const f = (path: string, component: string): PlannedFile => ({ path, content: path, mode: 0o644, component });
 
-const FACTS: NodeFacts = {
-  instance: { id: "i-1234567890abcdef0", type: "m4.xlarge", region: "us-west-2", availabilityZone: "us-west-2f", mac: "0e:49:61:0f:c3:11", localIpv4: "172.16.34.43", privateDnsName: "ip-172-16-34-43.ec2.internal" },
-  instanceType: { defaultEnis: 4, ipv4PerEni: 15, origin: "table" },
-  cpus: 2,
-  kubeletVersion: "1.33.0",
-  containerdVersion: "1.7.27",
-  nvidiaRuntime: false,
-  neuronDevices: false,
-  nvidiaGpu: false,
-  memoryBytes: 16 * 1024 ** 3,
-};
+const FACTS: NodeFacts = conformanceFacts({ memoryBytes: 16 * 1024 ** 3 });
 const CONFIG: MergedConfig = {
-  nodeConfig: { cluster: { name: "my-cluster", apiServerEndpoint: "https://example.com", certificateAuthority: "Y2VydGlmaWNhdGVBdXRob3JpdHk=", cidr: "10.100.0.0/16" } },
+  nodeConfig: clusterSpec(),
   berth: {},
   sources: ["test"],
 };

@@ -5,72 +5,27 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
 import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
+import { ensureBundle, NO_STACK, runBundle, scratchDirs, tree, type CliRun } from "../fixtures/cli.ts";
+import { CLUSTER_NODECONFIG_YAML as GOOD, seedNodeRoot } from "../fixtures/node.ts";
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const BUNDLE = path.join(REPO, "dist/berth.mjs");
-const EXAMPLE = path.join(REPO, "data/example-nodeconfig.yaml");
-const NO_STACK = /^\s+at .+:\d+:\d+\)?$/m;
-const dirs: string[] = [];
+const scratchDir = scratchDirs("berth-cli-cmd-");
+const scratch = scratchDir.make;
 let imds: ImdsStandIn | undefined;
 let ec2: Ec2StandIn | undefined;
 
-before(() => {
-  if (!existsSync(BUNDLE)) execFileSync(process.execPath, [path.join(REPO, "scripts/build.mjs")], { cwd: REPO, stdio: "inherit" });
-});
+before(ensureBundle);
 after(async () => {
   await imds?.close();
   await ec2?.close();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
+  await scratchDir.removeAll();
 });
 
-async function scratch(): Promise<string> {
-  const d = await mkdtemp(path.join(tmpdir(), "berth-cli-cmd-"));
-  dirs.push(d);
-  return d;
-}
-
-type Run = { code: number | null; stdout: string; stderr: string };
-
-function berth(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BUNDLE, ...args], {
-      cwd: REPO,
-      // IMDS unreachable unless a test points at its stand-in: nothing may hang on a real metadata service.
-      env: { PATH: process.env.PATH, HOME: tmpdir(), AWS_EC2_METADATA_DISABLED: "true", AWS_EC2_METADATA_SERVICE_ENDPOINT: "http://127.0.0.1:9", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function tree(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) out.push(path.relative(dir, path.join(e.parentPath, e.name)));
-  return out.sort();
-}
-
-const GOOD = `apiVersion: node.eks.aws/v1alpha1
-kind: NodeConfig
-spec:
-  cluster:
-    name: my-cluster
-    apiServerEndpoint: https://example.com
-    certificateAuthority: Y2VydGlmaWNhdGVBdXRob3JpdHk=
-    cidr: 10.100.0.0/16
-`;
+const berth = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> => runBundle(args, { env });
 
 // ------------------------------------------------------------------ task
 
@@ -168,15 +123,7 @@ test("init -d: both daemons is the default; one alone is refused clearly; an unk
 
 async function nodeRoot(): Promise<string> {
   const root = await scratch();
-  const put = async (p: string, c: string) => {
-    await mkdir(path.dirname(path.join(root, p)), { recursive: true });
-    await writeFile(path.join(root, p), c);
-  };
-  await put("etc/eks/kubelet-version.txt", "v1.33.0\n");
-  await put("etc/eks/containerd-version.txt", "1.7.27\n");
-  await put("sys/devices/system/cpu/online", "0-1\n");
-  await mkdir(path.join(root, "etc/eks/nodeadm.d"), { recursive: true });
-  await copyFile(EXAMPLE, path.join(root, "etc/eks/nodeadm.d/example.yaml"));
+  await seedNodeRoot(root);
   return root;
 }
 

@@ -5,64 +5,19 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { cp, mkdtemp, mkdir, readdir, rm, utimes, writeFile, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cp, mkdir, utimes, writeFile, readFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { BIN, ensureBundle, NO_STACK, REPO, runBundle, runCli, scratchDirs, tree, type CliRun } from "../fixtures/cli.ts";
+import { CLUSTER_NODECONFIG_YAML as GOOD } from "../fixtures/node.ts";
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const BUNDLE = path.join(REPO, "dist/berth.mjs");
-const dirs: string[] = [];
+const scratchDir = scratchDirs("berth-cli-");
+const scratch = scratchDir.make;
 
-before(() => {
-  if (!existsSync(BUNDLE)) execFileSync(process.execPath, [path.join(REPO, "scripts/build.mjs")], { cwd: REPO, stdio: "inherit" });
-});
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+before(ensureBundle);
+after(scratchDir.removeAll);
 
-async function scratch(): Promise<string> {
-  const d = await mkdtemp(path.join(tmpdir(), "berth-cli-"));
-  dirs.push(d);
-  return d;
-}
-
-function berth(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BUNDLE, ...args], {
-      cwd: opts.cwd ?? REPO,
-      // IMDS disabled and unreachable: a test that reaches for it fails fast instead of hanging.
-      env: { PATH: process.env.PATH, HOME: tmpdir(), AWS_EC2_METADATA_DISABLED: "true", AWS_EC2_METADATA_SERVICE_ENDPOINT: "http://127.0.0.1:9", ...opts.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function tree(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) out.push(path.relative(dir, path.join(e.parentPath, e.name)));
-  return out.sort();
-}
-
-const NO_STACK = /^\s+at .+:\d+:\d+\)?$/m;
-
-const GOOD = `apiVersion: node.eks.aws/v1alpha1
-kind: NodeConfig
-spec:
-  cluster:
-    name: my-cluster
-    apiServerEndpoint: https://example.com
-    certificateAuthority: Y2VydGlmaWNhdGVBdXRob3JpdHk=
-    cidr: 10.100.0.0/16
-`;
+const berth = runBundle;
 
 test("--version matches package.json", async () => {
   const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { version: string };
@@ -183,24 +138,9 @@ test("a bad config source URL is a user error, not a crash", async () => {
 });
 
 // The startup snapshot (dist/snapshot/, used by bin/berth for demo/config/init) must behave exactly like the bundle.
-const BIN = path.join(REPO, "bin/berth");
 const HAS_SNAPSHOT = existsSync(path.join(REPO, "dist/snapshot/berth.blob"));
 
-function viaBin(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, {
-      cwd: REPO,
-      env: { PATH: process.env.PATH, HOME: tmpdir(), AWS_EC2_METADATA_DISABLED: "true", AWS_EC2_METADATA_SERVICE_ENDPOINT: "http://127.0.0.1:9", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const viaBin = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> => runCli(BIN, args, { env });
 
 async function readTree(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -262,14 +202,7 @@ test("bin/berth uses the snapshot only when the node on PATH is the one that bui
   await cp(path.join(REPO, "bin"), path.join(home, "bin"), { recursive: true, preserveTimestamps: true });
   await cp(path.join(REPO, "dist"), path.join(home, "dist"), { recursive: true, preserveTimestamps: true });
   await writeFile(path.join(home, "dist/snapshot/berth.blob"), "not a snapshot");
-  const run = (): Promise<{ code: number | null; stderr: string }> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(path.join(home, "bin/berth"), ["config", "check", "--help"], { env: { PATH: process.env.PATH, HOME: tmpdir() }, stdio: ["ignore", "ignore", "pipe"] });
-      let stderr = "";
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code, stderr }));
-    });
+  const run = (): Promise<CliRun> => runCli(path.join(home, "bin/berth"), ["config", "check", "--help"]);
   const taken = await run();
   assert.notEqual(taken.code, 0, "the stamp matches, so bin/berth must have tried the (junk) snapshot");
   await utimes(path.join(home, "dist/snapshot/node-stamp"), new Date(0), new Date(0));

@@ -11,12 +11,13 @@ import type { BerthError } from "../../src/util/result.ts";
 import type { NodeConfigSpec } from "../../src/api/types.ts";
 import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
 import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
+import { clusterSpec } from "../fixtures/node.ts";
 
 const fast = { initialMs: 1, maxMs: 5 };
 const noCommands = async (cmd: string): Promise<string> => {
   throw new Error(`${cmd}: not found`);
 };
-const spec: NodeConfigSpec = { cluster: { name: "my-cluster", apiServerEndpoint: "https://example.com", certificateAuthority: "Y2VydGlmaWNhdGVBdXRob3JpdHk=", cidr: "10.100.0.0/16" } };
+const spec: NodeConfigSpec = clusterSpec();
 
 let root: HostRoot;
 const cleanup: (() => Promise<void> | void)[] = [];

@@ -10,6 +10,7 @@ import { renderContainerd, renderContainerdConfig, translateV2ToV3 } from "../..
 import { BASE_RUNTIME_SPEC_PATH, defaultBaseRuntimeSpec, renderBaseRuntimeSpec } from "../../src/render/base-runtime-spec.ts";
 import { isTomlTable, parseToml, stringifyToml } from "../../src/render/toml.ts";
 import type { TomlTable, TomlValue } from "../../src/render/toml.ts";
+import { conformanceFacts } from "../fixtures/node.ts";
 
 const CASES = join(import.meta.dirname, "../../../shared/conformance/nodeadm-e2e/cases");
 const caseFile = (c: string, f: string): string => readFileSync(join(CASES, c, f), "utf8");
@@ -19,28 +20,9 @@ function specOf(c: string, f: string): NodeConfigSpec {
   return doc.spec;
 }
 
-/** The conformance node (README): m4.xlarge in us-west-2f, 2 CPUs. */
+/** The conformance node (README): m4.xlarge in us-west-2f, 2 CPUs, kubelet 1.32.0. */
 function facts(over: Partial<NodeFacts>): NodeFacts {
-  return {
-    instance: {
-      id: "i-1234567890abcdef0",
-      type: "m4.xlarge",
-      region: "us-west-2",
-      availabilityZone: "us-west-2f",
-      mac: "0e:49:61:0f:c3:11",
-      localIpv4: "172.16.34.43",
-      privateDnsName: "ip-172-16-34-43.ec2.internal",
-    },
-    instanceType: { defaultEnis: 4, ipv4PerEni: 15, origin: "table" },
-    cpus: 2,
-    kubeletVersion: "1.32.0",
-    containerdVersion: "1.7.27",
-    nvidiaRuntime: false,
-    neuronDevices: false,
-    nvidiaGpu: false,
-    memoryBytes: 16106628 * 1024,
-    ...over,
-  };
+  return conformanceFacts({ kubeletVersion: "1.32.0", ...over });
 }
 
 function tomlOf(text: string): TomlTable {

@@ -7,36 +7,30 @@ import type { PlannedFile } from "../../src/plan/types.ts";
 import { fastImagePullEnabled, FAST_IMAGE_PULL_MIN } from "../../src/render/fast-image-pull.ts";
 import { renderContainerd, SOCI_CONFIG_PATH, SOCI_CONTAINERD_DROPIN_PATH } from "../../src/render/containerd.ts";
 import { renderKubelet } from "../../src/render/kubelet.ts";
-import { parseToml, isTomlTable, type TomlTable } from "../../src/render/toml.ts";
+import { parseToml, tomlAt, type TomlTable } from "../../src/render/toml.ts";
+import { clusterSpec, conformanceFacts } from "../fixtures/node.ts";
 
 const GiB = 1024 ** 3;
 const SOCI_SOCK = "unix:///run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock";
+/** What nodeadm writes as the SOCI snapshotter's config, as a TOML tree (stated here, not taken from src). */
+const NODEADM_SOCI_CONFIG = `debug = false
+content_store = { type = "containerd" }
+cri_keychain = { enable_keychain = true, image_service_path = "/run/containerd/containerd.sock" }
+
+[pull_modes.parallel_pull_unpack]
+enable = true
+concurrent_download_chunk_size = "16mb"
+discard_unpacked_layers = true
+max_concurrent_downloads = -1
+max_concurrent_downloads_per_image = 20
+max_concurrent_unpacks = -1
+max_concurrent_unpacks_per_image = 12
+decompress_streams.gzip = { path = "/usr/bin/unpigz", args = ["-d", "-c"] }
+`;
 
 /** A node big enough for FastImagePull (c6a.2xlarge-like: 8 CPUs, 16 GiB). */
-const facts = (over: Partial<NodeFacts> = {}): NodeFacts => ({
-  instance: {
-    id: "i-1234567890abcdef0",
-    type: "m4.xlarge",
-    region: "us-west-2",
-    availabilityZone: "us-west-2f",
-    mac: "0e:49:61:0f:c3:11",
-    localIpv4: "172.16.34.43",
-    privateDnsName: "ip-172-16-34-43.ec2.internal",
-  },
-  instanceType: { defaultEnis: 4, ipv4PerEni: 15, origin: "table" },
-  cpus: 8,
-  kubeletVersion: "1.35.0",
-  containerdVersion: "1.7.27",
-  nvidiaRuntime: false,
-  neuronDevices: false,
-  nvidiaGpu: false,
-  memoryBytes: 16 * GiB,
-  ...over,
-});
-const spec = (over: NodeConfigSpec = {}): NodeConfigSpec => ({
-  ...over,
-  cluster: { name: "my-cluster", apiServerEndpoint: "https://example.com", certificateAuthority: "Y2VydGlmaWNhdGVBdXRob3JpdHk=", cidr: "10.100.0.0/16", ...over.cluster },
-});
+const facts = (over: Partial<NodeFacts> = {}): NodeFacts => conformanceFacts({ cpus: 8, kubeletVersion: "1.35.0", memoryBytes: 16 * GiB, ...over });
+const spec = clusterSpec;
 const fast = (over: NodeConfigSpec = {}) => spec({ ...over, featureGates: { FastImagePull: true, ...over.featureGates } });
 
 const text = (f: PlannedFile) => (typeof f.content === "string" ? f.content : Buffer.from(f.content).toString());
@@ -46,7 +40,7 @@ const toml = (s: string): TomlTable => {
   assert.ok(r.ok, s);
   return r.value;
 };
-const at = (t: TomlTable, ...keys: string[]): unknown => keys.reduce<unknown>((v, k) => (isTomlTable(v as never) ? (v as TomlTable)[k] : undefined), t);
+const at = tomlAt;
 function containerdFiles(s: NodeConfigSpec, f: NodeFacts): PlannedFile[] {
   const r = renderContainerd(s, f);
   assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
@@ -97,20 +91,8 @@ test("containerd 1.x (schema 2): soci snapshotter in the CRI plugin, proxy plugi
   assert.equal(cri.discard_unpacked_layers, true);
   assert.deepEqual(cfg.proxy_plugins, { soci: { type: "snapshot", address: "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock", exports: { root: "/var/lib/soci-snapshotter-grpc" } } });
 
-  const soci = toml(text(file(files, SOCI_CONFIG_PATH)!));
-  assert.equal(soci.debug, false);
-  assert.deepEqual(soci.content_store, { type: "containerd" });
-  assert.deepEqual(soci.cri_keychain, { enable_keychain: true, image_service_path: "/run/containerd/containerd.sock" });
-  assert.deepEqual(at(soci, "pull_modes", "parallel_pull_unpack"), {
-    enable: true,
-    concurrent_download_chunk_size: "16mb",
-    discard_unpacked_layers: true,
-    max_concurrent_downloads: -1n,
-    max_concurrent_downloads_per_image: 20n,
-    max_concurrent_unpacks: -1n,
-    max_concurrent_unpacks_per_image: 12n,
-    decompress_streams: { gzip: { path: "/usr/bin/unpigz", args: ["-d", "-c"] } },
-  });
+  // The same tree as nodeadm's internal/containerd/snapshotter/soci-snapshotter.config.toml.
+  assert.deepEqual(toml(text(file(files, SOCI_CONFIG_PATH)!)), toml(NODEADM_SOCI_CONFIG));
   assert.equal(text(file(files, SOCI_CONTAINERD_DROPIN_PATH)!), "[Unit]\nRequires=soci-snapshotter.service\nAfter=soci-snapshotter.service\n");
 });
 

@@ -12,32 +12,12 @@ import { cidrFamily, clusterDnsFromCidr, deepMerge, stableJson } from "../../src
 import { decodeCertificateAuthority, kubeconfigYaml } from "../../src/render/kubeconfig.ts";
 import { renderKubelet, renderKubeletAsync } from "../../src/render/kubelet.ts";
 import { parse as parseYaml } from "yaml";
+import { clusterSpec, conformanceFacts, CONFORMANCE_INSTANCE } from "../fixtures/node.ts";
 
-const facts = (over: Partial<NodeFacts> = {}): NodeFacts => ({
-  instance: {
-    id: "i-1234567890abcdef0",
-    type: "m4.xlarge",
-    region: "us-west-2",
-    availabilityZone: "us-west-2f",
-    mac: "0e:49:61:0f:c3:11",
-    localIpv4: "172.16.34.43",
-    ipv6: "2600:1f14:abcd::1",
-    privateDnsName: "ip-172-16-34-43.ec2.internal",
-  },
-  instanceType: { defaultEnis: 4, ipv4PerEni: 15, origin: "table" },
-  cpus: 2,
-  kubeletVersion: "1.35.0",
-  containerdVersion: "1.7.27",
-  nvidiaRuntime: false,
-  neuronDevices: false,
-  nvidiaGpu: false,
-  memoryBytes: 16106628 * 1024,
-  ...over,
-});
-const spec = (over: NodeConfigSpec = {}): NodeConfigSpec => ({
-  ...over,
-  cluster: { name: "my-cluster", apiServerEndpoint: "https://example.com", certificateAuthority: "Y2VydGlmaWNhdGVBdXRob3JpdHk=", cidr: "10.100.0.0/16", ...over.cluster },
-});
+/** The conformance node with an IPv6 address too, kubelet 1.35.0. */
+const facts = (over: Partial<NodeFacts> = {}): NodeFacts =>
+  conformanceFacts({ instance: { ...CONFORMANCE_INSTANCE, ipv6: "2600:1f14:abcd::1" }, kubeletVersion: "1.35.0", ...over });
+const spec = clusterSpec;
 const fileText = (files: PlannedFile[], p: string): string => {
   const f = files.find((x) => x.path === p);
   assert.ok(f, `no ${p}`);

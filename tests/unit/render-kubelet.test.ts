@@ -14,6 +14,7 @@ import type { NodeFacts } from "../../src/facts/types.ts";
 import type { PlannedFile } from "../../src/plan/types.ts";
 import { renderKubelet, renderKubeletAsync } from "../../src/render/kubelet.ts";
 import { deepMerge } from "../../src/render/kubelet-config.ts";
+import { conformanceFacts, CONFORMANCE_INSTANCE } from "../fixtures/node.ts";
 
 const ROOT = "/work/shared/conformance/nodeadm-e2e";
 const KUBELET_PATHS = ["/etc/kubernetes/kubelet/", "/etc/eks/kubelet/", "/var/lib/kubelet/", "/etc/eks/image-credential-provider/", "/etc/kubernetes/pki/"];
@@ -40,27 +41,14 @@ interface Case {
 
 const cases = parseYaml(readFileSync(path.join(ROOT, "cases.yaml"), "utf8"), { merge: true }) as Record<string, Case>;
 
-function conformanceFacts(kubeletVersion: string, instanceType = "m4.xlarge"): NodeFacts {
+/** The conformance node with a case's kubelet version; an instance type other than m4.xlarge is unknown to the table. */
+function caseFacts(kubeletVersion: string, instanceType = "m4.xlarge"): NodeFacts {
   const known = instanceType === "m4.xlarge";
-  return {
-    instance: {
-      id: "i-1234567890abcdef0",
-      type: instanceType,
-      region: "us-west-2",
-      availabilityZone: "us-west-2f",
-      mac: "0e:49:61:0f:c3:11",
-      localIpv4: "172.16.34.43",
-      privateDnsName: "ip-172-16-34-43.ec2.internal",
-    },
-    instanceType: known ? { defaultEnis: 4, ipv4PerEni: 15, origin: "table" } : { origin: "unknown" },
-    cpus: 2,
+  return conformanceFacts({
+    instance: { ...CONFORMANCE_INSTANCE, type: instanceType },
+    ...(known ? {} : { instanceType: { origin: "unknown" } }),
     kubeletVersion,
-    containerdVersion: "1.7.27",
-    nvidiaRuntime: false,
-    neuronDevices: false,
-    nvidiaGpu: false,
-    memoryBytes: 16106628 * 1024,
-  };
+  });
 }
 
 /** NodeConfig specs in a config file: YAML documents, or the node.eks.aws parts of a MIME multipart. */
@@ -109,7 +97,7 @@ for (const [name, c] of Object.entries(cases)) {
     test(`conformance ${name} step ${i + 1} (kubelet ${step.kubelet ?? c.kubelet})`, async () => {
       const version = step.kubelet ?? c.kubelet ?? "1.35.0";
       const spec = loadSpec(name, step.source as string);
-      const facts = conformanceFacts(version, c.instance_type);
+      const facts = caseFacts(version, c.instance_type);
       const r = await renderKubeletAsync(spec, facts);
       if (!r.ok) assert.fail(JSON.stringify(r.errors, null, 2));
       const byPath = new Map(r.value.map((f) => [f.path, f]));
@@ -164,7 +152,7 @@ test("every kubelet conformance check ran", { concurrency: false }, () => {
 test("credential provider config is byte-identical to nodeadm's", () => {
   const spec = loadSpec("image-credential-provider", "file://config.yaml");
   for (const [v, f] of [["1.31.0", "expected-image-credential-provider-config-1.31.json"], ["1.36.0", "expected-image-credential-provider-config.json"]] as const) {
-    const r = renderKubelet(spec, conformanceFacts(v));
+    const r = renderKubelet(spec, caseFacts(v));
     assert.ok(r.ok);
     const file = r.value.find((x) => x.path === "/etc/eks/image-credential-provider/config.json");
     assert.equal(file?.content, readFileSync(path.join(ROOT, "cases/image-credential-provider", f), "utf8"));
@@ -173,7 +161,7 @@ test("credential provider config is byte-identical to nodeadm's", () => {
 
 test("files, modes and components", () => {
   const spec = loadSpec("kubelet-config-set-empty", "file://config.yaml");
-  const r = renderKubelet(spec, conformanceFacts("1.35.0"));
+  const r = renderKubelet(spec, caseFacts("1.35.0"));
   assert.ok(r.ok);
   assert.deepEqual(
     r.value.map((f) => [f.path, f.mode.toString(8), f.component]),

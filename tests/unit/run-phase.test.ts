@@ -14,6 +14,7 @@ import path from "node:path";
 import { HostRoot } from "../../src/host/root.ts";
 import type { MergedConfig, BerthSpec } from "../../src/api/types.ts";
 import { SystemdError } from "../../src/host/systemd.ts";
+import { RUN_STATUS_PATH as STATUS_PATH } from "../../src/agent/run-status.ts";
 import {
   runPhase,
   decideUnitAction,
@@ -21,7 +22,6 @@ import {
   containerdRuntimeSettings,
   isContainerdPath,
   isKubeletPath,
-  STATUS_PATH,
   type EventLogger,
   type RunContext,
   type RunStatus,

@@ -7,25 +7,11 @@ import path from "node:path";
 import { HostRoot } from "../../src/host/root.ts";
 import { resolveConfig, writeCache, readCache, canonicalJson, type CacheDeps } from "../../src/sources/cache.ts";
 import { MemoryImds, fakeApi } from "../fakes/sources.ts";
+import { containerdDropIn, CONFORMANCE_DIR, CONFORMANCE_USER_DATA_B64 } from "../fixtures/node.ts";
 
-const CASES = "/work/shared/conformance/nodeadm-e2e";
-const aemm = JSON.parse(readFileSync(`${CASES}/infra/aemm-default-config.json`, "utf8")) as { userdata: { values: { userdata: string } } };
-const USER_DATA = aemm.userdata.values.userdata; // base64 NodeConfig, as the suite's IMDS serves it
+const CASES = CONFORMANCE_DIR;
+const USER_DATA = CONFORMANCE_USER_DATA_B64; // base64 NodeConfig, as the suite's IMDS serves it
 const CACHE = "/run/eks/nodeadm/config.json";
-const DROPIN = `---
-apiVersion: node.eks.aws/v1alpha1
-kind: NodeConfig
-spec:
-  containerd:
-    config: |
-      version = 2
-
-      [grpc]
-      address = "/run/foo/foo.sock"
-
-      [plugins."io.containerd.grpc.v1.cri".containerd]
-      discard_unpacked_layers = false
-`;
 
 let dir: string;
 before(async () => {
@@ -39,6 +25,8 @@ async function specOfCache(root: HostRoot): Promise<unknown> {
   return JSON.parse(await readFile(root.path(CACHE), "utf8")).spec;
 }
 const expected = (n: number) => JSON.parse(readFileSync(`${CASES}/cases/config-cache/cached-config-${n}.json`, "utf8"));
+// The config-cache drop-in with its TOML already in the cache's canonical form: the fake API keeps TOML text as written.
+const DROPIN = containerdDropIn((expected(2) as { containerd: { config: string } }).containerd.config);
 
 // Once with the small fakes, once with the real src/api functions (the lazily loaded defaults).
 const variants: [string, Partial<typeof fakeApi>][] = [["fake-api", fakeApi], ["src-api", {}]];
