@@ -13,11 +13,9 @@ import { containerdProbe, kubeletProbe, type Probe } from "./probes.ts";
 import { readRunStatus, RUN_STATUS_PATH } from "./run-status.ts";
 import { parseListenAddress, type ResolvedAgentSettings } from "./settings.ts";
 import { reconnectingSystemd } from "./systemd-reconnect.ts";
+// The constants-only layout module: src/host/cri.ts would load grpc-js into the agent.
+import { CONTAINERD_SOCKET, UNITS } from "../util/node-layout.ts";
 
-export const CONTAINERD_UNIT = "containerd.service";
-/** Same as src/host/cri.ts DEFAULT_CONTAINERD_SOCKET; not imported from there, which would load grpc-js into the agent. */
-export const DEFAULT_CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
-export const KUBELET_UNIT = "kubelet.service";
 
 export interface StartAgentOptions {
   settings: ResolvedAgentSettings;
@@ -51,7 +49,6 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-export const RUN_UNIT = "berth-run.service";
 
 /**
  * Is the run phase over? The status file says so when the run phase ended
@@ -64,10 +61,10 @@ export const RUN_UNIT = "berth-run.service";
 export async function bootstrapFinished(statusPath: string, systemd: Systemd, log?: EventSink): Promise<boolean> {
   const status = await readRunStatus(statusPath);
   if (status?.bootstrapDone) return true;
-  const run = await systemd.unitState(RUN_UNIT);
+  const run = await systemd.unitState(UNITS.run);
   if (run.activeState === "activating") return false;
   log?.warn(
-    { event: "agent.bootstrap-assumed-over", component: "agent", cause: `run status ${status ? `says "${status.result ?? "running"}"` : "is missing"} but ${RUN_UNIT} is ${run.loadState === "loaded" ? run.activeState : run.loadState}` },
+    { event: "agent.bootstrap-assumed-over", component: "agent", cause: `run status ${status ? `says "${status.result ?? "running"}"` : "is missing"} but ${UNITS.run} is ${run.loadState === "loaded" ? run.activeState : run.loadState}` },
     "treating bootstrap as over: the run phase is not running",
   );
   return true;
@@ -86,11 +83,11 @@ export async function startAgent(o: StartAgentOptions): Promise<RunningAgent> {
           ? o.log?.warn({ event: "agent.dbus-reconnected", attempt: i.attempt }, "reconnected to systemd over D-Bus")
           : o.log?.warn({ event: "agent.dbus-reconnect-failed", attempt: i.attempt, cause: i.cause }, `cannot reconnect to systemd: ${i.cause}`),
     }));
-  const socket = root.path(o.containerdSocket ?? DEFAULT_CONTAINERD_SOCKET);
+  const socket = root.path(o.containerdSocket ?? CONTAINERD_SOCKET);
   const statusPath = root.path(o.runStatusPath ?? RUN_STATUS_PATH);
   const metrics = createMetrics();
-  const containerd = o.units?.containerd ?? CONTAINERD_UNIT;
-  const kubelet = o.units?.kubelet ?? KUBELET_UNIT;
+  const containerd = o.units?.containerd ?? UNITS.containerd;
+  const kubelet = o.units?.kubelet ?? UNITS.kubelet;
   const agent = createAgent({
     settings,
     systemd,

@@ -16,7 +16,8 @@
  */
 import { readFile } from "node:fs/promises";
 
-export const RUN_STATUS_PATH = "/run/berth/status.json";
+import { RUN_STATUS_PATH } from "../util/node-layout.ts";
+export { RUN_STATUS_PATH };
 
 export interface RunPhase {
   name: string;

@@ -21,7 +21,8 @@ import type { HostRoot } from "./root.ts";
 import { retry, RetryExhausted, type Backoff } from "../util/retry.ts";
 
 /** containerd's default CRI/API socket; resolve it with `HostRoot.path()` under --root. */
-export const DEFAULT_CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
+import { CONTAINERD_SOCKET as DEFAULT_CONTAINERD_SOCKET } from "../util/node-layout.ts";
+export { DEFAULT_CONTAINERD_SOCKET };
 
 /** The socket path berth talks to: containerd's default, under `--root` when one is set. */
 export function containerdSocketPath(root: HostRoot, socket: string = DEFAULT_CONTAINERD_SOCKET): string {

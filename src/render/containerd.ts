@@ -60,7 +60,8 @@ import type { TomlTable, TomlValue } from "./toml.ts";
 
 export const CONTAINERD_CONFIG_PATH = "/etc/containerd/config.toml";
 export const DEFAULT_SANDBOX_IMAGE = "localhost/kubernetes/pause:latest";
-export const CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
+import { CONTAINERD_SOCKET } from "../util/node-layout.ts";
+export { CONTAINERD_SOCKET };
 export const SOCI_SOCKET = "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock";
 export const SOCI_ROOT = "/var/lib/soci-snapshotter-grpc";
 export const SOCI_CONFIG_PATH = "/etc/soci-snapshotter-grpc/config.toml";

@@ -47,6 +47,7 @@ import { fail, ok } from "../util/result.ts";
 import type { BerthError, Result } from "../util/result.ts";
 import { versionAtLeast } from "../util/version.ts";
 import { KUBELET_ARGS_VARIABLE, KUBELET_ENVIRONMENT_PATH } from "./kubelet-env.ts";
+import { UNITS } from "../util/node-layout.ts";
 
 export const UNIT_DIR = "/etc/systemd/system";
 export const UNIT_HEADER = "# Written by berth; changes are overwritten.";
@@ -56,17 +57,7 @@ export const KUBELET_BINARY = "/usr/bin/kubelet";
 export const TASK_SCRIPT_DIR = "/etc/berth/tasks";
 export const REBOOT_MARKER = "/var/lib/berth/rebooted-once";
 
-export const UNITS = {
-  config: "berth-config.service",
-  run: "berth-run.service",
-  agent: "berth-agent.service",
-  target: "berth.target",
-  tasks: "berth-tasks.target",
-  rebootOnce: "berth-reboot-once.service",
-  kubelet: "kubelet.service",
-  containerd: "containerd.service",
-  runtimeSlice: "runtime.slice",
-} as const;
+export { UNITS };
 
 export function taskUnitName(name: string): string {
   return `berth-task-${name}.service`;

@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import { mkdtemp, writeFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bootstrapFinished, RUN_UNIT } from "../../src/agent/agent.ts";
+import { bootstrapFinished } from "../../src/agent/agent.ts";
+import { UNITS } from "../../src/util/node-layout.ts";
+
+const RUN_UNIT = UNITS.run;
 import { FakeSystemd } from "../fakes/systemd-fake.ts";
 
 async function statusFile(doc: unknown | undefined): Promise<{ path: string; done: () => Promise<void> }> {

@@ -1,0 +1,24 @@
+/**
+ * Where things live on a node: the host paths and unit names that the
+ * renderers write and the run phase, the agent and `berth status` read or
+ * manage. Constants only, no imports, so the agent can use them without
+ * loading the renderers or gRPC.
+ */
+
+/** containerd's gRPC socket (CRI and its own API). */
+export const CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
+
+/** The run phase's status file, read by the agent and `berth status`. */
+export const RUN_STATUS_PATH = "/run/berth/status.json";
+
+export const UNITS = {
+  config: "berth-config.service",
+  run: "berth-run.service",
+  agent: "berth-agent.service",
+  target: "berth.target",
+  tasks: "berth-tasks.target",
+  rebootOnce: "berth-reboot-once.service",
+  kubelet: "kubelet.service",
+  containerd: "containerd.service",
+  runtimeSlice: "runtime.slice",
+} as const;
