@@ -27,7 +27,8 @@ Options:
   -h, --help               this help
 `;
 
-const OPTIONS = {
+/** Exported for the startup snapshot's warm-up (src/cli/snapshot.ts). */
+export const DEMO_OPTIONS = {
   "config-source": { type: "string", short: "c", multiple: true },
   root: { type: "string" },
   "dry-run": { type: "boolean" },
@@ -53,7 +54,7 @@ function findExample(): string | undefined {
 }
 
 export async function demoCommand(args: string[]): Promise<number> {
-  const p = parseCommand(args, OPTIONS, "demo", DEMO_HELP);
+  const p = parseCommand(args, DEMO_OPTIONS, "demo", DEMO_HELP);
   if (typeof p === "number") return p;
   const userSources = p.values["config-source"] ?? [];
   if (userSources.some((s) => !s.startsWith("file://"))) return usageError("the demo reads file:// sources only (it never talks to IMDS)", "demo");

@@ -21,7 +21,8 @@ import path from "node:path";
 import { tmpdir } from "node:os";
 import { initCommand, initWantsRunPhase } from "./init.ts";
 import { checkCommand, dumpCommand } from "./config.ts";
-import { demoCommand } from "./demo.ts";
+import { DEMO_HELP, DEMO_OPTIONS, demoCommand } from "./demo.ts";
+import { parseCommand } from "./args.ts";
 // Evaluated at build time so the snapshot holds them (the commands import them lazily).
 import { runConfigPhase } from "../phases/config.ts";
 import { demoFacts } from "../facts/static.ts";
@@ -71,6 +72,11 @@ async function snapshotMain(args: string[]): Promise<number> {
  * path are compiled and zod has generated its parsers before the snapshot.
  */
 async function warmUp(): Promise<void> {
+  // Argument parsing too: node:util's parseArgs loads its implementation on first use, and with
+  // berth's own parseCommand that was ~2 ms of every `berth demo` before this (BERTH_TIMING marks).
+  // No --help and no positionals, so it prints nothing (stdout must not be opened at build time).
+  const warmArgs = parseCommand(["--root", path.join(tmpdir(), "berth-snapshot-warmup-does-not-exist"), "--dry-run", "-c", "file:///warm-up.yaml"], DEMO_OPTIONS, "demo", DEMO_HELP);
+  if (typeof warmArgs === "number") throw new Error("snapshot warm-up: the demo's arguments did not parse");
   const facts = await demoFacts();
   const noImds = () => Promise.reject(new Error("no IMDS at build time"));
   const r = await runConfigPhase({
@@ -93,10 +99,15 @@ if (process.env.BERTH_SNAPSHOT_WARMUP !== "0") {
 
 v8.startupSnapshot.setDeserializeMainFunction(() => {
   // Running from a snapshot, argv is [node, ...user arguments].
+  // BERTH_TIMING=1: the snapshot is deserialized and node is ready; the rest is berth's.
+  const timing = process.env.BERTH_TIMING === "1";
+  if (timing) process.stderr.write(`timing: snapshot main at ${performance.now().toFixed(1)} ms\n`);
   snapshotMain(process.argv.slice(1)).then(
     (code) => {
       // Exit now rather than let node tear down the deserialized heap politely (~10-20 ms);
       // stdout and stderr are synchronous on Linux for files, pipes and terminals.
+      // BERTH_TIMING=1 (bench/config-phase.ts --breakdown): what is left after this is node's and the kernel's teardown.
+      if (timing) process.stderr.write(`timing: exit at ${performance.now().toFixed(1)} ms\n`);
       process.exit(code);
     },
     (e: unknown) => {
