@@ -9,10 +9,16 @@ export class HostRoot {
   constructor(dir = "/") {
     this.dir = path.resolve(dir);
   }
-  /** Map an absolute host path (`/etc/...`) to where it is under this root. */
+  /**
+   * Map an absolute host path (`/etc/...`) to where it is under this root.
+   * `..` is resolved the way a chroot does, clamped at the root, so no host
+   * path (a config cache path, an archive path from the config) can name a
+   * file outside DIR.
+   */
   path(hostPath: string): string {
     if (!hostPath.startsWith("/")) throw new Error(`host path must be absolute: ${hostPath}`);
-    return this.dir === "/" ? hostPath : path.join(this.dir, hostPath);
+    const inRoot = path.posix.resolve("/", hostPath);
+    return this.dir === "/" ? inRoot : path.join(this.dir, inRoot);
   }
   get isHost(): boolean {
     return this.dir === "/";
