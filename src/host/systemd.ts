@@ -332,9 +332,17 @@ export async function connectSystemd(opts: ConnectOptions = {}): Promise<Systemd
     }
   });
 
-  await call("AddMatch", { destination: DBUS, path: "/org/freedesktop/DBus", iface: DBUS, signature: "s", body: [`type='signal',sender='${SYSTEMD}',path='${MANAGER_PATH}',interface='${MANAGER}',member='JobRemoved'`] });
-  // Without Subscribe, systemd sends no unit/job signals when no one else asked.
-  await call("Subscribe", {});
+  try {
+    await call("AddMatch", { destination: DBUS, path: "/org/freedesktop/DBus", iface: DBUS, signature: "s", body: [`type='signal',sender='${SYSTEMD}',path='${MANAGER_PATH}',interface='${MANAGER}',member='JobRemoved'`] });
+    // Without Subscribe, systemd sends no unit/job signals when no one else asked.
+    await call("Subscribe", {});
+  } catch (e) {
+    // The caller gets no handle to close: an open socket here would keep the
+    // process alive (berth init would hang instead of exiting with the error).
+    closed = true;
+    bus.disconnect();
+    throw e;
+  }
 
   async function loadUnit(name: string): Promise<string> {
     const r = await call("LoadUnit", { signature: "s", body: [name], unit: name });
@@ -443,17 +451,6 @@ export async function connectSystemd(opts: ConnectOptions = {}): Promise<Systemd
           e.busy = false;
         }
       };
-      for (const name of [...new Set(units)].sort()) {
-        const path = await loadUnit(name);
-        const rule = `type='signal',sender='${SYSTEMD}',path='${path}',interface='${PROPS}',member='PropertiesChanged'`;
-        const e = { name, path, busy: false, dirty: false, rule, handler: () => void refresh(e) };
-        entries.push(e);
-        await call("AddMatch", { destination: DBUS, path: "/org/freedesktop/DBus", iface: DBUS, signature: "s", body: [rule] });
-        let set = propWatchers.get(path);
-        if (!set) propWatchers.set(path, (set = new Set()));
-        set.add(e.handler);
-      }
-      for (const e of entries) await refresh(e);
       const unsubscribe = async () => {
         if (!active) return;
         active = false;
@@ -465,6 +462,24 @@ export async function connectSystemd(opts: ConnectOptions = {}): Promise<Systemd
           }
         }
       };
+      try {
+        for (const name of [...new Set(units)].sort()) {
+          const path = await loadUnit(name);
+          const rule = `type='signal',sender='${SYSTEMD}',path='${path}',interface='${PROPS}',member='PropertiesChanged'`;
+          const e = { name, path, busy: false, dirty: false, rule, handler: () => void refresh(e) };
+          entries.push(e);
+          await call("AddMatch", { destination: DBUS, path: "/org/freedesktop/DBus", iface: DBUS, signature: "s", body: [rule] });
+          let set = propWatchers.get(path);
+          if (!set) propWatchers.set(path, (set = new Set()));
+          set.add(e.handler);
+        }
+      } catch (err) {
+        // The caller gets no unsubscribe: undo the units already watched, or
+        // onChange would keep firing for a subscription that "failed".
+        await unsubscribe();
+        throw err;
+      }
+      for (const e of entries) await refresh(e);
       return () => void unsubscribe();
     },
     close() {

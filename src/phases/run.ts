@@ -42,7 +42,7 @@ import { UNIT_DIR } from "../render/units.ts";
 import { CONTAINERD_SOCKET, RUN_STATUS_PATH, UNITS } from "../util/node-layout.ts";
 import { IMAGE_CREDENTIAL_PROVIDER_DIR } from "../render/credential-provider.ts";
 import { SYSTEM_ENVIRONMENT_PATH } from "../render/environment.ts";
-import { BOOTSTRAP_KUBECONFIG_PATH, KUBECONFIG_PATH } from "../render/kubeconfig.ts";
+import { BOOTSTRAP_KUBECONFIG_PATH, isOutpost, KUBECONFIG_PATH } from "../render/kubeconfig.ts";
 import { KUBELET_ENVIRONMENT_PATH } from "../render/kubelet-env.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { retry, RetryExhausted } from "../util/retry.ts";
@@ -330,8 +330,13 @@ export async function writeStatus(root: HostRoot, status: RunStatus): Promise<vo
   const target = root.path(RUN_STATUS_PATH);
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
   const tmp = `${target}.${process.pid}.tmp`;
-  await fsp.writeFile(tmp, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o644 });
-  await fsp.rename(tmp, target);
+  try {
+    await fsp.writeFile(tmp, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o644 });
+    await fsp.rename(tmp, target);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw e;
+  }
 }
 
 /** `ctr` because CRI has no import call; the archive lands in the k8s.io namespace CRI reads. */
@@ -457,6 +462,10 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
 
     // 2. containerd
     const settings = containerdRuntimeSettings(await readTextIfPresent(root.path(CONTAINERD_CONFIG_PATH)));
+    if (!settings.socket.startsWith("/")) {
+      // root.path would throw, and the catch-all below would call the user's config a bug in berth.
+      return failWith({ code: "run.containerd-socket", message: `containerd's grpc.address "${settings.socket}" is not an absolute path, so berth cannot tell where its CRI socket is`, where: { source: CONTAINERD_CONFIG_PATH, path: "grpc.address" }, hint: "set grpc.address to an absolute socket path (the default is /run/containerd/containerd.sock) in the NodeConfig's containerd.config" });
+    }
     const socketPath = root.path(settings.socket);
     {
       const ts = now();
@@ -609,7 +618,9 @@ export async function runPhase(ctx: RunContext): Promise<Result<RunReport>> {
       if (state.loadState === "not-found") {
         return failWith({ code: "run.kubelet-missing", message: `${UNITS.kubelet} is not loaded (systemd does not know the unit)`, where: { path: UNITS.kubelet }, hint: "run the config phase (`berth init --skip run`) to write it, then run berth init again" });
       }
-      const newest = await newestMtime(root, KUBELET_WATCH);
+      // On Outposts the kubelet TLS-bootstraps and writes KUBECONFIG_PATH itself
+      // after it starts, so that file's mtime is no sign of a config change.
+      const newest = await newestMtime(root, KUBELET_WATCH, isOutpost(config.nodeConfig.cluster) ? (p) => p === KUBECONFIG_PATH : undefined);
       const d = decideUnitAction(UNITS.kubelet, state, {
         written: written.filter(isKubeletPath),
         ...(newest ? { newestConfigMtimeMs: newest.mtimeMs, newestConfigPath: newest.path } : {}),

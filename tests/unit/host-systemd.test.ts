@@ -50,6 +50,11 @@ class FakeManager {
         reply("", []);
         return true;
       case "LoadUnit":
+        // Like systemd, refuse a name that is not a unit name.
+        if (!String(msg.body[0]).includes(".")) {
+          error("org.freedesktop.DBus.Error.InvalidArgs", `Unit name ${String(msg.body[0])} is not valid.`);
+          return true;
+        }
         reply("o", [this.unitPath(String(msg.body[0]))]);
         return true;
       case "StartUnit":
@@ -282,6 +287,47 @@ test("connecting to a bus that is not there fails with the address and a hint", 
     assert.ok(e.message.includes(bad));
     return true;
   });
+});
+
+test("subscribe that fails on a later unit undoes the earlier ones: no onChange after the rejection", async () => {
+  fake.setProps("v.service", "active", 100, 10n);
+  const sd = await connectSystemd({ busAddress: address });
+  const seen: string[] = [];
+  try {
+    // Sorted, so v.service is watched before the bad name fails.
+    await assert.rejects(sd.subscribe((u) => void seen.push(u), ["v.service", "zz-not-a-unit"]), (e: unknown) => e instanceof SystemdError && /zz-not-a-unit/.test(e.message));
+    fake.setProps("v.service", "failed", 0, 10n);
+    fake.propertiesChanged("v.service");
+    // A round trip through the bus: anything already sent has been delivered (and refreshed) by now.
+    await sd.unitState("v.service");
+    assert.deepEqual(seen, []);
+  } finally {
+    sd.close();
+  }
+});
+
+/** Unique (":1.N") connection names on the test bus. */
+async function connections(): Promise<number> {
+  const r = await server.call(new dbus.Message({ destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus", member: "ListNames" }));
+  return (r?.body[0] as string[]).filter((n) => n.startsWith(":")).length;
+}
+
+test("a connect whose Subscribe fails closes its bus connection (nothing left to keep the process alive)", async () => {
+  const before = await connections();
+  fake.hang.add("Subscribe");
+  try {
+    await assert.rejects(connectSystemd({ busAddress: address, timeoutMs: 100 }), (e: unknown) => e instanceof SystemdError && e.code === "systemd.call-deadline" && /Subscribe/.test(e.message));
+  } finally {
+    fake.hang.delete("Subscribe");
+  }
+  // The daemon drops the name once it sees the socket close; bounded wait, not a timing assertion.
+  const until = Date.now() + 5000;
+  let now = await connections();
+  while (now !== before && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 10));
+    now = await connections();
+  }
+  assert.equal(now, before, "the failed connection is still on the bus");
 });
 
 test("calls after close() fail with systemd.disconnected", async () => {

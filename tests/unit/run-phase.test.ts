@@ -6,7 +6,7 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, mkdir, rm, writeFile, utimes, readFile } from "node:fs/promises";
+import { mkdtemp, mkdir, rm, writeFile, utimes, readFile, readdir } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { once } from "node:events";
 import { tmpdir } from "node:os";
@@ -22,6 +22,7 @@ import {
   containerdRuntimeSettings,
   isContainerdPath,
   isKubeletPath,
+  writeStatus,
   type EventLogger,
   type RunContext,
   type RunStatus,
@@ -186,6 +187,47 @@ test("kubelet: restarted when its config or flags changed, started when inactive
   assert.ok(r.ok);
   assert.equal(r.value.kubelet.action, "restart");
   assert.match(r.value.kubelet.cause, /failed \(exit-code\)/);
+});
+
+test("Outposts: the kubeconfig the kubelet writes itself after TLS bootstrap does not restart it; elsewhere a newer kubeconfig does", async () => {
+  const root = await makeRoot();
+  const cri = new FakeCri(root.path("/run/containerd/containerd.sock")).addRegistryImage(PAUSE);
+  // kubelet became active at T and wrote /var/lib/kubelet/kubeconfig at T + 5 s.
+  await mkdir(root.path("/var/lib/kubelet"), { recursive: true });
+  await writeFile(root.path("/var/lib/kubelet/kubeconfig"), "apiVersion: v1\n");
+  const newer = new Date(T + 5000);
+  await utimes(root.path("/var/lib/kubelet/kubeconfig"), newer, newer);
+  const outpost: MergedConfig = { nodeConfig: { cluster: { enableOutpost: true, id: "c-1", apiServerEndpoint: "https://x" } }, berth: {}, sources: ["test"] };
+  let sd = new FakeSystemd({ units: healthyUnits() });
+  let r = await runPhase(ctx(root, sd, cri, { config: outpost }));
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
+  assert.equal(r.value.kubelet.action, "none", r.value.kubelet.cause);
+  assert.equal(sd.callsOf("restartUnit", "kubelet.service").length, 0);
+
+  // Not an Outpost: berth owns that kubeconfig, so a newer one is a config change.
+  sd = new FakeSystemd({ units: healthyUnits() });
+  r = await runPhase(ctx(root, sd, cri));
+  assert.ok(r.ok);
+  assert.equal(r.value.kubelet.action, "restart");
+  assert.match(r.value.kubelet.cause, /\/var\/lib\/kubelet\/kubeconfig is newer/);
+});
+
+test("a relative grpc.address in containerd's config is reported as such, not as a bug in berth", async () => {
+  const root = await makeRoot({ socket: false, toml: `version = 2\n[grpc]\naddress = "run/containerd/containerd.sock"\n` });
+  const sd = new FakeSystemd({ units: healthyUnits() });
+  const r = await runPhase(ctx(root, sd, new FakeCri(root.path("/run/containerd/containerd.sock"))));
+  assert.ok(!r.ok);
+  assert.equal(r.errors[0]?.code, "run.containerd-socket");
+  assert.deepEqual(r.errors[0]?.where, { source: "/etc/containerd/config.toml", path: "grpc.address" });
+  assert.equal((await status(root)).result, "failed");
+});
+
+test("writeStatus that cannot rename into place leaves no temp file behind", async () => {
+  const root = await makeRoot({ socket: false });
+  // A non-empty directory where the status file goes: the rename fails.
+  await mkdir(root.path(`${STATUS_PATH}/x`), { recursive: true });
+  await assert.rejects(writeStatus(root, { apiVersion: "berth.dev/v1alpha1", kind: "RunStatus", result: "running", startedAt: new Date(T).toISOString(), steps: [] }));
+  assert.deepEqual((await readdir(root.path(path.dirname(STATUS_PATH)))).sort(), [path.basename(STATUS_PATH)]);
 });
 
 test("containerd activating (boot in progress): join its start job instead of restarting it", async () => {
