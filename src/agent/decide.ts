@@ -239,7 +239,9 @@ export function decide(prev: ComponentState, input: AgentInput, ctx: DecideConte
       if (last && last.result === undefined) st.repairs[st.repairs.length - 1] = { ...last, result: input.result };
       // A fresh window after every restart: the restarted unit gets its own chances.
       st.consecutiveFailures = 0;
-      st.failingSinceMs = now;
+      // Already healthy (a probe passed while the job was in flight): no window is
+      // open, and a stale start here would let the next blip skip failureWindowMs.
+      st.failingSinceMs = st.health === "healthy" ? undefined : now;
       if (input.result === "done") {
         log("info", "repair-result", `RestartUnit ${st.unit} finished (done); waiting for a passing probe`, { result: input.result });
       } else {

@@ -42,12 +42,16 @@ function frame(msg: Uint8Array): Buffer {
 export async function unaryCalls(socketPath: string, calls: Array<{ path: string; request: Uint8Array }>, timeoutMs: number): Promise<Buffer[]> {
   return new Promise<Buffer[]>((resolve, reject) => {
     let done = false;
-    const session = http2.connect("http://localhost", { createConnection: () => net.connect(socketPath) });
+    let socket: net.Socket | undefined;
+    const session = http2.connect("http://localhost", { createConnection: () => (socket = net.connect(socketPath)) });
     const finish = (err: Error | undefined, value?: Buffer[]) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       session.destroy();
+      // A session closed by the server's GOAWAY only half-closes its socket on
+      // destroy() and can keep it open indefinitely: release the fd ourselves.
+      socket?.destroy();
       if (err) reject(err);
       else resolve(value ?? []);
     };
@@ -57,9 +61,18 @@ export async function unaryCalls(socketPath: string, calls: Array<{ path: string
     );
     const out: Buffer[] = [];
     const next = (i: number) => {
+      if (done) return;
       const c = calls[i];
       if (!c) return finish(undefined, out);
-      const stream = session.request({ ":method": "POST", ":path": c.path, "content-type": "application/grpc", te: "trailers" });
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session.request({ ":method": "POST", ":path": c.path, "content-type": "application/grpc", te: "trailers" });
+      } catch (e) {
+        // request() throws synchronously once the server sent GOAWAY (containerd
+        // shutting down gracefully between the two calls) or the session is gone;
+        // inside a stream's 'end' listener that would be an uncaught exception.
+        return finish(new GrpcLiteError(`${c.path}: ${e instanceof Error ? e.message : String(e)}`, "unavailable"));
+      }
       const chunks: Buffer[] = [];
       let status: string | undefined;
       let message = "";
@@ -67,7 +80,13 @@ export async function unaryCalls(socketPath: string, calls: Array<{ path: string
         const s = h["grpc-status"];
         if (s !== undefined) {
           status = String(s);
-          message = decodeURIComponent(String(h["grpc-message"] ?? ""));
+          const raw = String(h["grpc-message"] ?? "");
+          // A malformed percent-encoding must not throw inside an event listener.
+          try {
+            message = decodeURIComponent(raw);
+          } catch {
+            message = raw;
+          }
         }
       };
       stream.on("response", takeStatus);

@@ -71,7 +71,23 @@ export async function reconnectingSystemd(first: Systemd, o: ReconnectOptions): 
     startUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.startUnit(n, opts)),
     enqueueStartUnit: (n: string, opts?: { mode?: JobMode }): Promise<string> => call((s) => s.enqueueStartUnit(n, opts)),
     resetFailedUnit: (n: string): Promise<void> => call((s) => s.resetFailedUnit(n)),
-    restartUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.restartUnit(n, opts)),
+    async restartUnit(n: string, opts?: JobOptions): Promise<JobResult> {
+      // Not idempotent: the connection can go after systemd queued the job (while
+      // waiting for JobRemoved), and a blind retry would restart the unit twice on
+      // one budget slot, the second time just after it came up. Retry only when
+      // systemd shows no sign of the first one (not (re)started since, no job running).
+      const sentAt = Date.now();
+      const s = inner;
+      try {
+        return await s.restartUnit(n, opts);
+      } catch (e) {
+        if (!isDisconnect(e) || closed) throw e;
+        const next = await reconnect();
+        const u = await next.unitState(n);
+        if (u.activeState === "activating" || u.activeState === "deactivating" || u.activeEnterTimestampUs / 1000 >= sentAt) throw e;
+        return next.restartUnit(n, opts);
+      }
+    },
     stopUnit: (n: string, opts?: JobOptions): Promise<JobResult> => call((s) => s.stopUnit(n, opts)),
     unitState: (n: string) => call((s) => s.unitState(n)),
     async subscribe(onChange, units) {
