@@ -15,39 +15,13 @@ import {
   type DecideContext,
   type UnitSnapshot,
 } from "../../src/agent/decide.ts";
-import { AGENT_DEFAULTS, type ResolvedAgentSettings } from "../../src/agent/settings.ts";
+import type { ResolvedAgentSettings } from "../../src/agent/settings.ts";
+import { S, T0, ctx, unit, probeOk, probeFail } from "../fixtures/agent.ts";
 
-const S: ResolvedAgentSettings = {
-  ...AGENT_DEFAULTS,
-  failureThreshold: 3,
-  failureWindowMs: 3_000,
-  minUptimeMs: 5_000,
-  restartBudget: 3,
-  budgetWindowMs: 60_000,
-  backoffInitialMs: 2_000,
-  backoffMaxMs: 16_000,
-};
-const T0 = 1_700_000_000_000;
-
-function ctx(over: Partial<DecideContext> = {}): DecideContext {
-  return { settings: S, bootstrapDone: true, random: 0, ...over };
-}
-const unit = (over: Partial<UnitSnapshot> = {}): UnitSnapshot => ({
-  loadState: "loaded",
-  activeState: "active",
-  subState: "running",
-  result: "success",
-  activeEnterTimestampUs: (T0 - 60_000) * 1000,
-  nRestarts: 0,
-  mainPid: 100,
-  ...over,
-});
 const failed = (result = "signal"): UnitSnapshot => unit({ activeState: "failed", subState: "failed", result, mainPid: 0 });
 const stoppedUnit = (): UnitSnapshot => unit({ activeState: "inactive", subState: "dead", result: "success", mainPid: 0 });
 const autoRestart = (): UnitSnapshot => unit({ activeState: "activating", subState: "auto-restart", result: "signal", mainPid: 0, nRestarts: 1 });
 
-const probeOk = (atMs: number): AgentInput => ({ type: "probe", atMs, result: { ok: true, latencyMs: 3 } });
-const probeFail = (atMs: number, cause = "connection refused"): AgentInput => ({ type: "probe", atMs, result: { ok: false, cause, latencyMs: 1 } });
 const unitEv = (atMs: number, u: UnitSnapshot): AgentInput => ({ type: "unit", atMs, unit: u });
 
 /** Run inputs through decide; collect every action. */

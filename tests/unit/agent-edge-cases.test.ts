@@ -3,35 +3,12 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { decide, initialState, type AgentInput, type ComponentState, type DecideContext, type UnitSnapshot } from "../../src/agent/decide.ts";
-import { AGENT_DEFAULTS, type ResolvedAgentSettings } from "../../src/agent/settings.ts";
+import { T0, ctx as fixtureCtx, unit, probeOk, probeFail } from "../fixtures/agent.ts";
 import { reconnectingSystemd } from "../../src/agent/systemd-reconnect.ts";
 import { SystemdError } from "../../src/host/systemd.ts";
 import { FakeSystemd } from "../fakes/systemd-fake.ts";
 
-const S: ResolvedAgentSettings = {
-  ...AGENT_DEFAULTS,
-  failureThreshold: 3,
-  failureWindowMs: 3_000,
-  minUptimeMs: 5_000,
-  restartBudget: 3,
-  budgetWindowMs: 60_000,
-  backoffInitialMs: 2_000,
-  backoffMaxMs: 16_000,
-};
-const T0 = 1_700_000_000_000;
-const ctx: DecideContext = { settings: S, bootstrapDone: true, random: 0 };
-const unit = (over: Partial<UnitSnapshot> = {}): UnitSnapshot => ({
-  loadState: "loaded",
-  activeState: "active",
-  subState: "running",
-  result: "success",
-  activeEnterTimestampUs: (T0 - 60_000) * 1000,
-  nRestarts: 0,
-  mainPid: 100,
-  ...over,
-});
-const probeOk = (atMs: number): AgentInput => ({ type: "probe", atMs, result: { ok: true, latencyMs: 3 } });
-const probeFail = (atMs: number): AgentInput => ({ type: "probe", atMs, result: { ok: false, cause: "connection refused", latencyMs: 1 } });
+const ctx: DecideContext = fixtureCtx();
 
 function run(inputs: AgentInput[], start: ComponentState) {
   let st = start;
