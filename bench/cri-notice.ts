@@ -16,7 +16,7 @@
  * answerable CRI call by a connect and a round trip, so that reference is
  * pessimistic.
  *
- * Usage: node --import tsx bench/cri-notice.ts [--runs N]   (node scripts/build.mjs first)
+ * Usage: node --import tsx bench/cri-notice.ts [--runs N]   (npm run package first: lab nodes install its .deb)
  */
 import { parseArgs } from "node:util";
 import { spawn } from "node:child_process";
@@ -78,7 +78,7 @@ function startPoller(socket: string): Promise<{ firstReady: Promise<number> }> {
 }
 
 process.stderr.write("booting a lab node...\n");
-const rn = await bootRunNode({ name: "crinotice", installUnits: true });
+const rn = await bootRunNode({ name: "crinotice", rebootAfterInstall: true });
 try {
   if ((await rn.waitSettled("berth-run.service", 180_000)) !== "active") throw new Error("berth-run did not finish on the bench node");
   const socket = rn.node.hostPath("/run/containerd/containerd.sock");

@@ -1,8 +1,8 @@
 /**
  * Issue 3 benchmark (b): the whole run phase on a warm lab node.
  *
- * One lab node boots with berth's units (berth-config → berth-run at boot),
- * then, inside the node, repeatedly:
+ * One lab node installs berth's .deb (dpkg -i) and boots with it
+ * (berth-config → berth-run at boot), then, inside the node, repeatedly:
  *   - noop:      `berth init --skip config` on a healthy node (nothing to
  *                start; CRI check, sandbox image present, kubelet active);
  *   - cold-svc:  the same after `systemctl stop kubelet containerd` (warm
@@ -10,10 +10,10 @@
  *                wait for CRI, start kubelet);
  *   - full-noop: `berth init` (config phase + run phase) on a healthy node.
  * Figures: wall time of the command as seen from the host (process start to
- * exit, including node startup of the bundle) and the run phase's own
+ * exit, including the startup of the installed executable) and the run phase's own
  * durationMs from /run/berth/status.json.
  *
- * Usage: node --import tsx bench/run-phase.ts [--runs N]   (node scripts/build.mjs first)
+ * Usage: node --import tsx bench/run-phase.ts [--runs N]   (npm run package first: lab nodes install its .deb)
  */
 import { parseArgs } from "node:util";
 import { bootRunNode } from "../tests/lab/run-node.ts";
@@ -30,7 +30,7 @@ function summary(xs: number[]): string {
 
 process.stderr.write("booting a lab node...\n");
 const t0 = performance.now();
-const rn = await bootRunNode({ name: "runbench", installUnits: true });
+const rn = await bootRunNode({ name: "runbench", rebootAfterInstall: true });
 try {
   if ((await rn.waitSettled("berth-run.service", 180_000)) !== "active") throw new Error("berth-run did not finish on the bench node");
   const bootToRun = performance.now() - t0;
@@ -55,8 +55,8 @@ try {
       (phaseMs[name] ??= []).push(st.durationMs);
     }
   }
-  console.log(`run phase on a warm lab node (${RUNS} interleaved runs each; node boot ${lastBootTimings?.bootMs.toFixed(0)} ms):`);
-  console.log(`  first boot: node start → berth-run active ${bootToRun.toFixed(0)} ms; run phase ${bootStatus.durationMs} ms (${bootStatus.steps.map((s) => `${s.step} ${s.durationMs}`).join(", ")})`);
+  console.log(`run phase on a warm lab node, berth from its package (${RUNS} interleaved runs each; node boot ${lastBootTimings?.bootMs.toFixed(0)} ms, dpkg -i ${lastBootTimings?.installMs.toFixed(0)} ms, reboot with berth ${lastBootTimings?.rebootMs?.toFixed(0)} ms):`);
+  console.log(`  boot with berth: node start (incl. first boot, dpkg -i, reboot) → berth-run active ${bootToRun.toFixed(0)} ms; run phase ${bootStatus.durationMs} ms (${bootStatus.steps.map((s) => `${s.step} ${s.durationMs}`).join(", ")})`);
   for (const name of Object.keys(modes)) {
     console.log(`  ${name.padEnd(9)} command wall: ${summary(wallMs[name] ?? [])}   run phase itself: ${summary(phaseMs[name] ?? [])}`);
   }

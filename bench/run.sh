@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Every benchmark, one command:   bash bench/run.sh [--runs N]
 # Only some:                      BENCH="config-phase" bash bench/run.sh
-# Builds the bundle first so the figures are for what ships. Lab benchmarks
+# Packages the release first (npm run package) so the figures are for what ships. Lab benchmarks
 # (agent-faults, cri-notice) need root and systemd-nspawn (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-node scripts/build.mjs
+node scripts/package.mjs >/dev/null
 status=0
 for b in bench/*.ts; do
   name=$(basename "$b" .ts)

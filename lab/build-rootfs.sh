@@ -9,10 +9,14 @@
 # half-built cache behind. Usage: lab/build-rootfs.sh [--print-path-only]
 set -euo pipefail
 
+# libatomic1: berth's .deb depends on it (the release executable links it)
+# and a minbase has none; busybox-static: the kubelet stand-in's nc. No
+# Node.js: berth runs from its package, as on a real node.
 PACKAGES=(
   systemd systemd-sysv dbus
   containerd runc containernetworking-plugins
   iproute2 procps curl ca-certificates
+  libatomic1 busybox-static
 )
 SUITE=bookworm
 
@@ -98,12 +102,14 @@ rm -f "$tmp/etc/systemd/system/multi-user.target.wants/containerd.service"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$tmp/etc/hosts"
 # Let systemd create a machine id per boot (nspawn passes one in).
 : >"$tmp/etc/machine-id"
-# Directories the harness binds into.
-mkdir -p "$tmp/usr/lib/berth" "$tmp/var/lib/kubelet-standin" "$tmp/etc/containerd/certs.d"
+# Directories the harness writes into.
+mkdir -p "$tmp/var/lib/kubelet-standin" "$tmp/etc/containerd/certs.d"
 # Drop what a node never needs: apt's package cache and docs.
 rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/* "$tmp"/usr/share/doc/* "$tmp"/usr/share/man/*
 
 echo "$SUITE ${PACKAGES[*]} built $(date -u +%FT%TZ) in $(( $(date +%s) - start ))s from $mirror" >"$tmp/.berth-lab-complete"
+# mktemp -d made it 0700; a node's "/" must be 0755 (non-root services traverse it).
+chmod 755 "$tmp"
 rm -rf --one-file-system "$final"
 mv "$tmp" "$final"
 trap - EXIT

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Boots a lab node and runs a shell command inside it (or an interactive shell
-# with --shell), then tears it down. Needs root. Usage: lab/demo.sh [--shell | COMMAND...]
+# Boots a lab node (berth installed from its .deb), runs a shell command inside
+# it (or an interactive shell with --shell), then tears it down. Needs root.
+# Usage: lab/demo.sh [--shell | COMMAND...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f dist/berth.mjs ] || node scripts/build.mjs || echo "demo: berth bundle did not build; continuing without it" >&2
+compgen -G "dist/release/berth_*.deb" >/dev/null || npm run --silent package >/dev/null
 exec node --import tsx lab/demo.ts "$@"

@@ -1,7 +1,7 @@
-// Boots a lab node (with the lab registry and containerd settings), runs one
-// shell command inside it, prints a timeline, and tears everything down.
-// The starting point for `make demo` (which will run `berth init` here once
-// the run phase exists). Usage: lab/demo.sh [--shell | COMMAND...]
+// Boots a lab node (with the lab registry and containerd settings; berth
+// installed from its .deb), runs one shell command inside it, prints a
+// timeline, and tears everything down. `make demo` (tests/lab/run-demo.ts)
+// runs a full `berth init` instead. Usage: lab/demo.sh [--shell | COMMAND...]
 import { spawnSync } from "node:child_process";
 import {
   bootNode,
@@ -20,7 +20,7 @@ const command =
     ? args.join(" ")
     : "systemctl is-system-running; systemctl start containerd && ctr version | grep -A1 Server; " +
       `ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d ${PAUSE_IMAGE} >/dev/null && ctr -n k8s.io images ls -q; ` +
-      "kubelet --version; berth --version 2>&1 | head -n 3";
+      "kubelet --version; dpkg-query -W berth; berth --version 2>&1 | head -n 3";
 
 const t0 = performance.now();
 const mark = (what: string): void => {
@@ -37,7 +37,7 @@ const node = await bootNode({
     "/etc/containerd/config.toml": `${containerdLabToml()}\n[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "${PAUSE_IMAGE}"\n`,
   },
 });
-mark(`node ${node.machine} running (boot ${lastBootTimings?.bootMs.toFixed(0)} ms), bus ${node.busAddress}`);
+mark(`node ${node.machine} running (boot ${lastBootTimings?.bootMs.toFixed(0)} ms, dpkg -i berth ${lastBootTimings?.installMs.toFixed(0)} ms), bus ${node.busAddress}`);
 let code = 0;
 try {
   if (shell) {

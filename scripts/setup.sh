@@ -16,6 +16,8 @@ LAB_PACKAGES=(
   systemd-container debootstrap debian-archive-keyring
   docker-registry umoci busybox-static
   dbus iproute2 util-linux mount systemd openssl
+  # Packaging (npm run package) and the arm64 executable's checks under qemu-user.
+  rpm dpkg-dev qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libatomic1-arm64-cross
 )
 missing=()
 for p in "${LAB_PACKAGES[@]}"; do

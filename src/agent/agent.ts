@@ -6,16 +6,15 @@
  */
 import { connectSystemd, type Systemd } from "../host/systemd.ts";
 import { HostRoot } from "../host/root.ts";
-import { createAgent, type Agent, type EventSink } from "./controller.ts";
+import { createAgent, type Agent, type AgentLog } from "./controller.ts";
 import type { AgentEvent } from "./decide.ts";
 import { createMetrics, serveStatus, type AgentMetrics, type StatusServer } from "./metrics.ts";
 import { containerdProbe, kubeletProbe, type Probe } from "./probes.ts";
-import { readRunStatus, RUN_STATUS_PATH } from "./run-status.ts";
+import { isBootstrapDone, readRunStatus } from "../host/run-status.ts";
 import { parseListenAddress, type ResolvedAgentSettings } from "./settings.ts";
 import { reconnectingSystemd } from "./systemd-reconnect.ts";
 // The constants-only layout module: src/host/cri.ts would load grpc-js into the agent.
-import { CONTAINERD_SOCKET, UNITS } from "../util/node-layout.ts";
-
+import { CONTAINERD_SOCKET, RUN_STATUS_PATH, UNITS } from "../util/node-layout.ts";
 
 export interface StartAgentOptions {
   settings: ResolvedAgentSettings;
@@ -33,7 +32,7 @@ export interface StartAgentOptions {
   bootstrapDone?: boolean;
   /** Serve /metrics and /status (default true). */
   serve?: boolean;
-  log?: EventSink;
+  log?: AgentLog;
   onEvent?: (e: AgentEvent) => void;
   /** Override probes (tests). */
   probes?: { containerd?: Probe; kubelet?: Probe };
@@ -49,7 +48,6 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-
 /**
  * Is the run phase over? The status file says so when the run phase ended
  * normally; systemd is the ground truth when it did not: a run phase killed
@@ -58,31 +56,36 @@ export interface RunningAgent {
  * done, bootstrap counts as over unless berth-run.service is still
  * `activating` — otherwise the agent would never repair anything.
  */
-export async function bootstrapFinished(statusPath: string, systemd: Systemd, log?: EventSink): Promise<boolean> {
+export async function bootstrapFinished(statusPath: string, systemd: Systemd, log?: AgentLog): Promise<boolean> {
   const status = await readRunStatus(statusPath);
-  if (status?.bootstrapDone) return true;
+  if (status && isBootstrapDone(status)) return true;
   const run = await systemd.unitState(UNITS.run);
   if (run.activeState === "activating") return false;
+  const runState = run.loadState === "loaded" ? run.activeState : run.loadState;
   log?.warn(
-    { event: "agent.bootstrap-assumed-over", component: "agent", cause: `run status ${status ? `says "${status.result ?? "running"}"` : "is missing"} but ${UNITS.run} is ${run.loadState === "loaded" ? run.activeState : run.loadState}` },
+    {
+      event: "agent.bootstrap-assumed-over",
+      component: "agent",
+      cause: `run status ${status ? `says "${status.result}"` : "is missing"} but ${UNITS.run} is ${runState}`,
+    },
     "treating bootstrap as over: the run phase is not running",
   );
   return true;
+}
+
+function logReconnect(i: { attempt: number; ok: boolean; cause?: string }, log: AgentLog | undefined): void {
+  if (i.ok) log?.warn({ event: "agent.dbus-reconnected", component: "agent", attempt: i.attempt }, "reconnected to systemd over D-Bus");
+  else {
+    const fields = { event: "agent.dbus-reconnect-failed", component: "agent", attempt: i.attempt, cause: i.cause };
+    log?.warn(fields, `cannot reconnect to systemd: ${i.cause}`);
+  }
 }
 
 export async function startAgent(o: StartAgentOptions): Promise<RunningAgent> {
   const root = o.root ?? new HostRoot("/");
   const settings = o.settings;
   const connect = () => connectSystemd({ ...(o.busAddress ? { busAddress: o.busAddress } : {}), timeoutMs: 5_000 });
-  const systemd =
-    o.systemd ??
-    (await reconnectingSystemd(await connect(), {
-      connect,
-      onReconnect: (i) =>
-        i.ok
-          ? o.log?.warn({ event: "agent.dbus-reconnected", attempt: i.attempt }, "reconnected to systemd over D-Bus")
-          : o.log?.warn({ event: "agent.dbus-reconnect-failed", attempt: i.attempt, cause: i.cause }, `cannot reconnect to systemd: ${i.cause}`),
-    }));
+  const systemd = o.systemd ?? reconnectingSystemd(await connect(), { connect, onReconnect: (i) => logReconnect(i, o.log) });
   const socket = root.path(o.containerdSocket ?? CONTAINERD_SOCKET);
   const statusPath = root.path(o.runStatusPath ?? RUN_STATUS_PATH);
   const metrics = createMetrics();

@@ -1,33 +1,13 @@
 /**
- * The repair decision: a PURE state machine per component. No clock, no
- * randomness, no I/O: the controller feeds it events (probe results, unit
- * state from systemd, the end of a restart job) with the time and a random
- * number for jitter, and executes the actions it returns.
- *
- * States:
- *   unknown    no probe has completed yet: never reported healthy unchecked
- *   healthy    the last probe passed
- *   failing    probes fail or the unit left `active`; counting towards a repair
- *   repairing  a RestartUnit was issued; waiting for a passing probe
- *   degraded   failing, and the restart budget is spent: no more restarts
- *              until it refills (said loudly, once)
- *   stopped    inactive with Result=success: someone ran `systemctl stop`;
- *              not failed, not repaired
- *
- * Rules (each has a test in tests/unit/agent-decide.test.ts):
- *   - repair only after `failureThreshold` consecutive failed probes AND
- *     `failureWindowMs` of failing, and never while bootstrapping
- *   - exponential backoff with jitter between repairs of the same unit
- *   - at most `restartBudget` restarts per sliding `budgetWindowMs`
- *   - never restart a component whose dependency (kubelet → containerd) is
- *     not healthy: kubelet reconnects to containerd by itself
- *   - never fight systemd: a unit in `activating`/`deactivating` (its own
- *     `Restart=` at work, or a job in flight) is left alone
- *   - uptime is systemd's ActiveEnterTimestamp: a unit (re)started less than
- *     `minUptimeMs` ago by anyone is left alone
- *   - the only repair is RestartUnit
+ * When the agent restarts a unit: a PURE state machine per component (states
+ * and rules: docs/agent.md; each rule has a test in agent-decide.test.ts).
+ * The controller feeds it events with the time and a random number for
+ * jitter, and executes the actions it returns. Never a clock, randomness or
+ * I/O here, and never a repair other than RestartUnit.
  */
 import type { UnitState } from "../host/systemd.ts";
+import type { LogLevel } from "../util/log.ts";
+import { backoffDelay } from "../util/retry.ts";
 import type { ResolvedAgentSettings } from "./settings.ts";
 
 export type Health = "unknown" | "healthy" | "failing" | "repairing" | "degraded" | "stopped";
@@ -36,7 +16,10 @@ export const HEALTH_STATES: readonly Health[] = ["unknown", "healthy", "failing"
 export type ComponentName = "containerd" | "kubelet";
 
 /** The part of systemd's unit state the decision uses. */
-export type UnitSnapshot = Pick<UnitState, "loadState" | "activeState" | "subState" | "result" | "activeEnterTimestampUs" | "nRestarts" | "mainPid">;
+export type UnitSnapshot = Pick<
+  UnitState,
+  "loadState" | "activeState" | "subState" | "result" | "activeEnterTimestampUs" | "nRestarts" | "mainPid"
+>;
 
 export interface ProbeOutcome {
   ok: boolean;
@@ -100,11 +83,12 @@ export interface ComponentState {
 
 export const REPAIR_HISTORY = 10;
 
-export type LogLevel = "info" | "warn" | "error";
+/** The agent logs events at these levels (never debug). */
+export type EventLevel = Exclude<LogLevel, "debug">;
 
 export interface AgentEvent {
   atMs: number;
-  level: LogLevel;
+  level: EventLevel;
   component: ComponentName;
   /** `state` (a transition), `repair` (restart issued), `repair-result`, `budget-exhausted`. */
   event: "state" | "repair" | "repair-result" | "budget-exhausted";
@@ -188,11 +172,14 @@ export function budgetLeft(s: ComponentState, nowMs: number, settings: ResolvedA
   return Math.max(0, settings.restartBudget - inWindow(s.restarts, nowMs, settings.budgetWindowMs).length);
 }
 
-/** Jittered exponential backoff after repair number `attempt` (1-based): d·(1 − ½·random), d = min(max, initial·2^(attempt−1)). */
+/**
+ * The wait after repair number `attempt` (1-based): src/util/retry.ts's
+ * backoff with half jitter, d·(1 − ½·random), d = min(max, initial·2^(attempt−1)):
+ * repairs of many nodes spread apart without ever going near zero.
+ */
 export function repairBackoffMs(attempt: number, settings: ResolvedAgentSettings, random: number): number {
-  const base = Math.min(settings.backoffMaxMs, settings.backoffInitialMs * Math.pow(2, Math.max(0, attempt - 1)));
-  // Half jitter: spread repairs of many nodes apart without ever going near zero.
-  return Math.round(base * (1 - 0.5 * Math.min(1, Math.max(0, random))));
+  const backoff = { initialMs: settings.backoffInitialMs, maxMs: settings.backoffMaxMs, factor: 2, jitter: 0.5 };
+  return backoffDelay(backoff, attempt, () => Math.min(1, Math.max(0, random)));
 }
 
 /** How long until the next probe of this component. */
@@ -208,11 +195,40 @@ export function probeIntervalMs(s: ComponentState, ctx: Pick<DecideContext, "set
 export function decide(prev: ComponentState, input: AgentInput, ctx: DecideContext): Decision {
   const now = input.atMs;
   const st: ComponentState = { ...prev, restarts: inWindow(prev.restarts, now, ctx.settings.budgetWindowMs), repairs: [...prev.repairs] };
+  const draft = newDraft(prev, st, ctx, now);
+  if (input.type === "repair-done") onRepairDone(draft, input);
+  else if (input.type === "unit") onUnitState(draft, input.unit);
+  else onProbe(draft, input.result);
+  return { state: st, actions: draft.actions };
+}
+
+/** One decision in the making: the state being changed, the actions so far, and how to change health. */
+interface Draft {
+  st: ComponentState;
+  ctx: DecideContext;
+  now: number;
+  actions: Action[];
+  log: (level: EventLevel, event: AgentEvent["event"], cause: string, fields?: AgentEvent["fields"], from?: Health, to?: Health) => void;
+  /** Move to `to` (logging the transition), or only update the cause when already there. */
+  go: (to: Health, cause: string, level?: EventLevel, fields?: AgentEvent["fields"]) => void;
+  /** Open the failure window (once), and forgive the backoff of a unit that stayed healthy for a full cycle. */
+  startFailing: () => void;
+}
+
+function defaultLevel(to: Health): EventLevel {
+  return to === "healthy" || to === "stopped" ? "info" : to === "degraded" ? "error" : "warn";
+}
+
+function newDraft(prev: ComponentState, st: ComponentState, ctx: DecideContext, now: number): Draft {
   const actions: Action[] = [];
-  const log = (level: LogLevel, event: AgentEvent["event"], cause: string, fields?: AgentEvent["fields"], from?: Health, to?: Health) => {
-    actions.push({ kind: "log", event: { atMs: now, level, component: st.name, event, cause, ...(from ? { from } : {}), ...(to ? { to } : {}), ...(fields ? { fields } : {}) } });
+  const log: Draft["log"] = (level, event, cause, fields, from, to) => {
+    const transition = { ...(from ? { from } : {}), ...(to ? { to } : {}) };
+    actions.push({
+      kind: "log",
+      event: { atMs: now, level, component: st.name, event, cause, ...transition, ...(fields ? { fields } : {}) },
+    });
   };
-  const go = (to: Health, cause: string, level: LogLevel = to === "healthy" || to === "stopped" ? "info" : to === "degraded" ? "error" : "warn", fields?: AgentEvent["fields"]) => {
+  const go: Draft["go"] = (to, cause, level = defaultLevel(to), fields) => {
     if (to === st.health) {
       st.cause = cause;
       return;
@@ -223,124 +239,134 @@ export function decide(prev: ComponentState, input: AgentInput, ctx: DecideConte
     st.cause = cause;
     st.sinceMs = now;
     if (to === "healthy") st.healthySinceMs = now;
-    if ((from === "healthy" || from === "unknown") && (to === "failing" || to === "repairing" || to === "degraded")) st.unhealthySinceMs = now;
+    if ((from === "healthy" || from === "unknown") && (to === "failing" || to === "repairing" || to === "degraded"))
+      st.unhealthySinceMs = now;
   };
   const startFailing = () => {
     if (st.failingSinceMs === undefined) st.failingSinceMs = now;
-    // The backoff forgives a unit that stayed healthy for a full backoff cycle.
-    if (st.healthySinceMs !== undefined && prev.health === "healthy" && now - st.healthySinceMs >= ctx.settings.backoffMaxMs) st.backoffAttempt = 0;
+    if (st.healthySinceMs !== undefined && prev.health === "healthy" && now - st.healthySinceMs >= ctx.settings.backoffMaxMs)
+      st.backoffAttempt = 0;
   };
-
-  switch (input.type) {
-    case "repair-done": {
-      if (!st.jobInFlight) break; // not ours (or already settled)
-      st.jobInFlight = false;
-      const last = st.repairs[st.repairs.length - 1];
-      if (last && last.result === undefined) st.repairs[st.repairs.length - 1] = { ...last, result: input.result };
-      // A fresh window after every restart: the restarted unit gets its own chances.
-      st.consecutiveFailures = 0;
-      // Already healthy (a probe passed while the job was in flight): no window is
-      // open, and a stale start here would let the next blip skip failureWindowMs.
-      st.failingSinceMs = st.health === "healthy" ? undefined : now;
-      if (input.result === "done") {
-        log("info", "repair-result", `RestartUnit ${st.unit} finished (done); waiting for a passing probe`, { result: input.result });
-      } else {
-        log("warn", "repair-result", `RestartUnit ${st.unit} did not succeed: ${input.result}${input.cause ? `: ${input.cause}` : ""}`, { result: input.result });
-        if (st.health === "repairing") go("failing", `restart of ${st.unit} ended with ${input.result}${input.cause ? `: ${input.cause}` : ""}`);
-      }
-      break;
-    }
-
-    case "unit": {
-      const before = st.unitState;
-      st.unitState = input.unit;
-      if (st.jobInFlight) break; // our own restart job moves the unit through stop/start
-      const v = unitVerdict(input.unit, now, ctx.settings.minUptimeMs);
-      if (v.kind === "stopped") {
-        st.consecutiveFailures = 0;
-        st.failingSinceMs = undefined;
-        go("stopped", `${st.unit} is ${describeUnit(input.unit)}: stopped on purpose (systemctl stop or a clean exit); not repairing`);
-      } else if (st.health === "stopped") {
-        // Started again by someone: unknown until a probe says otherwise.
-        if (v.kind === "young" || v.kind === "running" || v.kind === "transition") go("unknown", `${st.unit} is ${describeUnit(input.unit)} again; checking`, "info");
-        else if (v.kind === "failed") {
-          startFailing();
-          go("failing", `${st.unit} is ${describeUnit(input.unit)}`);
-        }
-      } else if (v.kind === "failed" || isCrashRestart(input.unit)) {
-        // A crash is seen here at once, not at the next probe.
-        startFailing();
-        const systemdRestarting = v.kind === "transition";
-        const cause = `${st.unit} left active: ${describeUnit(input.unit)}${systemdRestarting ? `; systemd is restarting it (NRestarts=${input.unit.nRestarts})` : ""}`;
-        if (st.health === "healthy" || st.health === "unknown") go("failing", cause);
-        else st.cause = cause;
-      } else if (v.kind === "young" && before && before.activeEnterTimestampUs !== input.unit.activeEnterTimestampUs && st.health !== "healthy" && st.health !== "unknown") {
-        // Restarted by systemd or an operator: a fresh window for it.
-        st.consecutiveFailures = 0;
-        st.failingSinceMs = now;
-      }
-      maybeRepair(st, ctx, now, actions, log, go);
-      break;
-    }
-
-    case "probe": {
-      st.lastProbe = { ...input.result, atMs: now };
-      if (input.result.ok) {
-        st.consecutiveFailures = 0;
-        st.failingSinceMs = undefined;
-        if (st.health !== "healthy") {
-          const last = st.repairs[st.repairs.length - 1];
-          const afterRepair = st.health === "repairing" && last !== undefined && last.recoveredAfterMs === undefined;
-          if (afterRepair) st.repairs[st.repairs.length - 1] = { ...last, recoveredAfterMs: now - last.atMs };
-          const fields: AgentEvent["fields"] = { latencyMs: input.result.latencyMs };
-          if (afterRepair) fields.recoveredAfterMs = now - last.atMs;
-          if (st.health !== "unknown" && st.health !== "stopped" && st.unhealthySinceMs !== undefined) fields.unhealthyForMs = now - st.unhealthySinceMs;
-          go("healthy", afterRepair ? `probe passed ${now - last.atMs} ms after the restart` : st.health === "unknown" ? "first probe passed" : "probe passed again", "info", fields);
-        }
-        break;
-      }
-      const cause = input.result.cause ?? "probe failed";
-      if (st.health === "stopped") {
-        // A stopped unit does not answer; that is expected, not a failure.
-        break;
-      }
-      const v = unitVerdict(st.unitState, now, ctx.settings.minUptimeMs);
-      if (ctx.dependency && !ctx.dependency.healthy) {
-        // Failures of kubelet while containerd is down are containerd's; they do not count.
-        st.consecutiveFailures = 0;
-        st.failingSinceMs = undefined;
-        const held = `${cause} (held: ${ctx.dependency.name} is not healthy; ${st.name} reconnects by itself)`;
-        if (st.health === "healthy" || st.health === "unknown") go("failing", held);
-        else st.cause = held;
-        break;
-      }
-      if (v.kind === "transition" && st.unitState && !isCrashRestart(st.unitState) && (st.health === "healthy" || st.health === "unknown")) {
-        // A stop or start job in flight (an operator's systemctl): not answering is
-        // expected; its outcome (active, stopped or failed) decides.
-        st.cause = `${st.unit} is ${describeUnit(st.unitState)}; waiting for systemd's job`;
-        break;
-      }
-      st.consecutiveFailures += 1;
-      startFailing();
-      const unitNote = st.unitState && v.kind !== "running" && v.kind !== "unknown" ? ` [unit ${describeUnit(st.unitState)}]` : "";
-      if (st.health === "healthy" || st.health === "unknown") go("failing", `${cause}${unitNote}`, "warn", { latencyMs: input.result.latencyMs });
-      else if (st.health === "repairing" && !st.jobInFlight && v.kind !== "young" && v.kind !== "transition") {
-        // The restarted unit had its minimum uptime and still fails.
-        go("failing", `still failing after the restart: ${cause}${unitNote}`);
-      } else if (st.health === "degraded") st.cause = `restart budget spent; last failure: ${cause}${unitNote}`;
-      else st.cause = `${cause}${unitNote}`;
-      maybeRepair(st, ctx, now, actions, log, go);
-      break;
-    }
-  }
-  return { state: st, actions };
+  return { st, ctx, now, actions, log, go, startFailing };
 }
 
-type LogFn = (level: LogLevel, event: AgentEvent["event"], cause: string, fields?: AgentEvent["fields"], from?: Health, to?: Health) => void;
-type GoFn = (to: Health, cause: string, level?: LogLevel, fields?: AgentEvent["fields"]) => void;
+/** Our RestartUnit job ended. */
+function onRepairDone({ st, now, log, go }: Draft, input: { result: string; cause?: string }): void {
+  if (!st.jobInFlight) return; // not ours (or already settled)
+  st.jobInFlight = false;
+  const last = st.repairs[st.repairs.length - 1];
+  if (last && last.result === undefined) st.repairs[st.repairs.length - 1] = { ...last, result: input.result };
+  // A fresh window after every restart: the restarted unit gets its own chances.
+  st.consecutiveFailures = 0;
+  // Already healthy (a probe passed while the job was in flight): no window is
+  // open, and a stale start here would let the next blip skip failureWindowMs.
+  st.failingSinceMs = st.health === "healthy" ? undefined : now;
+  if (input.result === "done") {
+    log("info", "repair-result", `RestartUnit ${st.unit} finished (done); waiting for a passing probe`, { result: input.result });
+    return;
+  }
+  const why = `${input.result}${input.cause ? `: ${input.cause}` : ""}`;
+  log("warn", "repair-result", `RestartUnit ${st.unit} did not succeed: ${why}`, { result: input.result });
+  if (st.health === "repairing") go("failing", `restart of ${st.unit} ended with ${why}`);
+}
+
+/** systemd reported the unit's state. */
+function onUnitState(draft: Draft, unit: UnitSnapshot): void {
+  const { st, now, ctx, go, startFailing } = draft;
+  const before = st.unitState;
+  st.unitState = unit;
+  if (st.jobInFlight) return; // our own restart job moves the unit through stop/start
+  const v = unitVerdict(unit, now, ctx.settings.minUptimeMs);
+  if (v.kind === "stopped") {
+    st.consecutiveFailures = 0;
+    st.failingSinceMs = undefined;
+    go("stopped", `${st.unit} is ${describeUnit(unit)}: stopped on purpose (systemctl stop or a clean exit); not repairing`);
+  } else if (st.health === "stopped") {
+    // Started again by someone: unknown until a probe says otherwise.
+    if (v.kind === "young" || v.kind === "running" || v.kind === "transition")
+      go("unknown", `${st.unit} is ${describeUnit(unit)} again; checking`, "info");
+    else if (v.kind === "failed") {
+      startFailing();
+      go("failing", `${st.unit} is ${describeUnit(unit)}`);
+    }
+  } else if (v.kind === "failed" || isCrashRestart(unit)) {
+    // A crash is seen here at once, not at the next probe.
+    startFailing();
+    const restarting = v.kind === "transition" ? `; systemd is restarting it (NRestarts=${unit.nRestarts})` : "";
+    const cause = `${st.unit} left active: ${describeUnit(unit)}${restarting}`;
+    if (st.health === "healthy" || st.health === "unknown") go("failing", cause);
+    else st.cause = cause;
+  } else if (
+    v.kind === "young" &&
+    before &&
+    before.activeEnterTimestampUs !== unit.activeEnterTimestampUs &&
+    st.health !== "healthy" &&
+    st.health !== "unknown"
+  ) {
+    // Restarted by systemd or an operator: a fresh window for it.
+    st.consecutiveFailures = 0;
+    st.failingSinceMs = now;
+  }
+  maybeRepair(draft);
+}
+
+/** A probe answered. */
+function onProbe(draft: Draft, result: ProbeOutcome): void {
+  const { st, now, ctx, go } = draft;
+  st.lastProbe = { ...result, atMs: now };
+  if (result.ok) return onProbePassed(draft, result);
+  const cause = result.cause ?? "probe failed";
+  // A stopped unit does not answer; that is expected, not a failure.
+  if (st.health === "stopped") return;
+  const v = unitVerdict(st.unitState, now, ctx.settings.minUptimeMs);
+  if (ctx.dependency && !ctx.dependency.healthy) {
+    // Failures of kubelet while containerd is down are containerd's; they do not count.
+    st.consecutiveFailures = 0;
+    st.failingSinceMs = undefined;
+    const held = `${cause} (held: ${ctx.dependency.name} is not healthy; ${st.name} reconnects by itself)`;
+    if (st.health === "healthy" || st.health === "unknown") go("failing", held);
+    else st.cause = held;
+    return;
+  }
+  if (v.kind === "transition" && st.unitState && !isCrashRestart(st.unitState) && (st.health === "healthy" || st.health === "unknown")) {
+    // A stop or start job in flight (an operator's systemctl): not answering is
+    // expected; its outcome (active, stopped or failed) decides.
+    st.cause = `${st.unit} is ${describeUnit(st.unitState)}; waiting for systemd's job`;
+    return;
+  }
+  st.consecutiveFailures += 1;
+  draft.startFailing();
+  const unitNote = st.unitState && v.kind !== "running" && v.kind !== "unknown" ? ` [unit ${describeUnit(st.unitState)}]` : "";
+  if (st.health === "healthy" || st.health === "unknown") go("failing", `${cause}${unitNote}`, "warn", { latencyMs: result.latencyMs });
+  else if (st.health === "repairing" && !st.jobInFlight && v.kind !== "young" && v.kind !== "transition") {
+    // The restarted unit had its minimum uptime and still fails.
+    go("failing", `still failing after the restart: ${cause}${unitNote}`);
+  } else if (st.health === "degraded") st.cause = `restart budget spent; last failure: ${cause}${unitNote}`;
+  else st.cause = `${cause}${unitNote}`;
+  maybeRepair(draft);
+}
+
+function onProbePassed({ st, now, go }: Draft, result: ProbeOutcome): void {
+  st.consecutiveFailures = 0;
+  st.failingSinceMs = undefined;
+  if (st.health === "healthy") return;
+  const last = st.repairs[st.repairs.length - 1];
+  const afterRepair = st.health === "repairing" && last !== undefined && last.recoveredAfterMs === undefined;
+  if (afterRepair) st.repairs[st.repairs.length - 1] = { ...last, recoveredAfterMs: now - last.atMs };
+  const fields: AgentEvent["fields"] = { latencyMs: result.latencyMs };
+  if (afterRepair) fields.recoveredAfterMs = now - last.atMs;
+  if (st.health !== "unknown" && st.health !== "stopped" && st.unhealthySinceMs !== undefined)
+    fields.unhealthyForMs = now - st.unhealthySinceMs;
+  const cause = afterRepair
+    ? `probe passed ${now - last.atMs} ms after the restart`
+    : st.health === "unknown"
+      ? "first probe passed"
+      : "probe passed again";
+  go("healthy", cause, "info", fields);
+}
 
 /** Issue a restart when every rule allows it; move to degraded when only the budget is in the way. */
-function maybeRepair(st: ComponentState, ctx: DecideContext, now: number, actions: Action[], log: LogFn, go: GoFn): void {
+function maybeRepair({ st, ctx, now, actions, log, go }: Draft): void {
   const s = ctx.settings;
   if (st.health !== "failing" && st.health !== "repairing" && st.health !== "degraded") return;
   if (st.jobInFlight || !ctx.bootstrapDone) return;
@@ -351,17 +377,13 @@ function maybeRepair(st: ComponentState, ctx: DecideContext, now: number, action
   if (st.failingSinceMs === undefined || now - st.failingSinceMs < s.failureWindowMs) return;
   const used = st.restarts.length;
   if (used >= s.restartBudget) {
-    if (st.health !== "degraded") {
-      const oldest = st.restarts[0] ?? now;
-      const refillInMs = Math.max(0, oldest + s.budgetWindowMs - now);
-      go(
-        "degraded",
-        `restart budget spent (${used} restarts of ${st.unit} in ${Math.round(s.budgetWindowMs / 1000)} s); NOT restarting it again for ${Math.round(refillInMs / 1000)} s: ${st.cause}. Look at \`journalctl -u ${st.unit}\``,
-        "error",
-        { restartsInWindow: used, budget: s.restartBudget, refillInMs },
-      );
-      log("error", "budget-exhausted", `giving up on ${st.unit} until the budget refills`, { restartsInWindow: used, budget: s.restartBudget, refillInMs });
-    }
+    if (st.health === "degraded") return;
+    const refillInMs = Math.max(0, (st.restarts[0] ?? now) + s.budgetWindowMs - now);
+    const fields = { restartsInWindow: used, budget: s.restartBudget, refillInMs };
+    const window = `${used} restarts of ${st.unit} in ${Math.round(s.budgetWindowMs / 1000)} s`;
+    const notFor = `NOT restarting it again for ${Math.round(refillInMs / 1000)} s`;
+    go("degraded", `restart budget spent (${window}); ${notFor}: ${st.cause}. Look at \`journalctl -u ${st.unit}\``, "error", fields);
+    log("error", "budget-exhausted", `giving up on ${st.unit} until the budget refills`, fields);
     return;
   }
   if (now < st.nextRepairAtMs) return;
@@ -375,11 +397,17 @@ function maybeRepair(st: ComponentState, ctx: DecideContext, now: number, action
   const failingForMs = now - st.failingSinceMs;
   go("repairing", `restarting ${st.unit}: ${cause}`, "warn", { attempt: st.backoffAttempt, failingForMs });
   actions.push({ kind: "restart", unit: st.unit, cause });
-  log("warn", "repair", `RestartUnit ${st.unit} (attempt ${st.backoffAttempt}, ${s.restartBudget - st.restarts.length} restarts left in the budget, next repair no sooner than ${backoff} ms)`, {
-    attempt: st.backoffAttempt,
-    budgetLeft: s.restartBudget - st.restarts.length,
-    backoffMs: backoff,
-    consecutiveFailures: st.consecutiveFailures,
-    failingForMs,
-  });
+  const left = s.restartBudget - st.restarts.length;
+  log(
+    "warn",
+    "repair",
+    `RestartUnit ${st.unit} (attempt ${st.backoffAttempt}, ${left} restarts left in the budget, next repair no sooner than ${backoff} ms)`,
+    {
+      attempt: st.backoffAttempt,
+      budgetLeft: left,
+      backoffMs: backoff,
+      consecutiveFailures: st.consecutiveFailures,
+      failingForMs,
+    },
+  );
 }

@@ -1,19 +1,13 @@
 /**
- * Two unary gRPC calls with empty-ish requests over node:http2 on a unix
- * socket, and the few protobuf fields the containerd probe reads.
- *
- * Why hand-written when src/host/cri.ts (grpc-js + proto-loader) exists: the
- * agent is resident on every node, and loading grpc-js and protobufjs costs
- * ~5 MB of RSS that the issue's idle target (< 60 MB) cannot afford (measured
- * in bench/agent-faults.ts). The probe needs only containerd's Version and
- * CRI Status, both with constant requests, so the wire work is small: one
- * HTTP/2 connection per probe (fresh, like kubelet's next connection would
- * be), a 5-byte gRPC frame header, `grpc-status` from the trailers, and a
- * tag/varint/length walk over the response. The run phase keeps using the
- * full client.
+ * Unary gRPC calls with constant requests over node:http2 on a unix socket,
+ * and the few protobuf fields the containerd probe reads: what the resident
+ * agent needs without loading grpc-js and protobufjs (~5 MB of RSS; why:
+ * docs/agent.md, "Probes"). Never for the run phase, which uses the full
+ * client in src/host/cri.ts.
  */
 import http2 from "node:http2";
 import net from "node:net";
+import { errorMessage } from "../util/errors.ts";
 
 export class GrpcLiteError extends Error {
   constructor(
@@ -39,7 +33,11 @@ function frame(msg: Uint8Array): Buffer {
  * Open one HTTP/2 connection to `socketPath`, make each call in turn, close.
  * Everything (connect, every call) is bound by one deadline of `timeoutMs`.
  */
-export async function unaryCalls(socketPath: string, calls: Array<{ path: string; request: Uint8Array }>, timeoutMs: number): Promise<Buffer[]> {
+export async function unaryCalls(
+  socketPath: string,
+  calls: Array<{ path: string; request: Uint8Array }>,
+  timeoutMs: number,
+): Promise<Buffer[]> {
   return new Promise<Buffer[]>((resolve, reject) => {
     let done = false;
     let socket: net.Socket | undefined;
@@ -55,9 +53,19 @@ export async function unaryCalls(socketPath: string, calls: Array<{ path: string
       if (err) reject(err);
       else resolve(value ?? []);
     };
-    const timer = setTimeout(() => finish(new GrpcLiteError(`no answer within ${timeoutMs} ms (containerd hung or overloaded?)`, "deadline")), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new GrpcLiteError(`no answer within ${timeoutMs} ms (containerd hung or overloaded?)`, "deadline")),
+      timeoutMs,
+    );
     session.on("error", (e: NodeJS.ErrnoException) =>
-      finish(new GrpcLiteError(e.code === "ENOENT" || e.code === "ECONNREFUSED" ? `cannot connect to ${socketPath}: ${e.code}` : `connection to ${socketPath} failed: ${e.message}`, "unavailable")),
+      finish(
+        new GrpcLiteError(
+          e.code === "ENOENT" || e.code === "ECONNREFUSED"
+            ? `cannot connect to ${socketPath}: ${e.code}`
+            : `connection to ${socketPath} failed: ${e.message}`,
+          "unavailable",
+        ),
+      ),
     );
     const out: Buffer[] = [];
     const next = (i: number) => {
@@ -71,7 +79,7 @@ export async function unaryCalls(socketPath: string, calls: Array<{ path: string
         // request() throws synchronously once the server sent GOAWAY (containerd
         // shutting down gracefully between the two calls) or the session is gone;
         // inside a stream's 'end' listener that would be an uncaught exception.
-        return finish(new GrpcLiteError(`${c.path}: ${e instanceof Error ? e.message : String(e)}`, "unavailable"));
+        return finish(new GrpcLiteError(`${c.path}: ${errorMessage(e)}`, "unavailable"));
       }
       const chunks: Buffer[] = [];
       let status: string | undefined;
@@ -92,14 +100,16 @@ export async function unaryCalls(socketPath: string, calls: Array<{ path: string
       stream.on("response", takeStatus);
       stream.on("trailers", takeStatus);
       stream.on("data", (d: Buffer) => chunks.push(d));
-      stream.on("error", (e) => finish(new GrpcLiteError(`${c.path}: ${e.message}`, "unavailable")));
+      stream.on("error", (e) => finish(new GrpcLiteError(`${c.path}: ${errorMessage(e)}`, "unavailable")));
       stream.on("end", () => {
         if (status === undefined) return finish(new GrpcLiteError(`${c.path}: the answer had no grpc-status`, "unknown"));
-        if (status !== "0") return finish(new GrpcLiteError(`${c.path} failed with gRPC status ${status}${message ? `: ${message}` : ""}`, status));
+        if (status !== "0")
+          return finish(new GrpcLiteError(`${c.path} failed with gRPC status ${status}${message ? `: ${message}` : ""}`, status));
         const body = Buffer.concat(chunks);
         if (body.length < 5) return finish(new GrpcLiteError(`${c.path}: empty answer`, "unknown"));
         const len = body.readUInt32BE(1);
-        if (body.readUInt8(0) !== 0 || body.length < 5 + len) return finish(new GrpcLiteError(`${c.path}: unexpected framing (compressed or truncated)`, "unknown"));
+        if (body.readUInt8(0) !== 0 || body.length < 5 + len)
+          return finish(new GrpcLiteError(`${c.path}: unexpected framing (compressed or truncated)`, "unknown"));
         out.push(body.subarray(5, 5 + len));
         next(i + 1);
       });
@@ -146,15 +156,15 @@ export function pbFields(buf: Buffer): PbField[] {
   return fields;
 }
 
-const str = (f: PbField | undefined) => (f && Buffer.isBuffer(f.value) ? f.value.toString("utf8") : "");
+const pbString = (f: PbField | undefined) => (f && Buffer.isBuffer(f.value) ? f.value.toString("utf8") : "");
 
 /** containerd.services.version.v1.VersionResponse */
 export function decodeVersion(buf: Buffer): { version: string; revision: string } {
   const f = pbFields(buf);
-  return { version: str(f.find((x) => x.num === 1)), revision: str(f.find((x) => x.num === 2)) };
+  return { version: pbString(f.find((x) => x.num === 1)), revision: pbString(f.find((x) => x.num === 2)) };
 }
 
-export interface Condition {
+export interface CriCondition {
   type: string;
   status: boolean;
   reason: string;
@@ -162,7 +172,7 @@ export interface Condition {
 }
 
 /** runtime.v1.StatusResponse → status.conditions */
-export function decodeStatusConditions(buf: Buffer): Condition[] {
+export function decodeStatusConditions(buf: Buffer): CriCondition[] {
   const status = pbFields(buf).find((x) => x.num === 1 && Buffer.isBuffer(x.value));
   if (!status) return [];
   return pbFields(status.value as Buffer)
@@ -170,7 +180,12 @@ export function decodeStatusConditions(buf: Buffer): Condition[] {
     .map((c) => {
       const f = pbFields(c.value as Buffer);
       const st = f.find((x) => x.num === 2);
-      return { type: str(f.find((x) => x.num === 1)), status: st !== undefined && st.value === 1n, reason: str(f.find((x) => x.num === 3)), message: str(f.find((x) => x.num === 4)) };
+      return {
+        type: pbString(f.find((x) => x.num === 1)),
+        status: st !== undefined && st.value === 1n,
+        reason: pbString(f.find((x) => x.num === 3)),
+        message: pbString(f.find((x) => x.num === 4)),
+      };
     });
 }
 

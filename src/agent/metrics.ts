@@ -8,6 +8,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { HEALTH_STATES, type ComponentName, type Health } from "./decide.ts";
+import { errorMessage } from "../util/errors.ts";
 
 export interface AgentMetrics {
   readonly registry: Registry;
@@ -19,7 +20,12 @@ export interface AgentMetrics {
 
 export function createMetrics(opts: { processMetrics?: boolean } = {}): AgentMetrics {
   const registry = new Registry();
-  const probes = new Counter({ name: "berth_agent_probes_total", help: "Health probes by component and result (ok, fail).", labelNames: ["component", "result"] as const, registers: [registry] });
+  const probes = new Counter({
+    name: "berth_agent_probes_total",
+    help: "Health probes by component and result (ok, fail).",
+    labelNames: ["component", "result"] as const,
+    registers: [registry],
+  });
   const latency = new Histogram({
     name: "berth_agent_probe_duration_seconds",
     help: "Duration of health probes, including failed ones (a hung process shows as the probe deadline).",
@@ -27,9 +33,24 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): AgentMet
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
     registers: [registry],
   });
-  const restarts = new Counter({ name: "berth_agent_restarts_total", help: "RestartUnit jobs issued by the agent, by component and job result.", labelNames: ["component", "result"] as const, registers: [registry] });
-  const budget = new Gauge({ name: "berth_agent_restart_budget_remaining", help: "Restarts the agent may still do in the current budget window.", labelNames: ["component"] as const, registers: [registry] });
-  const state = new Gauge({ name: "berth_agent_component_state", help: "1 for the component's current state, 0 for the others.", labelNames: ["component", "state"] as const, registers: [registry] });
+  const restarts = new Counter({
+    name: "berth_agent_restarts_total",
+    help: "RestartUnit jobs issued by the agent, by component and job result.",
+    labelNames: ["component", "result"] as const,
+    registers: [registry],
+  });
+  const budget = new Gauge({
+    name: "berth_agent_restart_budget_remaining",
+    help: "Restarts the agent may still do in the current budget window.",
+    labelNames: ["component"] as const,
+    registers: [registry],
+  });
+  const state = new Gauge({
+    name: "berth_agent_component_state",
+    help: "1 for the component's current state, 0 for the others.",
+    labelNames: ["component", "state"] as const,
+    registers: [registry],
+  });
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: "berth_agent_" });
   return {
     registry,
@@ -66,7 +87,7 @@ export async function serveStatus(host: string, port: number, registry: Registry
     if (url === "/metrics") {
       registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
-        (e: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`metrics: ${e instanceof Error ? e.message : String(e)}\n`),
+        (e: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`metrics: ${errorMessage(e)}\n`),
       );
     } else if (url === "/status") {
       res.writeHead(200, { "content-type": "application/json" }).end(`${JSON.stringify(status(), null, 2)}\n`);

@@ -1,29 +1,18 @@
 /**
- * Health probes, each bound by a deadline so a hung process (SIGSTOP, a
- * wedged socket) reads as a failure within `timeoutMs` instead of never.
- *
- * containerd: the socket must exist, then containerd's own Version API and
- * CRI RuntimeService/Status (RuntimeReady) must answer, on a FRESH connection
- * per probe: an old connection keeps working after the socket file is
- * deleted (what kubelet would then see is "no such file"), and grpc-js waits
- * ~1 s before reconnecting a channel whose call failed (LAB-FACTS). The wire
- * calls are grpc-lite.ts (why not grpc-js: RSS, see there).
- *
- * kubelet: GET of its healthz URL must answer 200. node:http with no
- * keep-alive agent rather than fetch(): one short connection per probe, no
- * pool that could hold a half-dead socket, and undici stays unloaded (RSS).
+ * The health probes: containerd (socket, Version, CRI Status on a fresh
+ * connection through grpc-lite.ts) and kubelet (GET healthz with node:http,
+ * no keep-alive). Each is bound by a deadline, so a hung process reads as a
+ * failure within `timeoutMs`; a probe never throws. Why fresh connections and
+ * no fetch(): docs/agent.md, "Probes".
  */
 import fs from "node:fs/promises";
 import http from "node:http";
 import type { CriClient } from "../host/cri.ts";
-import { CRI_STATUS_PATH, VERSION_PATH, decodeStatusConditions, decodeVersion, unaryCalls, type Condition } from "./grpc-lite.ts";
+import { CRI_STATUS_PATH, VERSION_PATH, decodeStatusConditions, decodeVersion, unaryCalls, type CriCondition } from "./grpc-lite.ts";
 import type { ProbeOutcome } from "./decide.ts";
+import { errorMessage } from "../util/errors.ts";
 
 export type Probe = (timeoutMs: number) => Promise<ProbeOutcome>;
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 export interface ContainerdProbeOptions {
   /** Probe through this client instead (tests inject src/host/cri.ts fakes). Default: grpc-lite on a fresh connection. */
@@ -35,7 +24,11 @@ export interface ContainerdProbeOptions {
 export function containerdProbe(socketPath: string, opts: ContainerdProbeOptions = {}): Probe {
   return async (timeoutMs) => {
     const t0 = performance.now();
-    const done = (ok: boolean, cause?: string): ProbeOutcome => ({ ok, latencyMs: Math.round((performance.now() - t0) * 10) / 10, ...(cause !== undefined ? { cause } : {}) });
+    const done = (ok: boolean, cause?: string): ProbeOutcome => ({
+      ok,
+      latencyMs: Math.round((performance.now() - t0) * 10) / 10,
+      ...(cause !== undefined ? { cause } : {}),
+    });
     if (!opts.skipSocketCheck) {
       try {
         const st = await fs.stat(socketPath);
@@ -44,13 +37,13 @@ export function containerdProbe(socketPath: string, opts: ContainerdProbeOptions
         return done(false, `containerd's socket ${socketPath} does not exist`);
       }
     }
-    let conditions: Condition[];
+    let conditions: CriCondition[];
     if (opts.client) {
       const client = opts.client(socketPath, timeoutMs);
       try {
         const [ver, status] = await Promise.allSettled([client.containerdVersion({ timeoutMs }), client.status({ timeoutMs })]);
-        if (ver.status === "rejected") return done(false, `containerd Version: ${errText(ver.reason)}`);
-        if (status.status === "rejected") return done(false, `CRI Status: ${errText(status.reason)}`);
+        if (ver.status === "rejected") return done(false, `containerd Version: ${errorMessage(ver.reason)}`);
+        if (status.status === "rejected") return done(false, `CRI Status: ${errorMessage(status.reason)}`);
         conditions = status.value.conditions;
       } finally {
         client.close();
@@ -69,12 +62,13 @@ export function containerdProbe(socketPath: string, opts: ContainerdProbeOptions
         if (!decodeVersion(ver as Buffer).version) return done(false, "containerd Version answered without a version");
         conditions = decodeStatusConditions(status as Buffer);
       } catch (e) {
-        return done(false, `containerd ${errText(e)}`);
+        return done(false, `containerd ${errorMessage(e)}`);
       }
     }
     const ready = conditions.find((x) => x.type === "RuntimeReady");
     if (!ready) return done(false, "CRI Status has no RuntimeReady condition");
-    if (!ready.status) return done(false, `CRI RuntimeReady is false: ${ready.reason || "no reason"}${ready.message ? `: ${ready.message}` : ""}`);
+    if (!ready.status)
+      return done(false, `CRI RuntimeReady is false: ${ready.reason || "no reason"}${ready.message ? `: ${ready.message}` : ""}`);
     return done(true);
   };
 }
@@ -107,9 +101,11 @@ export function kubeletProbe(url: string): Probe {
             finish(false, `${url} answered ${res.statusCode}${body ? `: ${body}` : ""}`);
           }
         });
-        res.on("error", (e) => finish(false, `${url}: ${errText(e)}`));
+        res.on("error", (e) => finish(false, `${url}: ${errorMessage(e)}`));
       });
       const timer = setTimeout(() => finish(false, `${url}: no answer within ${timeoutMs} ms (kubelet hung or overloaded?)`), timeoutMs);
-      req.on("error", (e: NodeJS.ErrnoException) => finish(false, e.code === "ECONNREFUSED" ? `${url}: connection refused (kubelet not listening)` : `${url}: ${errText(e)}`));
+      req.on("error", (e: NodeJS.ErrnoException) =>
+        finish(false, e.code === "ECONNREFUSED" ? `${url}: connection refused (kubelet not listening)` : `${url}: ${errorMessage(e)}`),
+      );
     });
 }

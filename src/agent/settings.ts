@@ -44,38 +44,82 @@ export function resolveAgentSettings(over: AgentSettings | undefined, source = "
   }
   const errors: BerthError[] = [];
   const where = (field: keyof AgentSettings) => ({ source, path: `${source}.${field}` });
-  const positive: Array<keyof AgentSettings> = ["intervalMs", "fastIntervalMs", "probeTimeoutMs", "failureThreshold", "restartBudget", "budgetWindowMs", "backoffInitialMs", "backoffMaxMs"];
+  const positive: Array<keyof AgentSettings> = [
+    "intervalMs",
+    "fastIntervalMs",
+    "probeTimeoutMs",
+    "failureThreshold",
+    "restartBudget",
+    "budgetWindowMs",
+    "backoffInitialMs",
+    "backoffMaxMs",
+  ];
   for (const f of positive) {
     const v = s[f];
     if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-      errors.push({ code: "config.invalid-value", message: `${f} must be a positive number, not ${JSON.stringify(v)}`, where: where(f), hint: `remove it to use the default (${AGENT_DEFAULTS[f]})` });
+      errors.push({
+        code: "config.invalid-value",
+        message: `${f} must be a positive number, not ${JSON.stringify(v)}`,
+        where: where(f),
+        hint: `remove it to use the default (${AGENT_DEFAULTS[f]})`,
+      });
     }
   }
   for (const f of ["failureWindowMs", "minUptimeMs"] as const) {
     const v = s[f];
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-      errors.push({ code: "config.invalid-value", message: `${f} must be 0 or more, not ${JSON.stringify(v)}`, where: where(f), hint: `remove it to use the default (${AGENT_DEFAULTS[f]})` });
+      errors.push({
+        code: "config.invalid-value",
+        message: `${f} must be 0 or more, not ${JSON.stringify(v)}`,
+        where: where(f),
+        hint: `remove it to use the default (${AGENT_DEFAULTS[f]})`,
+      });
     }
   }
   if (errors.length) return fail(...errors);
   if (s.backoffInitialMs > s.backoffMaxMs) {
-    errors.push({ code: "config.invalid-value", message: `backoffInitialMs (${s.backoffInitialMs}) is greater than backoffMaxMs (${s.backoffMaxMs})`, where: where(over?.backoffInitialMs !== undefined ? "backoffInitialMs" : "backoffMaxMs"), hint: "make backoffMaxMs at least backoffInitialMs" });
+    errors.push({
+      code: "config.invalid-value",
+      message: `backoffInitialMs (${s.backoffInitialMs}) is greater than backoffMaxMs (${s.backoffMaxMs})`,
+      where: where(over?.backoffInitialMs !== undefined ? "backoffInitialMs" : "backoffMaxMs"),
+      hint: "make backoffMaxMs at least backoffInitialMs",
+    });
   }
   // A probe that may outlive the interval would overlap the next one.
   if (s.probeTimeoutMs > s.intervalMs) {
-    errors.push({ code: "config.invalid-value", message: `probeTimeoutMs (${s.probeTimeoutMs}) is greater than intervalMs (${s.intervalMs})`, where: where(over?.probeTimeoutMs !== undefined ? "probeTimeoutMs" : "intervalMs"), hint: "make probeTimeoutMs at most intervalMs" });
+    errors.push({
+      code: "config.invalid-value",
+      message: `probeTimeoutMs (${s.probeTimeoutMs}) is greater than intervalMs (${s.intervalMs})`,
+      where: where(over?.probeTimeoutMs !== undefined ? "probeTimeoutMs" : "intervalMs"),
+      hint: "make probeTimeoutMs at most intervalMs",
+    });
   }
   if (s.fastIntervalMs > s.intervalMs) {
-    errors.push({ code: "config.invalid-value", message: `fastIntervalMs (${s.fastIntervalMs}) is greater than intervalMs (${s.intervalMs})`, where: where(over?.fastIntervalMs !== undefined ? "fastIntervalMs" : "intervalMs"), hint: "the fast interval (bootstrapping or failing) must not be slower than the normal one" });
+    errors.push({
+      code: "config.invalid-value",
+      message: `fastIntervalMs (${s.fastIntervalMs}) is greater than intervalMs (${s.intervalMs})`,
+      where: where(over?.fastIntervalMs !== undefined ? "fastIntervalMs" : "intervalMs"),
+      hint: "the fast interval (bootstrapping or failing) must not be slower than the normal one",
+    });
   }
   if (!parseListenAddress(s.listenAddress)) {
-    errors.push({ code: "config.invalid-address", message: `${JSON.stringify(s.listenAddress)} is not a valid host:port listen address`, where: where("listenAddress"), hint: "write host:port, e.g. 127.0.0.1:10260 or [::1]:10260" });
+    errors.push({
+      code: "config.invalid-address",
+      message: `${JSON.stringify(s.listenAddress)} is not a valid host:port listen address`,
+      where: where("listenAddress"),
+      hint: "write host:port, e.g. 127.0.0.1:10260 or [::1]:10260",
+    });
   }
   try {
     const u = new URL(s.kubeletHealthzUrl);
     if (u.protocol !== "http:") throw new Error("not http");
   } catch {
-    errors.push({ code: "config.invalid-url", message: `kubeletHealthzUrl ${JSON.stringify(s.kubeletHealthzUrl)} is not an http:// URL`, where: where("kubeletHealthzUrl"), hint: `e.g. ${DEFAULT_KUBELET_HEALTHZ_URL}` });
+    errors.push({
+      code: "config.invalid-url",
+      message: `kubeletHealthzUrl ${JSON.stringify(s.kubeletHealthzUrl)} is not an http:// URL`,
+      where: where("kubeletHealthzUrl"),
+      hint: `e.g. ${DEFAULT_KUBELET_HEALTHZ_URL}`,
+    });
   }
   return errors.length ? fail(...errors) : ok(s);
 }
@@ -91,11 +135,46 @@ export function parseListenAddress(addr: string): { host: string; port: number }
 
 /** Rows of the defaults table in docs/agent.md (kept next to the values so they cannot drift). */
 export const COMPARISON: ReadonlyArray<{ setting: string; berth: string; gardener: string; npd: string }> = [
-  { setting: "probe interval", berth: `${AGENT_DEFAULTS.intervalMs / 1000} s (${AGENT_DEFAULTS.fastIntervalMs} ms while failing or bootstrapping)`, gardener: "30 s", npd: "10 s (custom plugin invoke_interval)" },
-  { setting: "probe deadline", berth: `${AGENT_DEFAULTS.probeTimeoutMs / 1000} s`, gardener: "(per check, not configurable)", npd: "10 s (--health-check-timeout)" },
-  { setting: "repair after", berth: `${AGENT_DEFAULTS.failureThreshold} consecutive failures and ≥ ${AGENT_DEFAULTS.failureWindowMs / 1000} s failing`, gardener: "60 s unhealthy", npd: "first failed check" },
-  { setting: "leave a fresh unit alone", berth: `${AGENT_DEFAULTS.minUptimeMs / 1000} s since systemd's ActiveEnterTimestamp`, gardener: "—", npd: "2 min since InactiveExitTimestamp (--cooldown-time)" },
-  { setting: "backoff between repairs", berth: `${AGENT_DEFAULTS.backoffInitialMs / 1000} s → ${AGENT_DEFAULTS.backoffMaxMs / 1000} s, ×2, jittered`, gardener: "none (next check)", npd: "none (cooldown only)" },
-  { setting: "restart budget", berth: `${AGENT_DEFAULTS.restartBudget} per ${AGENT_DEFAULTS.budgetWindowMs / 60_000} min per component, then degraded`, gardener: "none", npd: "none" },
-  { setting: "repair action", berth: "RestartUnit over D-Bus", gardener: "restart unit over D-Bus", npd: "systemctl kill --kill-who=main (--enable-repair, default true)" },
+  {
+    setting: "probe interval",
+    berth: `${AGENT_DEFAULTS.intervalMs / 1000} s (${AGENT_DEFAULTS.fastIntervalMs} ms while failing or bootstrapping)`,
+    gardener: "30 s",
+    npd: "10 s (custom plugin invoke_interval)",
+  },
+  {
+    setting: "probe deadline",
+    berth: `${AGENT_DEFAULTS.probeTimeoutMs / 1000} s`,
+    gardener: "(per check, not configurable)",
+    npd: "10 s (--health-check-timeout)",
+  },
+  {
+    setting: "repair after",
+    berth: `${AGENT_DEFAULTS.failureThreshold} consecutive failures and ≥ ${AGENT_DEFAULTS.failureWindowMs / 1000} s failing`,
+    gardener: "60 s unhealthy",
+    npd: "first failed check",
+  },
+  {
+    setting: "leave a fresh unit alone",
+    berth: `${AGENT_DEFAULTS.minUptimeMs / 1000} s since systemd's ActiveEnterTimestamp`,
+    gardener: "—",
+    npd: "2 min since InactiveExitTimestamp (--cooldown-time)",
+  },
+  {
+    setting: "backoff between repairs",
+    berth: `${AGENT_DEFAULTS.backoffInitialMs / 1000} s → ${AGENT_DEFAULTS.backoffMaxMs / 1000} s, ×2, jittered`,
+    gardener: "none (next check)",
+    npd: "none (cooldown only)",
+  },
+  {
+    setting: "restart budget",
+    berth: `${AGENT_DEFAULTS.restartBudget} per ${AGENT_DEFAULTS.budgetWindowMs / 60_000} min per component, then degraded`,
+    gardener: "none",
+    npd: "none",
+  },
+  {
+    setting: "repair action",
+    berth: "RestartUnit over D-Bus",
+    gardener: "restart unit over D-Bus",
+    npd: "systemctl kill --kill-who=main (--enable-repair, default true)",
+  },
 ];

@@ -1,11 +1,15 @@
 /**
  * A `Systemd` that survives its D-Bus connection: the agent runs for months,
  * and dbus can be restarted under it (package upgrade). When a call fails
- * because the connection is gone, this reconnects (single flight, backoff
- * 200 ms → 10 s), re-establishes every subscription (the baseline it sends
- * brings the agent up to date) and retries the call once.
+ * because the connection is gone, this reconnects (single flight, jittered
+ * backoff 200 ms → 10 s), re-establishes every subscription (the baseline it
+ * sends brings the agent up to date) and retries the call once.
  */
 import { SystemdError, type JobMode, type JobOptions, type JobResult, type Systemd, type UnitState } from "../host/systemd.ts";
+import { errorMessage } from "../util/errors.ts";
+import { backoffDelay, sleep, type Backoff } from "../util/retry.ts";
+
+const RECONNECT_BACKOFF: Backoff = { initialMs: 200, maxMs: 10_000, jitter: 0.5 };
 
 export interface ReconnectOptions {
   connect: () => Promise<Systemd>;
@@ -19,7 +23,7 @@ function isDisconnect(e: unknown): boolean {
   return e instanceof SystemdError && (e.code === "systemd.disconnected" || e.code === "systemd.connect");
 }
 
-export async function reconnectingSystemd(first: Systemd, o: ReconnectOptions): Promise<Systemd> {
+export function reconnectingSystemd(first: Systemd, o: ReconnectOptions): Systemd {
   let inner = first;
   let closed = false;
   let pending: Promise<Systemd> | undefined;
@@ -28,7 +32,6 @@ export async function reconnectingSystemd(first: Systemd, o: ReconnectOptions): 
   const reconnect = (): Promise<Systemd> => {
     pending ??= (async () => {
       const end = Date.now() + (o.waitMs ?? 10_000);
-      let delay = 200;
       for (let attempt = 1; ; attempt++) {
         if (closed) throw new SystemdError({ code: "systemd.disconnected", message: "closed" });
         try {
@@ -43,11 +46,10 @@ export async function reconnectingSystemd(first: Systemd, o: ReconnectOptions): 
           o.onReconnect?.({ attempt, ok: true });
           return next;
         } catch (e) {
-          const cause = e instanceof Error ? e.message : String(e);
-          o.onReconnect?.({ attempt, ok: false, cause });
+          o.onReconnect?.({ attempt, ok: false, cause: errorMessage(e) });
+          const delay = backoffDelay(RECONNECT_BACKOFF, attempt);
           if (Date.now() + delay > end) throw e;
-          await new Promise((r) => setTimeout(r, delay));
-          delay = Math.min(10_000, delay * 2);
+          await sleep(delay);
         }
       }
     })().finally(() => {

@@ -11,27 +11,22 @@
  *
  * JSON is a subset of YAML's flow style, so one parser serves both.
  */
-import {
-  LineCounter,
-  isAlias,
-  isMap,
-  isPair,
-  isScalar,
-  isSeq,
-  parseAllDocuments,
-  type Document,
-  type Node,
-  type SchemaOptions,
-  type Scalar,
-} from "yaml";
+import { isScalar, type SchemaOptions, type Scalar } from "yaml";
 import type * as z from "zod";
 import { fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
+import { errorMessage } from "../util/errors.ts";
 import {
   berthConfigDocumentSchema,
   nodeConfigDocumentSchema,
   type CustomIssueParams,
 } from "./schema.ts";
 import { suggest } from "./suggest.ts";
+import { attachLocator } from "./locate.ts";
+import { at, formatPath, locate, nodeOffset, position, sourceText, type DocContext, type Found, type Segment } from "./yaml-doc.ts";
+import { checkStructure, checkValues, DECODE_LIMITS, parseStream, type DecodeLimits } from "./yaml-limits.ts";
+
+export { formatPath } from "./yaml-doc.ts";
+export { DECODE_LIMITS, type DecodeLimits } from "./yaml-limits.ts";
 import {
   BERTH_API_VERSION,
   BERTH_KIND,
@@ -42,94 +37,7 @@ import {
   type NodeConfigSpec,
 } from "./types.ts";
 
-type Segment = string | number;
-
 const ACCEPTED = `${NODECONFIG_API_VERSION} ${NODECONFIG_KIND} or ${BERTH_API_VERSION} ${BERTH_KIND}`;
-
-/** Dotted path; list indices as `[i]`, awkward keys as `["k"]`. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const seg of path) {
-    if (typeof seg === "number") out += `[${seg}]`;
-    else {
-      const s = String(seg);
-      if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(s)) out += out === "" ? s : `.${s}`;
-      else out += `[${JSON.stringify(s)}]`;
-    }
-  }
-  return out;
-}
-
-/** One parsed YAML document plus what is needed to point into the source text. */
-interface DocContext {
-  doc: Document.Parsed;
-  source: string;
-  text: string;
-  lc: LineCounter;
-}
-
-function position(ctx: DocContext, offset: number): { line: number; column: number } {
-  const p = ctx.lc.linePos(Math.max(0, Math.min(offset, ctx.text.length)));
-  return { line: p.line, column: p.col };
-}
-
-function at(ctx: DocContext, offset: number, path?: readonly PropertyKey[]): Location {
-  const loc: Location = { source: ctx.source, ...position(ctx, offset) };
-  if (path && path.length) loc.path = formatPath(path);
-  return loc;
-}
-
-function resolve(ctx: DocContext, node: unknown): unknown {
-  // An alias points at its anchor; bounded because anchors must precede aliases.
-  return isAlias(node) ? node.resolve(ctx.doc) : node;
-}
-
-function keyString(key: unknown): string | undefined {
-  if (isScalar(key)) return String(key.value);
-  return undefined;
-}
-
-interface Found {
-  /** Deepest node reached along the path. */
-  node: Node | undefined;
-  /** The key node of the last pair traversed, if the last step was a map key. */
-  key: Node | undefined;
-  complete: boolean;
-}
-
-function locate(ctx: DocContext, path: readonly PropertyKey[]): Found {
-  let node: Node | undefined = (ctx.doc.contents ?? undefined) as Node | undefined;
-  let key: Node | undefined;
-  for (const seg of path) {
-    const cur = resolve(ctx, node);
-    if (isMap(cur)) {
-      const pair = cur.items.find((p) => isPair(p) && keyString(p.key) === String(seg));
-      if (!pair) return { node, key, complete: false };
-      key = (pair.key ?? undefined) as Node | undefined;
-      const v = (pair.value ?? undefined) as Node | undefined;
-      if (!v) return { node: key ?? node, key, complete: false };
-      node = v;
-    } else if (isSeq(cur) && typeof seg === "number") {
-      const item = cur.items[seg] as Node | undefined;
-      if (!item) return { node, key, complete: false };
-      node = item;
-      key = undefined;
-    } else return { node, key, complete: false };
-  }
-  return { node, key, complete: true };
-}
-
-function nodeOffset(node: Node | undefined): number {
-  return node?.range?.[0] ?? 0;
-}
-
-/** The source text of the node at `path`, to quote the user's own spelling in messages. */
-function sourceText(ctx: DocContext, path: readonly PropertyKey[]): string | undefined {
-  const f = locate(ctx, path);
-  if (!f.complete || !f.node?.range) return undefined;
-  const s = ctx.text.slice(f.node.range[0], f.node.range[1]).trim();
-  return s.length > 0 && s.length <= 60 && !s.includes("\n") ? s : undefined;
-}
 
 function describeValue(v: unknown): string {
   if (v === null || v === undefined) return "null";
@@ -196,6 +104,7 @@ function issueToErrors(ctx: DocContext, schema: z.ZodType, issue: z.core.$ZodIss
       const isGates = path.length === 2 && path[1] === "featureGates";
       const what = isGates ? "feature gate" : "field";
       const objName = path.length ? formatPath(path) : "the document";
+      const allowed = candidates.length ? `${isGates ? "known feature gates" : `fields allowed in ${objName}`}: ${candidates.join(", ")}` : undefined;
       return issue.keys.map((k) => {
         const keyFound = locate(ctx, [...path, k]);
         const keyNode = keyFound.key ?? found.node;
@@ -204,9 +113,7 @@ function issueToErrors(ctx: DocContext, schema: z.ZodType, issue: z.core.$ZodIss
           code: isGates ? "config.unknown-feature-gate" : "config.unknown-field",
           message: `unknown ${what} \`${k}\`${s ? `; did you mean \`${s}\`?` : ""}`,
           where: at(ctx, nodeOffset(keyNode), [...path, k]),
-          hint: candidates.length
-            ? `${isGates ? "known feature gates" : `fields allowed in ${objName}`}: ${candidates.join(", ")}`
-            : `remove \`${k}\``,
+          hint: allowed ?? `remove \`${k}\``,
         };
       });
     }
@@ -290,44 +197,37 @@ function tomlLocation(ctx: DocContext, found: Found, path: readonly PropertyKey[
 }
 
 function yamlErrors(ctx: DocContext): BerthError[] {
-  return ctx.doc.errors.map((e) => {
-    const where = at(ctx, e.pos[0]);
-    if (e.code === "DUPLICATE_KEY") {
-      // The error spans only part of the key; read the whole key token from the source.
-      const m = /^("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\n]+?)(?=\s*:(?:\s|$))/.exec(ctx.text.slice(e.pos[0], e.pos[0] + 300));
-      let key = (m?.[1] ?? ctx.text.slice(e.pos[0], e.pos[1])).trim();
-      if (/^(".*"|'.*')$/.test(key)) key = key.slice(1, -1);
-      return {
-        code: "config.duplicate-key",
-        message: `duplicate key${key ? ` \`${key}\`` : ""} in the same map`,
-        where,
-        hint: "remove one of the two entries; a YAML map cannot repeat a key",
-      };
-    }
-    return {
-      code: "config.yaml-syntax",
-      message: `YAML syntax error: ${e.message.split("\n")[0]}`,
-      where,
-      hint: "fix the YAML (or JSON) syntax at this position",
-    };
-  });
+  return ctx.doc.errors.map((e) => ({
+    code: "config.yaml-syntax",
+    message: `YAML syntax error: ${e.message.split("\n")[0]}`,
+    where: at(ctx, e.pos[0]),
+    hint: "fix the YAML (or JSON) syntax at this position",
+  }));
 }
 
-function decodeOne(ctx: DocContext, index: number): { errors: BerthError[]; doc?: ConfigDocument } {
-  const syntax = yamlErrors(ctx);
+function decodeOne(ctx: DocContext, index: number, limits: DecodeLimits): { errors: BerthError[]; doc?: ConfigDocument } {
+  const syntax = [...yamlErrors(ctx), ...checkStructure(ctx, limits)];
   if (syntax.length) return { errors: syntax };
   let data: unknown;
   try {
-    data = ctx.doc.toJS({ maxAliasCount: 1000 });
+    data = ctx.doc.toJS({ maxAliasCount: limits.aliases });
   } catch (e) {
     return {
       errors: [
-        { code: "config.yaml-syntax", message: `cannot read YAML document ${index + 1}: ${e instanceof Error ? e.message : String(e)}`, where: at(ctx, nodeOffset(ctx.doc.contents ?? undefined)), hint: "simplify the document (too many aliases?)", cause: e },
+        {
+          code: "config.too-many-aliases",
+          message: `cannot expand the aliases of YAML document ${index + 1}: ${errorMessage(e)}`,
+          where: at(ctx, nodeOffset(ctx.doc.contents ?? undefined)),
+          hint: "write the repeated values out, or reuse fewer of them (*name); berth refuses this to stay safe from alias bombs",
+          cause: e,
+        },
       ],
     };
   }
+  const shape = checkValues(ctx, data, limits);
+  if (shape) return { errors: [shape] };
   if (data === null || data === undefined) return { errors: [] }; // empty document
-  const start = nodeOffset((ctx.doc.contents ?? undefined) as Node | undefined);
+  const start = nodeOffset(ctx.doc.contents ?? undefined);
   if (typeof data !== "object" || Array.isArray(data) || data instanceof Date || data instanceof Uint8Array)
     return { errors: [{ code: "config.not-a-map", message: `document ${index + 1} must be a map with apiVersion, kind and spec, got ${describeValue(data)}`, where: at(ctx, start), hint: `start the document with apiVersion and kind (${ACCEPTED})` }] };
   const obj = data as Record<string, unknown>;
@@ -366,10 +266,17 @@ function decodeOne(ctx: DocContext, index: number): { errors: BerthError[]; doc?
   const parsed = schema.safeParse(dropNullFields(obj, []), { reportInput: true });
   if (!parsed.success) return { errors: parsed.error.issues.flatMap((i) => issueToErrors(ctx, schema, i)) };
   const spec = ((parsed.data as { spec?: unknown }).spec ?? {}) as object;
-  return docKind === "NodeConfig"
-    ? { errors: [], doc: { kind: "NodeConfig", source: ctx.source, spec: spec as NodeConfigSpec } }
-    : // tasks: the schema's refinement guarantees exactly one of pullImages/script, i.e. the Task union.
-      { errors: [], doc: { kind: "BerthConfig", source: ctx.source, spec: spec as BerthSpec } };
+  const doc: ConfigDocument =
+    docKind === "NodeConfig"
+      ? { kind: "NodeConfig", source: ctx.source, spec: spec as NodeConfigSpec }
+      : // tasks: the schema's refinement guarantees exactly one of pullImages/script, i.e. the Task union.
+        { kind: "BerthConfig", source: ctx.source, spec: spec as BerthSpec };
+  // Later steps (merge, render) report errors by field path; this lets them add the source line.
+  attachLocator(doc, (path) => {
+    const f = locate(ctx, path);
+    return f.complete ? at(ctx, nodeOffset(f.node), path) : undefined;
+  });
+  return { errors: [], doc };
 }
 
 /** Paths whose contents are free-form: null there is data, not "absent". */
@@ -418,32 +325,28 @@ function byPosition(a: BerthError, b: BerthError): number {
 /**
  * Decode a YAML/JSON stream of NodeConfig and BerthConfig documents.
  * Empty documents are skipped. Every error in every document is reported,
- * ordered by position. Never throws.
+ * ordered by position. Input beyond `limits` is refused with one error
+ * before it is parsed or expanded. Never throws.
  */
-export function decodeDocuments(text: string, source: string): Result<ConfigDocument[]> {
+export function decodeDocuments(text: string, source: string, limits: DecodeLimits = DECODE_LIMITS): Result<ConfigDocument[]> {
   try {
-    const lc = new LineCounter();
-    const docs = parseAllDocuments(text, {
-      version: "1.1",
-      lineCounter: lc,
-      prettyErrors: false,
-      uniqueKeys: true,
-      customTags: dropTimestamp,
-    });
-    // parseAllDocuments returns an EmptyStream (array-like) for empty input.
-    const list = Array.isArray(docs) ? docs : [];
+    const parsed = parseStream(text, source, limits, dropTimestamp);
+    if (!parsed.ok) return parsed;
+    const { docs: list, lc } = parsed.value;
     const out: ConfigDocument[] = [];
     const errors: BerthError[] = [];
     list.forEach((doc, i) => {
-      const r = decodeOne({ doc, source, text, lc }, i);
-      errors.push(...r.errors.sort(byPosition));
+      const r = decodeOne({ doc, source, text, lc, aliases: new Map(), index: new WeakMap() }, i, limits);
+      // One by one: spreading 100,000 errors into push() would overflow the stack.
+      for (const e of r.errors.sort(byPosition)) errors.push(e);
       if (r.doc) out.push(r.doc);
     });
-    return errors.length ? fail(...errors) : ok(out);
+    // Not fail(...errors): that spreads every error into one call's arguments.
+    return errors.length ? { ok: false, errors } : ok(out);
   } catch (e) {
     return fail({
       code: "config.internal",
-      message: `could not decode the configuration: ${e instanceof Error ? e.message : String(e)}`,
+      message: `could not decode the configuration: ${errorMessage(e)}`,
       where: { source },
       hint: "this is a bug in berth; please report it with the input",
       cause: e,

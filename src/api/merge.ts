@@ -134,10 +134,18 @@ export function mergeNodeConfigSpecs(a: NodeConfigSpec, b: NodeConfigSpec): Node
 function mergeTasks(a: Task[] | undefined, b: Task[] | undefined): Task[] | undefined {
   if (!a && !b) return undefined;
   const out: Task[] = [...(a ?? [])];
+  // Index by name (the first of each, as findIndex would find it): linear however many tasks there are.
+  const at = new Map<string, number>();
+  out.forEach((t, i) => {
+    if (!at.has(t.name)) at.set(t.name, i);
+  });
   for (const t of b ?? []) {
-    const i = out.findIndex((x) => x.name === t.name);
-    if (i >= 0) out[i] = t;
-    else out.push(t);
+    const i = at.get(t.name);
+    if (i !== undefined) out[i] = t;
+    else {
+      at.set(t.name, out.length);
+      out.push(t);
+    }
   }
   return out;
 }

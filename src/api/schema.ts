@@ -7,9 +7,22 @@
  * `code` (and, for TOML, the position inside the TOML text) so decode.ts can
  * turn them into BerthErrors with precise locations.
  */
-import { isIP, isIPv4, isIPv6 } from "node:net";
+import { isIP } from "node:net";
 import * as z from "zod";
-import { parse as parseToml } from "smol-toml";
+import { parseToml } from "../render/toml.ts";
+import { MAX_INT32 } from "../render/max-pods.ts";
+import {
+  flagHasControlCharacter,
+  isCidr,
+  isEnvironmentName,
+  isEnvironmentService,
+  isHostPort,
+  isHttpUrl,
+  isImageReference,
+  isNetworkEntry,
+  isStdBase64,
+  TASK_NAME,
+} from "./rules.ts";
 import {
   BERTH_API_VERSION,
   BERTH_KIND,
@@ -35,59 +48,8 @@ export interface CustomIssueParams {
 }
 
 // ---------------------------------------------------------------- validators
-// Compiled once at import; each call only runs them.
-const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-const DNS_LABEL_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
-const PORT_RE = /^\d{1,5}$/;
-
-export function isCidr(s: string): boolean {
-  const slash = s.indexOf("/");
-  if (slash < 0 || slash !== s.lastIndexOf("/")) return false;
-  const ip = s.slice(0, slash);
-  const bits = s.slice(slash + 1);
-  if (!/^\d{1,3}$/.test(bits)) return false;
-  const n = Number(bits);
-  if (isIPv4(ip)) return n <= 32;
-  if (isIPv6(ip) && !ip.includes("%")) return n <= 128;
-  return false;
-}
-
-export function isHttpUrl(s: string): boolean {
-  let u: URL;
-  try {
-    u = new URL(s);
-  } catch {
-    return false;
-  }
-  return (u.protocol === "https:" || u.protocol === "http:") && u.hostname !== "";
-}
-
-/** Go's encoding/base64 StdEncoding as used for []byte in JSON: padded; CR/LF are ignored. */
-export function isStdBase64(s: string): boolean {
-  const t = s.replace(/[\r\n]/g, "");
-  return t.length > 0 && BASE64_RE.test(t);
-}
-
-/** `host:port` or `[v6]:port`; an empty host means every address. */
-export function isHostPort(s: string): boolean {
-  let host: string;
-  let port: string;
-  if (s.startsWith("[")) {
-    const end = s.indexOf("]");
-    if (end < 0 || s[end + 1] !== ":") return false;
-    host = s.slice(1, end);
-    port = s.slice(end + 2);
-    if (!isIPv6(host)) return false;
-  } else {
-    const colon = s.lastIndexOf(":");
-    if (colon < 0) return false;
-    host = s.slice(0, colon);
-    port = s.slice(colon + 1);
-    if (host.includes(":")) return false;
-    if (host !== "" && !isIPv4(host) && !/^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$/.test(host)) return false;
-  }
-  return PORT_RE.test(port) && Number(port) <= 65535;
-}
+// The field rules themselves live in rules.ts (renderers rely on some of them too).
+export { isCidr, isHostPort, isHttpUrl, isStdBase64 };
 
 const custom = (params: CustomIssueParams, message: string, input: unknown, path?: PropertyKey[]) => ({
   code: "custom" as const,
@@ -154,17 +116,22 @@ const kubeletFlag = z.string().superRefine((v, ctx) => {
         v,
       ),
     );
+  else if (flagHasControlCharacter(v))
+    ctx.addIssue(
+      custom(
+        { code: "config.invalid-flag", hint: "write each flag on one line as --name=value" },
+        `kubelet flag ${quote(v)} contains a control character (newline, NUL, ...)`,
+        v,
+      ),
+    );
 });
 
+// The renderer's own TOML reader (integers as bigint, `__proto__`-style keys refused), so what passes here renders.
 const containerdToml = z.string().superRefine((v, ctx) => {
-  try {
-    parseToml(v);
-  } catch (e) {
-    const te = e as { line?: unknown; column?: unknown; message?: unknown };
-    const line = typeof te.line === "number" ? te.line : undefined;
-    const column = typeof te.column === "number" ? te.column : undefined;
-    // smol-toml's message carries a code frame after the first line; keep the sentence only.
-    const first = String(te.message ?? e).split("\n")[0]!.replace(/^Invalid TOML document:\s*/, "");
+  const r = parseToml(v);
+  if (!r.ok) {
+    const { line, column } = r;
+    const first = r.message;
     ctx.addIssue(
       custom(
         {
@@ -183,9 +150,15 @@ const containerdToml = z.string().superRefine((v, ctx) => {
 /** Free-form KubeletConfiguration fragment; the few fields berth itself reads are type-checked. */
 const kubeletConfig = jsonObject.superRefine((v, ctx) => {
   const maxPods = v["maxPods"];
-  if (maxPods !== undefined && !(typeof maxPods === "number" && Number.isInteger(maxPods) && maxPods >= 1))
+  // An int32 in KubeletConfiguration.
+  if (maxPods !== undefined && !(typeof maxPods === "number" && Number.isInteger(maxPods) && maxPods >= 1 && maxPods <= MAX_INT32))
     ctx.addIssue(
-      custom({ code: "config.invalid-value", hint: "set maxPods to a whole number of at least 1" }, `maxPods must be an integer >= 1, got ${quote(maxPods)}`, maxPods, ["maxPods"]),
+      custom(
+        { code: "config.invalid-value", hint: `set maxPods to a whole number from 1 to ${MAX_INT32}` },
+        `maxPods must be an integer from 1 to ${MAX_INT32}, got ${typeof maxPods === "object" ? JSON.stringify(maxPods) : quote(maxPods)}`,
+        maxPods,
+        ["maxPods"],
+      ),
     );
   const dns = v["clusterDNS"];
   if (dns !== undefined) {
@@ -240,12 +213,45 @@ export const instanceOptionsSchema = z
     localStorage: localStorageOptionsSchema.optional(),
     environment: z
       .record(z.string(), z.record(z.string(), z.string()))
+      .superRefine((env, ctx) => {
+        for (const [service, vars] of Object.entries(env)) {
+          if (!isEnvironmentService(service))
+            ctx.addIssue(
+              custom(
+                { code: "config.environment-service", hint: 'use "default" for every service, or a service name without ".service" made of letters, digits and ":-_.\\"' },
+                `${quote(service)} is not a systemd service name`,
+                service,
+                [service],
+              ),
+            );
+          for (const name of Object.keys(vars))
+            if (!isEnvironmentName(name))
+              ctx.addIssue(
+                custom(
+                  { code: "config.environment-name", hint: "use letters, digits and underscores, not starting with a digit (systemd ignores other names)" },
+                  `${quote(name)} is not a valid environment variable name`,
+                  name,
+                  [service, name],
+                ),
+              );
+        }
+      })
       .describe("Environment variables: `default` for every systemd unit, otherwise per service name.")
       .optional(),
     network: z
       .strictObject({
         nameservers: z.array(ipAddress("each nameserver")).describe("DNS servers for the node's resolver.").optional(),
-        domains: z.array(z.string()).describe("DNS search domains.").optional(),
+        domains: z
+          .array(
+            z.string().superRefine((v, ctx) => {
+              if (!isNetworkEntry(v))
+                ctx.addIssue(
+                  custom({ code: "config.network-entry", hint: "give one search domain per list item" }, `${quote(v)} cannot be a search domain: it is empty or contains whitespace`, v),
+                );
+            }),
+          )
+          .describe("DNS search domains.")
+          .optional(),
       })
       .describe("Node network options.")
       .optional(),
@@ -289,10 +295,29 @@ export const taskSchema = z
   .strictObject({
     name: z
       .string()
-      .regex(DNS_LABEL_RE, { error: "task name must be a DNS label: lower-case letters, digits and '-', 1..63 characters, starting and ending alphanumeric" })
+      .regex(TASK_NAME, { error: "task name must be a DNS label: lower-case letters, digits and '-', 1..63 characters, starting and ending alphanumeric" })
       .describe("Unique task name (DNS label); becomes part of the unit name."),
-    pullImages: z.array(z.string().min(1)).min(1).describe("Container images to pull.").optional(),
-    script: z.string().min(1).describe("Shell script to run.").optional(),
+    pullImages: z
+      .array(
+        z.string().min(1).superRefine((v, ctx) => {
+          if (v !== "" && !isImageReference(v))
+            ctx.addIssue(
+              custom({ code: "config.task-image", hint: "write it as registry/repository:tag or registry/repository@sha256:digest" }, `${quote(v)} is not an image reference`, v),
+            );
+        }),
+      )
+      .min(1)
+      .describe("Container images to pull.")
+      .optional(),
+    script: z
+      .string()
+      .min(1)
+      .superRefine((v, ctx) => {
+        if (v !== "" && v.trim() === "")
+          ctx.addIssue(custom({ code: "config.task-empty", hint: "write the shell script to run, or remove the task" }, "the task's script is empty", v));
+      })
+      .describe("Shell script to run.")
+      .optional(),
   })
   .superRefine((t, ctx) => {
     const n = (t.pullImages !== undefined ? 1 : 0) + (t.script !== undefined ? 1 : 0);

@@ -7,6 +7,19 @@
 import { fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
 import type { MergedConfig } from "./types.ts";
 import { resolveAgentSettings } from "../agent/settings.ts";
+import { parseToml } from "../render/toml.ts";
+import { userConfigSchema } from "../render/containerd.ts";
+import type { MaxPodsEvaluator } from "../render/max-pods.ts";
+
+export interface ValidateOptions {
+  /**
+   * The CEL evaluator (render/max-pods.ts loadMaxPodsEvaluator()), to check
+   * spec.kubelet.maxPodsExpression as far as it can be without the node's
+   * facts. Loading CEL costs ~100 ms, so callers pass it only when an
+   * expression is set; without it the expression is checked when rendered.
+   */
+  maxPodsEvaluator?: MaxPodsEvaluator;
+}
 
 const REQUIRED: ReadonlyArray<{ field: "name" | "apiServerEndpoint" | "certificateAuthority" | "cidr"; what: string; example: string }> = [
   { field: "name", what: "the cluster name", example: "name: my-cluster" },
@@ -22,7 +35,7 @@ function describeSources(sources: readonly string[]): string {
 }
 
 /** Validate the merged config; returns it unchanged when valid, else every error found. */
-export function validateConfig(merged: MergedConfig): Result<MergedConfig> {
+export function validateConfig(merged: MergedConfig, opts: ValidateOptions = {}): Result<MergedConfig> {
   const errors: BerthError[] = [];
   const where = (path: string): Location => (merged.sources.length === 1 ? { source: merged.sources[0]!, path } : { path });
   if (merged.sources.length === 0) {
@@ -50,6 +63,21 @@ export function validateConfig(merged: MergedConfig): Result<MergedConfig> {
       where: where("spec.cluster.id"),
       hint: "set spec.cluster.id to the Outposts local cluster's ID, or remove enableOutpost",
     });
+  // containerd.config after the merge: each source's TOML parsed alone, but two sources can mix
+  // the schema versions (version = 2 in one, a version 3 plugin table in another).
+  const toml = merged.nodeConfig.containerd?.config;
+  if (toml !== undefined && toml.trim() !== "") {
+    const parsed = parseToml(toml);
+    const us = parsed.ok ? userConfigSchema(parsed.value) : undefined;
+    if (!parsed.ok)
+      errors.push({ code: "config.invalid-toml", message: `spec.containerd.config is not valid TOML after merging ${describeSources(merged.sources)}: ${parsed.message}`, where: where("spec.containerd.config"), hint: "fix the TOML in the sources" });
+    else if (us && !us.ok) for (const e of us.errors) errors.push({ ...e, where: where(e.where?.path ?? "spec.containerd.config") });
+  }
+  const expression = merged.nodeConfig.kubelet?.maxPodsExpression;
+  if (expression && opts.maxPodsEvaluator) {
+    const checked = opts.maxPodsEvaluator.check(expression);
+    if (!checked.ok) for (const e of checked.errors) errors.push({ ...e, where: where(e.where?.path ?? "spec.kubelet.maxPodsExpression") });
+  }
   // The agent's cross-field rules (against its defaults too: `intervalMs:
   // 1000` alone conflicts with the default probe deadline) live in one place,
   // the agent's own settings resolver, so `config check` and `berth agent`

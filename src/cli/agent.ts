@@ -5,7 +5,9 @@
  */
 import { HostRoot } from "../host/root.ts";
 import type { AgentSettings, MergedConfig } from "../api/types.ts";
-import type { BerthError, Result } from "../util/result.ts";
+import type { Result } from "../util/result.ts";
+import { errorMessage, toBerthErrors } from "../util/errors.ts";
+import { createLogger, LOG_LEVELS } from "../util/log.ts";
 import { CONFIG_SOURCE_OPTION, EXIT_FAIL, EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
 
 export const AGENT_HELP = `Usage: berth agent [options]
@@ -53,9 +55,7 @@ async function loadAgentSettings(sources: string[], cachePath: string | undefine
     const merged: MergedConfig = r.value.config;
     return { ok: true, value: merged.berth.agent };
   } catch (e) {
-    const errs = (e as { errors?: unknown }).errors;
-    if (Array.isArray(errs)) return { ok: false, errors: errs as BerthError[] };
-    return { ok: false, errors: [{ code: "config.resolve", message: `could not load the configuration: ${e instanceof Error ? e.message : String(e)}`, cause: e }] };
+    return { ok: false, errors: toBerthErrors(e, "config.resolve", "could not load the configuration") };
   }
 }
 
@@ -64,7 +64,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
   if (typeof p === "number") return p;
   const v = p.values;
   const level = v["log-level"] ?? "info";
-  if (!["debug", "info", "warn", "error"].includes(level)) return usageError(`unknown log level '${level}' (debug, info, warn, error)`, "agent");
+  if (!LOG_LEVELS.some((l) => l === level)) return usageError(`unknown log level '${level}' (${LOG_LEVELS.join(", ")})`, "agent");
   const root = new HostRoot(v.root ?? "/");
 
   const { resolveAgentSettings } = await import("../agent/settings.ts");
@@ -79,17 +79,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const settings = resolveAgentSettings(over);
   if (!settings.ok) return printErrors(settings.errors);
 
-  // The default export: bundled (esbuild) CommonJS exposes module.exports there, not the named `pino`.
-  const pinoMod = await import("pino");
-  const pino = pinoMod.default;
-  const log = pino({
-    level,
-    base: { app: "berth-agent" },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-  });
+  const log = await createLogger({ app: "berth-agent", level, to: "stdout", sync: false });
   if (!loaded.ok) {
-    for (const e of loaded.errors) log.warn({ event: "agent.config-unavailable", code: e.code, cause: e.message }, `using default agent settings: ${e.message}`);
+    for (const e of loaded.errors) {
+      log.warn({ event: "agent.config-unavailable", component: "agent", code: e.code, cause: e.message }, `using default agent settings: ${e.message}`);
+    }
   }
 
   const { startAgent } = await import("../agent/agent.ts");
@@ -105,11 +99,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
       ...(v["assume-bootstrapped"] ? { bootstrapDone: true } : {}),
     });
   } catch (e) {
-    const errs = (e as { errors?: unknown }).errors;
-    if (Array.isArray(errs)) return printErrors(errs as BerthError[]);
-    return printErrors([{ code: "agent.start", message: `the agent could not start: ${e instanceof Error ? e.message : String(e)}`, hint: "is the listen address free and is berth root?" }]);
+    return printErrors(toBerthErrors(e, "agent.start", "the agent could not start", "is the listen address free and is berth root?"));
   }
-  log.info({ event: "agent.listening", address: running.address ?? null }, `serving /metrics and /status on ${running.address}`);
+  log.info({ event: "agent.listening", component: "agent", address: running.address ?? null }, `serving /metrics and /status on ${running.address}`);
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const on = (s: NodeJS.Signals) => {
@@ -120,11 +112,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.on("SIGTERM", on);
     process.on("SIGINT", on);
   });
-  log.info({ event: "agent.signal", signal }, `${signal}: stopping`);
+  log.info({ event: "agent.signal", component: "agent", signal }, `${signal}: stopping`);
   try {
     await running.stop();
   } catch (e) {
-    log.error({ event: "agent.stop-failed", cause: e instanceof Error ? e.message : String(e) }, "clean stop failed");
+    log.error({ event: "agent.stop-failed", component: "agent", cause: errorMessage(e) }, "clean stop failed");
     return EXIT_FAIL;
   }
   return EXIT_OK;

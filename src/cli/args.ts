@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { formatError, type BerthError } from "../util/result.ts";
+import { errorMessage } from "../util/errors.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_FAIL = 1;
@@ -18,7 +19,7 @@ export function parse<O extends Options>(args: string[], options: O, command: st
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     usageError(msg.replace(/\. To specify a positional argument.*$/s, ""), command);
     return undefined;
   }
@@ -41,7 +42,8 @@ export function parseCommand<O extends Options>(args: string[], options: O, comm
 }
 
 export function usageError(message: string, command: string): number {
-  process.stderr.write(`error: ${message}\n  hint: run 'berth ${command} --help' for usage\n`);
+  // Through formatError: the message quotes the user's arguments, which must not break its lines.
+  process.stderr.write(formatError({ code: "cli.usage", message, hint: `run 'berth ${command} --help' for usage` }) + "\n");
   return EXIT_USAGE;
 }
 
@@ -55,9 +57,27 @@ export function refuseNonRoot(writesHost: boolean, why: string, rootHint: string
   return printErrors([{ code: "cli.not-root", message: `${why}, so it must run as root`, hint: `run it as root (sudo), or use --root DIR to ${rootHint}, or --dry-run to see what would change` }]);
 }
 
-/** Print every error the way berth prints errors; returns the failure exit status. */
+/** How many errors are printed at most; hostile input can produce one per key of a huge map. */
+export const MAX_PRINTED_ERRORS = 20;
+
+/**
+ * Print the errors the way berth prints errors — the first MAX_PRINTED_ERRORS
+ * of them, then one line saying how many more there are; returns the failure
+ * exit status.
+ */
 export function printErrors(errors: BerthError[]): number {
-  for (const e of errors) process.stderr.write(formatError(e) + "\n");
+  const shown = errors.length > MAX_PRINTED_ERRORS ? errors.slice(0, MAX_PRINTED_ERRORS) : errors;
+  let out = shown.map((e) => formatError(e) + "\n").join("");
+  const more = errors.length - shown.length;
+  if (more > 0)
+    out +=
+      formatError({
+        code: "cli.more-errors",
+        message: `… and ${more.toLocaleString("en-US")} more error${more === 1 ? "" : "s"} (${errors.length.toLocaleString("en-US")} in all)`,
+        hint: "fix the errors above and run the command again to see the rest",
+      }) + "\n";
+  // One write: the lines of one report stay together.
+  process.stderr.write(out);
   return EXIT_FAIL;
 }
 

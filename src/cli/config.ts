@@ -5,6 +5,7 @@ import { HostRoot } from "../host/root.ts";
 import { BERTH_API_VERSION, BERTH_KIND, NODECONFIG_API_VERSION, NODECONFIG_KIND, type JsonObject, type JsonValue, type MergedConfig } from "../api/types.ts";
 import { sortKeys } from "../util/json.ts";
 import type { Result } from "../util/result.ts";
+import { errorMessage, toBerthErrors } from "../util/errors.ts";
 import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
 
 export const CONFIG_HELP = `Usage: berth config check [options]
@@ -64,9 +65,7 @@ async function resolve(sources: string[], cachePath: string | undefined, root: H
     const r = await resolveConfig(sources, cachePath, { root, imds: lazyImds(process.env) });
     return r.ok ? { ok: true, value: r.value.config } : r;
   } catch (e) {
-    const errs = (e as { errors?: unknown }).errors;
-    if (Array.isArray(errs)) return { ok: false, errors: errs };
-    return { ok: false, errors: [{ code: "config.resolve", message: `could not load the configuration: ${e instanceof Error ? e.message : String(e)}`, cause: e }] };
+    return { ok: false, errors: toBerthErrors(e, "config.resolve", "could not load the configuration") };
   }
 }
 
@@ -105,7 +104,7 @@ export async function dumpCommand(args: string[]): Promise<number> {
     await mkdir(path.dirname(path.resolve(out)), { recursive: true });
     await writeFile(out, text, { mode: 0o644 });
   } catch (e) {
-    return printErrors([{ code: "cli.output", message: `could not write ${out}: ${e instanceof Error ? e.message : String(e)}`, where: { source: out }, hint: "check that the directory is writable", cause: e }]);
+    return printErrors([{ code: "cli.output", message: `could not write ${out}: ${errorMessage(e)}`, where: { source: out }, hint: "check that the directory is writable", cause: e }]);
   }
   process.stderr.write(`configuration written to ${out}\n`);
   return EXIT_OK;

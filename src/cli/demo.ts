@@ -4,14 +4,15 @@
  * under the OS temp dir, against the embedded demo instance profile (no
  * network, no IMDS), printing what it wrote and where.
  */
-import { existsSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { HostRoot } from "../host/root.ts";
 import { EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
 import { printApplyReport } from "./output.ts";
+import { berthExecutable } from "./self.ts";
+import { toBerthErrors } from "../util/errors.ts";
 
 export const DEMO_HELP = `Usage: berth demo [options]
 
@@ -37,20 +38,13 @@ export const DEMO_OPTIONS = {
 
 const EXAMPLE_NAME = "example-nodeconfig.yaml";
 
-/**
- * The repository's data/: under BERTH_HOME (exported by bin/berth), else found
- * upwards from this module (src/cli/, dist/, dist/chunks/ or dist/snapshot/).
- */
-function findExample(): string | undefined {
-  const home = process.env.BERTH_HOME;
-  if (home && existsSync(path.join(home, "data", EXAMPLE_NAME))) return path.join(home, "data", EXAMPLE_NAME);
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    const p = path.join(dir, "data", EXAMPLE_NAME);
-    if (existsSync(p)) return p;
-    dir = path.dirname(dir);
-  }
-  return undefined;
+/** data/example-nodeconfig.yaml, embedded by scripts/build.mjs (esbuild `define`). */
+declare const __BERTH_EXAMPLE_NODECONFIG__: string | undefined;
+
+/** The example NodeConfig: embedded in a build, read from the repository when running from source. */
+async function exampleText(): Promise<string> {
+  if (typeof __BERTH_EXAMPLE_NODECONFIG__ === "string") return __BERTH_EXAMPLE_NODECONFIG__;
+  return readFile(fileURLToPath(new URL(`../../data/${EXAMPLE_NAME}`, import.meta.url)), "utf8");
 }
 
 export async function demoCommand(args: string[]): Promise<number> {
@@ -62,30 +56,37 @@ export async function demoCommand(args: string[]): Promise<number> {
   const rootDir = p.values.root ?? (await mkdtemp(path.join(tmpdir(), "berth-demo-")));
   const root = new HostRoot(rootDir);
   let sources = userSources;
+  // The embedded example goes to a temp file of its own, outside the root, so the root holds only what berth writes.
+  let exampleDir: string | undefined;
   if (sources.length === 0) {
-    const example = findExample();
-    if (!example) {
-      return printErrors([{ code: "demo.no-example", message: `${EXAMPLE_NAME} is not beside this berth build`, hint: "run berth from its repository (bin/berth), or pass -c file:///path/to/nodeconfig.yaml" }]);
-    }
-    // A relative file:// source is read as it is (not re-rooted), so the scratch root holds only what berth writes.
-    sources = [`file://${path.relative(process.cwd(), example)}`];
+    exampleDir = await mkdtemp(path.join(tmpdir(), "berth-demo-config-"));
+    const file = path.join(exampleDir, EXAMPLE_NAME);
+    await writeFile(file, await exampleText());
+    // Relative: a relative file:// source is read as it is, an absolute one would be re-rooted under --root.
+    sources = [`file://${path.relative(process.cwd(), file)}`];
   }
+  try {
+    return await demoRun(sources, exampleDir ? `the embedded example (${EXAMPLE_NAME})` : sources.join(", "), root, p.values["dry-run"] ?? false);
+  } finally {
+    if (exampleDir) await rm(exampleDir, { recursive: true, force: true });
+  }
+}
 
+async function demoRun(sources: string[], label: string, root: HostRoot, dryRun: boolean): Promise<number> {
   const [{ runConfigPhase }, { demoFacts }] = await Promise.all([import("../phases/config.ts"), import("../facts/static.ts")]);
   let facts: { ok: true; value: Awaited<ReturnType<typeof demoFacts>> };
   try {
     facts = { ok: true, value: await demoFacts() };
   } catch (e) {
-    const errs = (e as { errors?: unknown }).errors;
-    return printErrors(Array.isArray(errs) ? errs : [{ code: "demo.facts", message: `the embedded demo profile is unusable: ${e instanceof Error ? e.message : String(e)}`, hint: "this is a bug in berth's build; please report it" }]);
+    return printErrors(toBerthErrors(e, "demo.facts", "the embedded demo profile is unusable", "this is a bug in berth's build; please report it"));
   }
-  const dryRun = p.values["dry-run"] ?? false;
-  process.stdout.write(`berth demo: config phase of ${sources.join(", ")}\n  instance: ${facts.value.instance.type} ${facts.value.instance.id} (${facts.value.instance.region}), ${facts.value.cpus} CPUs, kubelet ${facts.value.kubeletVersion}, containerd ${facts.value.containerdVersion} (embedded demo profile)\n  root: ${root.dir}\n`);
+  process.stdout.write(`berth demo: config phase of ${label}\n  instance: ${facts.value.instance.type} ${facts.value.instance.id} (${facts.value.instance.region}), ${facts.value.cpus} CPUs, kubelet ${facts.value.kubeletVersion}, containerd ${facts.value.containerdVersion} (embedded demo profile)\n  root: ${root.dir}\n`);
   const r = await runConfigPhase({
     sources,
     root,
     dryRun,
     facts: facts.value,
+    berthPath: berthExecutable(),
     // The demo must never reach for a metadata service.
     imds: {
       get: () => Promise.reject(new Error("the demo does not use IMDS")),

@@ -1,8 +1,10 @@
 /** `berth init`: the config phase, then the run phase (nodeadm's words and flags). */
 import { parseArgs } from "node:util";
+import type { BerthLock } from "../host/lock.ts";
 import { HostRoot } from "../host/root.ts";
 import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parseCommand, printErrors, refuseNonRoot, usageError } from "./args.ts";
 import { printApplyReport } from "./output.ts";
+import { berthExecutable } from "./self.ts";
 
 export const INIT_HELP = `Usage: berth init [options]
 
@@ -22,6 +24,10 @@ Options:
                            handle one daemon only; berth always configures and
                            runs both, so only naming both is accepted
   -h, --help               this help
+
+Environment:
+  BERTH_LOCK_TIMEOUT_MS    how long to wait while another berth run holds the
+                           lock on the root (default 600000, 10 minutes)
 `;
 
 const OPTIONS = {
@@ -98,33 +104,50 @@ export async function initCommand(args: string[]): Promise<number> {
   // A dry run changes nothing, so there is nothing for the run phase to start.
   const wantRun = !skip.has("run") && !dryRun;
 
-  const { runConfigPhase } = await import("../phases/config.ts");
-  const r = await runConfigPhase({
-    sources,
-    root,
-    dryRun,
-    skipConfig: skip.has("config"),
-    ...(v["config-cache"] !== undefined ? { cachePath: v["config-cache"] } : {}),
-    env: process.env,
-    berthPath: process.env.BERTH_PATH ?? "/usr/bin/berth",
-    log: (l) => process.stderr.write(l + "\n"),
-  });
-  if (!r.ok) return printErrors(r.errors);
-  if (r.value.skipped) process.stderr.write("config phase skipped (--skip config)\n");
-  else if (r.value.apply) printApplyReport(r.value.apply, root, dryRun);
-  if (r.value.cacheWritten) process.stderr.write(`config cached at ${root.path(v["config-cache"]!)}\n`);
-
-  if (wantRun) {
-    const { runPhase } = await import("../phases/run.ts");
-    const rr = await runPhase({
+  // One writing run at a time: the berth lock (src/host/lock.ts), held from the config phase
+  // through the run phase, so a second init waits (and says so) instead of mixing its files in.
+  let lock: BerthLock | undefined;
+  if (!dryRun) {
+    const { acquireLock, lockTimeoutFromEnv } = await import("../host/lock.ts");
+    const timeout = lockTimeoutFromEnv(process.env);
+    if (!timeout.ok) return printErrors(timeout.errors);
+    const l = await acquireLock(root, { command: "berth init", timeoutMs: timeout.value, log: (line) => process.stderr.write(line + "\n") });
+    if (!l.ok) return printErrors(l.errors);
+    lock = l.value;
+  }
+  try {
+    const { runConfigPhase } = await import("../phases/config.ts");
+    const r = await runConfigPhase({
+      sources,
       root,
-      config: r.value.config,
-      ...(r.value.facts ? { facts: r.value.facts } : {}),
-      ...(r.value.apply ? { applied: { written: [...r.value.apply.written, ...r.value.apply.removed], unitsChanged: r.value.apply.unitsChanged } } : {}),
+      dryRun,
+      skipConfig: skip.has("config"),
+      ...(v["config-cache"] !== undefined ? { cachePath: v["config-cache"] } : {}),
       env: process.env,
+      berthPath: berthExecutable(),
+      log: (l) => process.stderr.write(l + "\n"),
+      ...(lock ? { lock } : {}),
     });
-    if (!rr.ok) return printErrors(rr.errors);
-  } else if (dryRun && !skip.has("run")) process.stderr.write("dry run: run phase not started\n");
-  return EXIT_OK;
+    if (!r.ok) return printErrors(r.errors);
+    if (r.value.skipped) process.stderr.write("config phase skipped (--skip config)\n");
+    else if (r.value.apply) printApplyReport(r.value.apply, root, dryRun);
+    if (r.value.cacheWritten) process.stderr.write(`config cached at ${root.path(v["config-cache"]!)}\n`);
+
+    if (wantRun) {
+      const { runPhase } = await import("../phases/run.ts");
+      const rr = await runPhase({
+        root,
+        config: r.value.config,
+        ...(r.value.facts ? { facts: r.value.facts } : {}),
+        ...(r.value.apply ? { applied: { written: [...r.value.apply.written, ...r.value.apply.removed], unitsChanged: r.value.apply.unitsChanged } } : {}),
+        env: process.env,
+        ...(lock ? { lock } : {}),
+      });
+      if (!rr.ok) return printErrors(rr.errors);
+    } else if (dryRun && !skip.has("run")) process.stderr.write("dry run: run phase not started\n");
+    return EXIT_OK;
+  } finally {
+    lock?.release();
+  }
 }
 

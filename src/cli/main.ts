@@ -4,7 +4,8 @@
  * phase never load code (AWS clients, CEL, gRPC, D-Bus) they do not need.
  * Startup time is a requirement (bench/config-phase.ts).
  */
-import { VERSION } from "./version.ts";
+import { VERSION, versionLine } from "./version.ts";
+import { exitWhenFlushed, guardOutput } from "./output.ts";
 
 const TOP_HELP = `berth ${VERSION} — turns a machine into a Kubernetes worker node (nodeadm-compatible NodeConfig)
 
@@ -17,6 +18,7 @@ Usage:
   berth demo [--root DIR] [--dry-run]
   berth agent [options]
   berth status [--json]
+  berth doctor [-c URL]... [--config-cache PATH] [-o table|json] [--root DIR]
   berth --version | --help
 
 Commands:
@@ -28,6 +30,7 @@ Commands:
   demo          config phase of the example NodeConfig into a scratch root, against an embedded instance profile
   agent         the long-running health agent: probe and repair containerd and kubelet
   status        the node's state: phases done, component health, last repairs
+  doctor        what stands between this node and Ready, and what to do about it (each check with a deadline; <= 10 s)
 
 Config sources (repeatable, later wins): imds://user-data (default), file:///path/to/file.yaml, file:///dir/
 Run 'berth COMMAND --help' for a command's options.
@@ -47,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
     case "-V":
     case "--version":
     case "version":
-      process.stdout.write(`berth ${VERSION}\n`);
+      process.stdout.write(versionLine());
       return 0;
     case "init":
       return (await import("./init.ts")).initCommand(rest);
@@ -72,19 +75,20 @@ export async function main(argv: string[]): Promise<number> {
       return (await import("./agent.ts")).agentCommand(rest);
     case "status":
       return (await import("./status.ts")).statusCommand(rest);
+    case "doctor":
+      return (await import("./doctor.ts")).doctorCommand(rest);
     default:
       process.stderr.write(`error: unknown command '${cmd}'\n  hint: run 'berth --help' for the list of commands\n`);
       return 2;
   }
 }
 
+guardOutput();
 main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => exitWhenFlushed(code),
   (e: unknown) => {
     // Only a bug in berth gets here; user errors are Results printed by the commands.
     process.stderr.write(`berth: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n  hint: this is a bug in berth; please report it with the command you ran\n`);
-    process.exitCode = 1;
+    return exitWhenFlushed(1);
   },
 );

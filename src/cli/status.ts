@@ -12,7 +12,9 @@ import http from "node:http";
 import { HostRoot } from "../host/root.ts";
 import { EXIT_FAIL, EXIT_OK, parseCommand, usageError } from "./args.ts";
 import type { AgentStatus, ComponentStatus } from "../agent/controller.ts";
-import type { RunStatus } from "../agent/run-status.ts";
+import { isBootstrapDone, readRunStatus, type RunStatus, type StepOutcomeKind } from "../host/run-status.ts";
+import { RUN_STATUS_PATH } from "../util/node-layout.ts";
+import { errorMessage } from "../util/errors.ts";
 
 export const STATUS_HELP = `Usage: berth status [options]
 
@@ -47,7 +49,7 @@ function getJson(url: string, timeoutMs: number): Promise<unknown> {
         try {
           resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")));
         } catch (e) {
-          reject(new Error(`${url}: not JSON: ${e instanceof Error ? e.message : String(e)}`));
+          reject(new Error(`${url}: not JSON: ${errorMessage(e)}`));
         }
       });
       res.on("error", reject);
@@ -74,8 +76,46 @@ function ago(iso: string | undefined, nowIso: string): string {
 
 const MARK: Record<string, string> = { healthy: "ok", stopped: "stopped", unknown: "?", failing: "FAILING", repairing: "REPAIRING", degraded: "DEGRADED" };
 
+/** One run phase step as `berth status` shows it: `error` is the cause of a failed step, `cause` that of any other. */
+interface RunStepSummary {
+  name: string;
+  outcome: StepOutcomeKind;
+  done: boolean;
+  action?: string;
+  cause?: string;
+  error?: string;
+  durationMs: number;
+}
+
+/** The run status file as `berth status` prints it (and `--json` under `run`). */
+export interface RunSummary {
+  bootstrapDone: boolean;
+  result: RunStatus["result"];
+  error?: string;
+  phases: RunStepSummary[];
+}
+
+export function summarizeRun(s: RunStatus): RunSummary {
+  const phases = s.steps.map((r): RunStepSummary => {
+    const done = r.outcome === "ok" || r.outcome === "changed";
+    const why = r.cause === undefined ? {} : r.outcome === "failed" ? { error: r.cause } : { cause: r.cause };
+    return { name: r.step, outcome: r.outcome, done, ...(r.action ? { action: r.action } : {}), ...why, durationMs: r.durationMs };
+  });
+  return { bootstrapDone: isBootstrapDone(s), result: s.result, ...(s.error ? { error: s.error.message } : {}), phases };
+}
+
+function stepLine(p: RunStepSummary): string {
+  if (p.outcome === "failed") return `  [ ] ${p.name}  error: ${p.error ?? "unknown"} (${p.durationMs} ms)`;
+  if (p.outcome === "skipped") return `  [ ] ${p.name}  skipped: ${p.cause ?? "not run"}`;
+  return `  [x] ${p.name}${p.action ? `: ${p.action}` : ""} (${p.durationMs} ms)`;
+}
+
 /** The human rendering (exported for tests). */
-export function formatStatus(agent: AgentStatus | undefined, run: RunStatus | undefined, opts: { agentError?: string; address: string }): string {
+export function formatStatus(
+  agent: AgentStatus | undefined,
+  run: RunSummary | undefined,
+  opts: { agentError?: string; address: string },
+): string {
   const lines: string[] = [];
   const now = agent?.now ?? new Date().toISOString();
   if (agent) lines.push(`berth agent at ${opts.address}, up since ${agent.startedAt} (${ago(agent.startedAt, now)})`);
@@ -83,9 +123,7 @@ export function formatStatus(agent: AgentStatus | undefined, run: RunStatus | un
   const boot = agent?.bootstrapDone ?? run?.bootstrapDone;
   const result = run?.result ? ` (run phase ${run.result})` : "";
   lines.push(`bootstrap: ${boot === undefined ? "unknown (no status file)" : boot ? `done${result}` : "in progress"}`);
-  if (run && run.phases.length) {
-    for (const p of run.phases) lines.push(`  ${p.done ? "[x]" : "[ ]"} ${p.name}${p.action ? `: ${p.action}` : ""}${p.at ? `  ${p.at}` : ""}${p.durationMs !== undefined ? ` (${p.durationMs} ms)` : ""}${p.error ? `  error: ${p.error}` : ""}`);
-  }
+  for (const p of run?.phases ?? []) lines.push(stepLine(p));
   if (run?.error) lines.push(`  run phase error: ${run.error}`);
   if (agent) {
     lines.push("components:");
@@ -113,7 +151,6 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const timeoutMs = v.timeout !== undefined ? Number(v.timeout) : 2000;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) return usageError(`--timeout must be a positive integer (ms), not '${v.timeout}'`, "status");
   const { DEFAULT_LISTEN_ADDRESS, parseListenAddress } = await import("../agent/settings.ts");
-  const { readRunStatus, RUN_STATUS_PATH } = await import("../agent/run-status.ts");
   const address = v.address ?? DEFAULT_LISTEN_ADDRESS;
   if (!parseListenAddress(address)) return usageError(`--address '${address}' is not host:port`, "status");
   const root = new HostRoot(v.root ?? "/");
@@ -125,12 +162,14 @@ export async function statusCommand(argv: string[]): Promise<number> {
     if (isAgentStatus(body)) agent = body;
     else agentError = "its /status is not a berth agent status";
   } catch (e) {
-    agentError = e instanceof Error ? e.message : String(e);
+    agentError = errorMessage(e);
   }
-  const run = await readRunStatus(root.path(v["run-status"] ?? RUN_STATUS_PATH));
+  const status = await readRunStatus(root.path(v["run-status"] ?? RUN_STATUS_PATH));
+  const run = status && summarizeRun(status);
   const allGood = agent !== undefined && agent.components.every((c) => c.health === "healthy" || c.health === "stopped");
   if (v.json) {
-    const out = { agent: agent ?? null, agentError: agentError ?? null, run: run ? { bootstrapDone: run.bootstrapDone, result: run.result ?? null, error: run.error ?? null, phases: run.phases } : null, healthy: allGood };
+    const runOut = run ? { bootstrapDone: run.bootstrapDone, result: run.result, error: run.error ?? null, phases: run.phases } : null;
+    const out = { agent: agent ?? null, agentError: agentError ?? null, run: runOut, healthy: allGood };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } else {
     process.stdout.write(formatStatus(agent, run, { address, ...(agentError ? { agentError } : {}) }));

@@ -60,14 +60,22 @@ async function fromSharedFile(env: NodeJS.ProcessEnv): Promise<AwsCredentials | 
 
 async function fromImds(imds: ImdsClient): Promise<AwsCredentials | undefined> {
   const roles = await imds.get("meta-data/iam/security-credentials/");
-  const role = roles?.split("\n").map((s) => s.trim()).find((s) => s !== "");
+  const role = roles
+    ?.split("\n")
+    .map((s) => s.trim())
+    .find((s) => s !== "");
   if (!role) return undefined;
   const doc = await imds.get(`meta-data/iam/security-credentials/${role}`);
   if (!doc) return undefined;
   const c = JSON.parse(doc) as { AccessKeyId?: string; SecretAccessKey?: string; Token?: string; Expiration?: string };
   if (!c.AccessKeyId || !c.SecretAccessKey) return undefined;
   const exp = c.Expiration ? Date.parse(c.Expiration) : NaN;
-  return { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, ...(c.Token ? { sessionToken: c.Token } : {}), ...(Number.isFinite(exp) ? { expiresAt: exp } : {}) };
+  return {
+    accessKeyId: c.AccessKeyId,
+    secretAccessKey: c.SecretAccessKey,
+    ...(c.Token ? { sessionToken: c.Token } : {}),
+    ...(Number.isFinite(exp) ? { expiresAt: exp } : {}),
+  };
 }
 
 /** The chain, memoised until five minutes before the credentials expire. */
@@ -83,7 +91,9 @@ export function defaultCredentialChain(opts: { env?: NodeJS.ProcessEnv; imds?: I
         code: "facts.aws-credentials",
         message: "no AWS credentials found for the EC2 lookups",
         where: { source: "AWS credential chain (env, shared credentials file, instance role)" },
-        hint: "attach an instance profile with ec2:DescribeInstances and ec2:DescribeInstanceTypes, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; to avoid the DescribeInstances call set featureGates.InstanceIdNodeName: true",
+        hint:
+          "attach an instance profile with ec2:DescribeInstances and ec2:DescribeInstanceTypes, " +
+          "or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; to avoid the DescribeInstances call set featureGates.InstanceIdNodeName: true",
       });
     }
     return c;

@@ -1,25 +1,18 @@
 /**
- * EC2 DescribeInstances / DescribeInstanceTypes over the EC2 Query API.
- *
- * Why not @aws-sdk/client-ec2 (evaluated: v3.1169.0, 25 packages, 43 MB on
- * disk): `await import("@aws-sdk/client-ec2")` alone measured 440–475 ms and
- * +95 MB RSS on this machine (node -e 0: 60–80 ms, 40 MB), and on Node 20 it
- * prints a NodeVersionSupportWarning to stderr on every run. Lazy loading
- * would keep it off the start-up path, but every real first boot needs
- * DescribeInstances (the node name), so the whole config phase would pay it.
- * What berth uses of it is small and stable: SigV4 (sigv4.ts, checked
- * against the SDK's signer in tests), a form POST, two XML shapes (xml.ts),
- * endpoint resolution (AWS_ENDPOINT_URL_EC2 > AWS_ENDPOINT_URL > the regional
- * endpoint, FIPS/dual-stack flags), HTTPS_PROXY/NO_PROXY and AWS_CA_BUNDLE
- * (nodes in private subnets use them), the node-relevant credential chain
- * (credentials.ts) and retries (util/retry.ts, like everything else).
- * This module loads in a couple of ms; gatherFacts still imports it lazily.
+ * EC2 DescribeInstances (the private DNS name, waited for) and
+ * DescribeInstanceTypes over the EC2 Query API: SigV4 (sigv4.ts), a form
+ * POST, two XML shapes (xml.ts), the SDKs' endpoint, proxy, CA bundle and
+ * credential rules, retries through util/retry.ts. Never @aws-sdk/client-ec2
+ * (why: docs/nodeadm-compatibility.md, "EC2 and IMDS clients"). Loads in a
+ * couple of ms; gatherFacts still imports it lazily.
  */
 import type { Ec2Client, ImdsClient } from "./types.ts";
+import { errorMessage } from "../util/errors.ts";
 import { BerthFailure, type BerthError } from "../util/result.ts";
 import { retry, RetryExhausted, type Backoff } from "../util/retry.ts";
 import { readFileSync } from "node:fs";
-import { httpRequest, proxyFor, retryableStatus, TransportError } from "./http.ts";
+import { awsFlag } from "./aws-env.ts";
+import { httpRequest, proxyFor, retryableStatus, TlsCertificateError, TransportError } from "./http.ts";
 import { awsUriEncode, signRequest } from "./sigv4.ts";
 import { defaultCredentialChain, type CredentialProvider } from "./credentials.ts";
 import { child, children, parseXml, textOf, type XmlNode } from "./xml.ts";
@@ -69,12 +62,22 @@ export class Ec2ApiError extends Error {
 class DnsNotYet extends Error {}
 
 const RETRYABLE_CODES = new Set([
-  "RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled", "RequestThrottledException",
-  "TooManyRequestsException", "EC2ThrottledException", "InternalError", "InternalFailure", "ServiceUnavailable",
-  "Unavailable", "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "IDPCommunicationError",
+  "RequestLimitExceeded",
+  "Throttling",
+  "ThrottlingException",
+  "RequestThrottled",
+  "RequestThrottledException",
+  "TooManyRequestsException",
+  "EC2ThrottledException",
+  "InternalError",
+  "InternalFailure",
+  "ServiceUnavailable",
+  "Unavailable",
+  "RequestTimeout",
+  "RequestTimeoutException",
+  "PriorRequestNotComplete",
+  "IDPCommunicationError",
 ]);
-
-const isTrue = (v: string | undefined) => v !== undefined && v.trim().toLowerCase() === "true";
 
 function dnsSuffix(region: string): string {
   if (region.startsWith("cn-")) return "amazonaws.com.cn";
@@ -88,12 +91,13 @@ function dnsSuffix(region: string): string {
 /** The EC2 endpoint per the SDKs' rules: service-specific URL, global URL, else regional. */
 export function resolveEc2Endpoint(env: NodeJS.ProcessEnv, region: string, explicit?: string): string {
   if (explicit) return explicit;
-  if (!isTrue(env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS)) {
+  if (!awsFlag(env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS)) {
     const configured = env.AWS_ENDPOINT_URL_EC2 || env.AWS_ENDPOINT_URL;
     if (configured) return configured;
   }
-  const fips = isTrue(env.AWS_USE_FIPS_ENDPOINT);
-  if (isTrue(env.AWS_USE_DUALSTACK_ENDPOINT) && dnsSuffix(region) === "amazonaws.com") return `https://ec2${fips ? "-fips" : ""}.${region}.api.aws`;
+  const fips = awsFlag(env.AWS_USE_FIPS_ENDPOINT);
+  if (awsFlag(env.AWS_USE_DUALSTACK_ENDPOINT) && dnsSuffix(region) === "amazonaws.com")
+    return `https://ec2${fips ? "-fips" : ""}.${region}.api.aws`;
   return `https://ec2${fips ? "-fips" : ""}.${region}.${dnsSuffix(region)}`;
 }
 
@@ -102,147 +106,236 @@ export function resolveRegion(env: NodeJS.ProcessEnv, fallback: string): string 
 }
 
 function ec2Hint(code: string, action: string): string {
-  if (code === "AuthFailure" || code === "UnauthorizedOperation" || code.startsWith("InvalidClientTokenId") || code === "SignatureDoesNotMatch") {
-    return `give the instance role ec2:${action} (and check the clock and credentials)${action === "DescribeInstances" ? ", or set featureGates.InstanceIdNodeName: true to name the node by instance id and skip this call" : ""}`;
+  if (
+    code === "AuthFailure" ||
+    code === "UnauthorizedOperation" ||
+    code.startsWith("InvalidClientTokenId") ||
+    code === "SignatureDoesNotMatch"
+  ) {
+    const orSkip = ", or set featureGates.InstanceIdNodeName: true to name the node by instance id and skip this call";
+    return `give the instance role ec2:${action} (and check the clock and credentials)${action === "DescribeInstances" ? orSkip : ""}`;
   }
   if (code === "OptInRequired") return "the account is not subscribed to EC2 in this region";
   return "check AWS_REGION / AWS_ENDPOINT_URL_EC2 and the EC2 API's health";
 }
 
-export function createEc2Client(opts: Ec2ClientOptions): Ec2Client {
+interface Settings {
+  env: NodeJS.ProcessEnv;
+  region: string;
+  endpoint: string;
+  credentials: CredentialProvider;
+  timeoutMs: number;
+  callDeadlineMs: number;
+  maxAttempts: number | undefined;
+  backoff: Backoff;
+  waiterBackoff: Backoff;
+  dnsWaitMs: number;
+  now: () => Date;
+  onRetry: Ec2ClientOptions["onRetry"];
+}
+
+/** Where and how the calls go, settled on first use (so the CA bundle is read once, before any call). */
+interface Transport {
+  url: URL;
+  proxy: URL | undefined;
+  ca: Buffer | undefined;
+}
+
+interface Client extends Settings {
+  transport?: Transport;
+}
+
+function settingsOf(opts: Ec2ClientOptions): Settings {
   const env = opts.env ?? process.env;
   const region = resolveRegion(env, opts.region);
-  const endpoint = resolveEc2Endpoint(env, region, opts.endpoint);
-  const credentials = opts.credentials ?? defaultCredentialChain({ env, ...(opts.imds ? { imds: opts.imds } : {}) });
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  const callDeadlineMs = opts.callDeadlineMs ?? 120_000;
   const envAttempts = Number(env.AWS_MAX_ATTEMPTS);
-  const maxAttempts = opts.maxAttempts ?? (Number.isInteger(envAttempts) && envAttempts > 0 ? envAttempts : undefined);
-  const backoff = opts.backoff ?? { initialMs: 100, maxMs: 5000 };
-  const waiterBackoff = opts.waiterBackoff ?? { initialMs: 500, maxMs: 15_000 };
-  const dnsWaitMs = opts.dnsWaitMs ?? 5 * 60_000;
-  const now = opts.now ?? (() => new Date());
-  let url: URL | undefined;
-  let proxy: URL | undefined;
-  let ca: Buffer | undefined;
-
-  /** One signed POST; throws Ec2ApiError / TransportError. */
-  async function once(action: string, params: Record<string, string>, remainingMs: number): Promise<XmlNode> {
-    if (!url) {
-      url = new URL(endpoint.endsWith("/") ? endpoint : endpoint + "/");
-      proxy = proxyFor(url, env);
-      if (env.AWS_CA_BUNDLE) {
-        try {
-          ca = readFileSync(env.AWS_CA_BUNDLE);
-        } catch (e) {
-          throw new BerthFailure({ code: "facts.aws-ca-bundle", message: `cannot read AWS_CA_BUNDLE ${env.AWS_CA_BUNDLE}: ${e instanceof Error ? e.message : String(e)}`, where: { source: "env AWS_CA_BUNDLE" }, hint: "point AWS_CA_BUNDLE at a readable PEM file or unset it", cause: e });
-        }
-      }
-    }
-    const all: Record<string, string> = { Action: action, Version: EC2_API_VERSION, ...params };
-    const body = Object.keys(all)
-      .map((k) => `${awsUriEncode(k)}=${awsUriEncode(all[k]!)}`)
-      .join("&");
-    const creds = await credentials();
-    const headers = signRequest({ method: "POST", url, headers: { "content-type": "application/x-www-form-urlencoded; charset=utf-8" }, body, region, service: "ec2", credentials: creds, now: now() });
-    const res = await httpRequest({ method: "POST", url, headers, body, timeoutMs: Math.max(1, Math.min(timeoutMs, remainingMs)), ...(proxy ? { proxy } : {}), ...(ca ? { ca } : {}) });
-    const text = res.body.toString("utf8");
-    let doc: XmlNode | undefined;
-    try {
-      doc = parseXml(text);
-    } catch {
-      doc = undefined;
-    }
-    if (res.status >= 200 && res.status < 300 && doc) return doc;
-    const err = child(doc, "Response", "Errors", "Error");
-    const code = textOf(child(err, "Code")) ?? `HTTP${res.status}`;
-    const message = textOf(child(err, "Message")) ?? (text.slice(0, 200) || "empty response");
-    throw new Ec2ApiError(res.status, code, message, textOf(child(doc, "Response", "RequestID")));
-  }
-
-  const retryableCall = (e: unknown) => e instanceof TransportError || (e instanceof Ec2ApiError && (retryableStatus(e.status) || RETRYABLE_CODES.has(e.code)));
-
-  function toFailure(action: string, e: unknown): BerthFailure {
-    if (e instanceof BerthFailure) return e;
-    const last = e instanceof RetryExhausted ? e.lastError : e;
-    if (last instanceof BerthFailure) return last;
-    const after = e instanceof RetryExhausted ? ` (gave up after ${e.attempts} attempt(s) in ${e.elapsedMs} ms)` : "";
-    let err: BerthError;
-    if (last instanceof Ec2ApiError) {
-      err = { code: "facts.ec2-api", message: `EC2 ${action} failed: ${last.code}: ${last.message}${after}`, where: { source: endpoint }, hint: ec2Hint(last.code, action), cause: e };
-    } else if (last instanceof DnsNotYet) {
-      err = { code: "facts.ec2-no-private-dns", message: `EC2 reported no private DNS name for this instance${after}`, where: { source: `${endpoint} DescribeInstances` }, hint: "enable DNS hostnames on the VPC, or set featureGates.InstanceIdNodeName: true to name the node by instance id", cause: e };
-    } else {
-      err = { code: "facts.ec2-unreachable", message: `EC2 ${action} at ${endpoint} failed: ${last instanceof Error ? last.message : String(last)}${after}`, where: { source: endpoint }, hint: "check network access to the EC2 API (VPC endpoint or NAT, proxy settings), AWS_REGION and AWS_ENDPOINT_URL_EC2", cause: e };
-    }
-    return new BerthFailure(err);
-  }
-
-  function describe(action: string, params: Record<string, string>): Promise<XmlNode> {
-    return retry((_a, remaining) => once(action, params, remaining), {
-      ...backoff,
-      timeoutMs: callDeadlineMs,
-      ...(maxAttempts !== undefined ? { maxAttempts } : {}),
-      retryable: retryableCall,
-      onRetry: (i) => opts.onRetry?.({ action, attempt: i.attempt, delayMs: i.delayMs, cause: i.cause }),
-    });
-  }
-
   return {
-    async privateDnsName(instanceId) {
-      const action = "DescribeInstances";
-      // The waiter: poll until EC2 has a name (or the instance becomes visible:
-      // a fresh instance can briefly be InvalidInstanceID.NotFound).
-      try {
-        return await retry(
-          async () => {
-            let doc: XmlNode;
-            try {
-              doc = await describe(action, { "InstanceId.1": instanceId });
-            } catch (e) {
-              const last = e instanceof RetryExhausted ? e.lastError : e;
-              if (last instanceof Ec2ApiError && last.code === "InvalidInstanceID.NotFound") throw last;
-              throw toFailure(action, e);
-            }
-            const instances = children(child(doc, "DescribeInstancesResponse", "reservationSet"), "item").flatMap((r) => children(child(r, "instancesSet"), "item"));
-            const mine = instances.find((i) => textOf(child(i, "instanceId")) === instanceId) ?? instances[0];
-            const name = textOf(child(mine, "privateDnsName"));
-            if (!name) throw new DnsNotYet("private DNS name is empty");
-            return name;
-          },
-          {
-            ...waiterBackoff,
-            timeoutMs: dnsWaitMs,
-            retryable: (e) => e instanceof DnsNotYet || (e instanceof Ec2ApiError && e.code === "InvalidInstanceID.NotFound"),
-            onRetry: (i) => opts.onRetry?.({ action: "DescribeInstances(wait for private DNS name)", attempt: i.attempt, delayMs: i.delayMs, cause: i.cause }),
-          },
-        );
-      } catch (e) {
-        throw toFailure(action, e);
-      }
-    },
-
-    async instanceTypeInfo(type) {
-      const action = "DescribeInstanceTypes";
-      let doc: XmlNode;
-      try {
-        doc = await describe(action, { "InstanceType.1": type });
-      } catch (e) {
-        const last = e instanceof RetryExhausted ? e.lastError : e;
-        if (last instanceof Ec2ApiError && last.code === "InvalidInstanceType") return undefined;
-        throw toFailure(action, e);
-      }
-      const item = children(child(doc, "DescribeInstanceTypesResponse", "instanceTypeSet"), "item").find((i) => textOf(child(i, "instanceType")) === type);
-      const ni = child(item, "networkInfo");
-      if (!ni) return undefined;
-      const defaultCard = Number(textOf(child(ni, "defaultNetworkCardIndex")) ?? "0");
-      const card = children(child(ni, "networkCards"), "item").find((c) => Number(textOf(child(c, "networkCardIndex")) ?? "0") === defaultCard);
-      const enis = Number(textOf(child(card, "maximumNetworkInterfaces")) ?? textOf(child(ni, "maximumNetworkInterfaces")));
-      const ips = Number(textOf(child(ni, "ipv4AddressesPerInterface")));
-      if (!Number.isInteger(enis) || enis <= 0 || !Number.isInteger(ips) || ips < 0) {
-        throw new BerthFailure({ code: "facts.ec2-api", message: `EC2 DescribeInstanceTypes gave no usable ENI/IPv4 limits for ${type}`, where: { source: endpoint, path: "networkInfo" }, hint: "set kubelet.config.maxPods (or kubelet.maxPodsExpression) explicitly" });
-      }
-      return { defaultEnis: enis, ipv4PerEni: ips };
-    },
+    env,
+    region,
+    endpoint: resolveEc2Endpoint(env, region, opts.endpoint),
+    credentials: opts.credentials ?? defaultCredentialChain({ env, ...(opts.imds ? { imds: opts.imds } : {}) }),
+    timeoutMs: opts.timeoutMs ?? 10_000,
+    callDeadlineMs: opts.callDeadlineMs ?? 120_000,
+    maxAttempts: opts.maxAttempts ?? (Number.isInteger(envAttempts) && envAttempts > 0 ? envAttempts : undefined),
+    backoff: opts.backoff ?? { initialMs: 100, maxMs: 5000 },
+    waiterBackoff: opts.waiterBackoff ?? { initialMs: 500, maxMs: 15_000 },
+    dnsWaitMs: opts.dnsWaitMs ?? 5 * 60_000,
+    now: opts.now ?? (() => new Date()),
+    onRetry: opts.onRetry,
   };
+}
+
+export function createEc2Client(opts: Ec2ClientOptions): Ec2Client {
+  const c: Client = settingsOf(opts);
+  return {
+    privateDnsName: (instanceId) => privateDnsName(c, instanceId),
+    instanceTypeInfo: (type) => instanceTypeInfo(c, type),
+  };
+}
+
+/** The CA bundle first: a transport that exists means the bundle was read, so no call can go out without it. */
+function transportOf(c: Client): Transport {
+  if (c.transport) return c.transport;
+  const { env, endpoint } = c;
+  let ca: Buffer | undefined;
+  if (env.AWS_CA_BUNDLE) {
+    try {
+      ca = readFileSync(env.AWS_CA_BUNDLE);
+    } catch (e) {
+      const message = `cannot read AWS_CA_BUNDLE ${env.AWS_CA_BUNDLE}: ${errorMessage(e)}`;
+      const hint = "point AWS_CA_BUNDLE at a readable PEM file or unset it";
+      throw new BerthFailure({ code: "facts.aws-ca-bundle", message, where: { source: "env AWS_CA_BUNDLE" }, hint, cause: e });
+    }
+  }
+  const url = new URL(endpoint.endsWith("/") ? endpoint : endpoint + "/");
+  return (c.transport = { url, proxy: proxyFor(url, env), ca });
+}
+
+/** One signed POST; throws Ec2ApiError / TransportError. */
+async function signedPost(c: Client, action: string, params: Record<string, string>, remainingMs: number): Promise<XmlNode> {
+  const { url, proxy, ca } = transportOf(c);
+  const all: Record<string, string> = { Action: action, Version: EC2_API_VERSION, ...params };
+  const body = Object.keys(all)
+    .map((k) => `${awsUriEncode(k)}=${awsUriEncode(all[k]!)}`)
+    .join("&");
+  const credentials = await c.credentials();
+  const contentType = { "content-type": "application/x-www-form-urlencoded; charset=utf-8" };
+  const headers = signRequest({
+    method: "POST",
+    url,
+    headers: contentType,
+    body,
+    region: c.region,
+    service: "ec2",
+    credentials,
+    now: c.now(),
+  });
+  const timeoutMs = Math.max(1, Math.min(c.timeoutMs, remainingMs));
+  const res = await httpRequest({ method: "POST", url, headers, body, timeoutMs, ...(proxy ? { proxy } : {}), ...(ca ? { ca } : {}) });
+  const text = res.body.toString("utf8");
+  let doc: XmlNode | undefined;
+  try {
+    doc = parseXml(text);
+  } catch {
+    doc = undefined;
+  }
+  if (res.status >= 200 && res.status < 300 && doc) return doc;
+  const err = child(doc, "Response", "Errors", "Error");
+  const code = textOf(child(err, "Code")) ?? `HTTP${res.status}`;
+  const message = textOf(child(err, "Message")) ?? (text.slice(0, 200) || "empty response");
+  throw new Ec2ApiError(res.status, code, message, textOf(child(doc, "Response", "RequestID")));
+}
+
+const retryableCall = (e: unknown) =>
+  e instanceof TransportError || (e instanceof Ec2ApiError && (retryableStatus(e.status) || RETRYABLE_CODES.has(e.code)));
+
+/** One API call, retried under its deadline. */
+function callApi(c: Client, action: string, params: Record<string, string>): Promise<XmlNode> {
+  return retry((_a, remaining) => signedPost(c, action, params, remaining), {
+    ...c.backoff,
+    timeoutMs: c.callDeadlineMs,
+    ...(c.maxAttempts !== undefined ? { maxAttempts: c.maxAttempts } : {}),
+    retryable: retryableCall,
+    onRetry: (i) => c.onRetry?.({ action, attempt: i.attempt, delayMs: i.delayMs, cause: i.cause }),
+  });
+}
+
+const NO_DNS_HINT = "enable DNS hostnames on the VPC, or set featureGates.InstanceIdNodeName: true to name the node by instance id";
+const EC2_UNREACHABLE_HINT =
+  "check network access to the EC2 API (VPC endpoint or NAT, proxy settings), AWS_REGION and AWS_ENDPOINT_URL_EC2";
+
+function tlsHint(env: NodeJS.ProcessEnv): string {
+  return env.AWS_CA_BUNDLE
+    ? `AWS_CA_BUNDLE (${env.AWS_CA_BUNDLE}) must hold the certificate (PEM) of the CA that signed the endpoint's certificate, ` +
+        "and AWS_ENDPOINT_URL_EC2 must name a host that certificate is for"
+    : "if the endpoint (or a proxy in between) uses a private CA, point AWS_CA_BUNDLE at that CA's certificate (PEM), " +
+        "as for the AWS CLI; otherwise check AWS_ENDPOINT_URL_EC2 and the clock";
+}
+
+/** A failed call as what the user sees: the action, the endpoint, the attempts, and what to check. */
+function toFailure(c: Client, action: string, e: unknown): BerthFailure {
+  if (e instanceof BerthFailure) return e;
+  const last = e instanceof RetryExhausted ? e.lastError : e;
+  if (last instanceof BerthFailure) return last;
+  const { endpoint } = c;
+  const where = { source: endpoint };
+  const after = e instanceof RetryExhausted ? ` (gave up after ${e.attempts} attempt(s) in ${e.elapsedMs} ms)` : "";
+  let err: BerthError;
+  if (last instanceof Ec2ApiError) {
+    const message = `EC2 ${action} failed: ${last.code}: ${last.message}${after}`;
+    err = { code: "facts.ec2-api", message, where, hint: ec2Hint(last.code, action), cause: e };
+  } else if (last instanceof TlsCertificateError) {
+    const message = `EC2 ${action} at ${endpoint} failed: its TLS certificate is not trusted: ${last.detail}`;
+    err = { code: "facts.ec2-tls", message, where, hint: tlsHint(c.env), cause: e };
+  } else if (last instanceof DnsNotYet) {
+    const message = `EC2 reported no private DNS name for this instance${after}`;
+    err = { code: "facts.ec2-no-private-dns", message, where: { source: `${endpoint} DescribeInstances` }, hint: NO_DNS_HINT, cause: e };
+  } else {
+    const message = `EC2 ${action} at ${endpoint} failed: ${errorMessage(last)}${after}`;
+    err = { code: "facts.ec2-unreachable", message, where, hint: EC2_UNREACHABLE_HINT, cause: e };
+  }
+  return new BerthFailure(err);
+}
+
+/**
+ * The waiter: poll DescribeInstances until EC2 has a name (or the instance
+ * becomes visible: a fresh instance can briefly be InvalidInstanceID.NotFound).
+ */
+async function privateDnsName(c: Client, instanceId: string): Promise<string> {
+  const action = "DescribeInstances";
+  const poll = async () => {
+    let doc: XmlNode;
+    try {
+      doc = await callApi(c, action, { "InstanceId.1": instanceId });
+    } catch (e) {
+      const last = e instanceof RetryExhausted ? e.lastError : e;
+      if (last instanceof Ec2ApiError && last.code === "InvalidInstanceID.NotFound") throw last;
+      throw toFailure(c, action, e);
+    }
+    const reservations = children(child(doc, "DescribeInstancesResponse", "reservationSet"), "item");
+    const instances = reservations.flatMap((r) => children(child(r, "instancesSet"), "item"));
+    const mine = instances.find((i) => textOf(child(i, "instanceId")) === instanceId) ?? instances[0];
+    const name = textOf(child(mine, "privateDnsName"));
+    if (!name) throw new DnsNotYet("private DNS name is empty");
+    return name;
+  };
+  try {
+    return await retry(poll, {
+      ...c.waiterBackoff,
+      timeoutMs: c.dnsWaitMs,
+      retryable: (e) => e instanceof DnsNotYet || (e instanceof Ec2ApiError && e.code === "InvalidInstanceID.NotFound"),
+      onRetry: (i) =>
+        c.onRetry?.({ action: "DescribeInstances(wait for private DNS name)", attempt: i.attempt, delayMs: i.delayMs, cause: i.cause }),
+    });
+  } catch (e) {
+    throw toFailure(c, action, e);
+  }
+}
+
+async function instanceTypeInfo(c: Client, type: string): Promise<{ defaultEnis: number; ipv4PerEni: number } | undefined> {
+  const action = "DescribeInstanceTypes";
+  let doc: XmlNode;
+  try {
+    doc = await callApi(c, action, { "InstanceType.1": type });
+  } catch (e) {
+    const last = e instanceof RetryExhausted ? e.lastError : e;
+    if (last instanceof Ec2ApiError && last.code === "InvalidInstanceType") return undefined;
+    throw toFailure(c, action, e);
+  }
+  const items = children(child(doc, "DescribeInstanceTypesResponse", "instanceTypeSet"), "item");
+  const ni = child(
+    items.find((i) => textOf(child(i, "instanceType")) === type),
+    "networkInfo",
+  );
+  if (!ni) return undefined;
+  const defaultCard = Number(textOf(child(ni, "defaultNetworkCardIndex")) ?? "0");
+  const card = children(child(ni, "networkCards"), "item").find((x) => Number(textOf(child(x, "networkCardIndex")) ?? "0") === defaultCard);
+  const enis = Number(textOf(child(card, "maximumNetworkInterfaces")) ?? textOf(child(ni, "maximumNetworkInterfaces")));
+  const ips = Number(textOf(child(ni, "ipv4AddressesPerInterface")));
+  if (!Number.isInteger(enis) || enis <= 0 || !Number.isInteger(ips) || ips < 0) {
+    const message = `EC2 DescribeInstanceTypes gave no usable ENI/IPv4 limits for ${type}`;
+    const hint = "set kubelet.config.maxPods (or kubelet.maxPodsExpression) explicitly";
+    throw new BerthFailure({ code: "facts.ec2-api", message, where: { source: c.endpoint, path: "networkInfo" }, hint });
+  }
+  return { defaultEnis: enis, ipv4PerEni: ips };
 }

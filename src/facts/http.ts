@@ -6,6 +6,7 @@
  * is only loaded when an https endpoint is actually used (the real EC2 API).
  */
 import http from "node:http";
+import type https from "node:https";
 import type { Duplex } from "node:stream";
 
 export interface HttpResponse {
@@ -38,14 +39,56 @@ export class TransportError extends Error {
   }
 }
 
-let httpsModule: Promise<typeof import("node:https")> | undefined;
+/**
+ * The server's TLS certificate was refused (unknown issuer, wrong name,
+ * expired): the same answer on every attempt, so never retried.
+ */
+export class TlsCertificateError extends Error {
+  readonly url: string;
+  /** Why, with OpenSSL's / Node's code: `unable to verify the first certificate (UNABLE_TO_VERIFY_LEAF_SIGNATURE)`. */
+  readonly detail: string;
+  constructor(method: string, url: string, detail: string, cause?: unknown) {
+    super(`${method} ${url}: TLS certificate refused: ${detail}`, { cause });
+    this.name = "TlsCertificateError";
+    this.url = url;
+    this.detail = detail;
+  }
+}
+
+/** Certificate verification failures (Node passes OpenSSL's X509 verify codes through as `code`). */
+const CERT_REFUSED =
+  /^(?:ERR_TLS_CERT_ALTNAME_INVALID|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED|UNABLE_TO_\w+|\w*CERT\w*)$/;
+
+function requestError(req: HttpRequest, e: Error): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (req.url.protocol === "https:" && code !== undefined && CERT_REFUSED.test(code)) {
+    // Newer Node versions (the shipped one) append advice about their own flags ("try running Node.js with
+    // --use-system-ca"), which means nothing to a berth user.
+    const why = e.message.replace(/;[^;]*\bNode\.js\b[^;]*$/, "");
+    return new TlsCertificateError(req.method, req.url.href, `${why} (${code})`, e);
+  }
+  return new TransportError(`${req.method} ${req.url.href}: ${e.message}`, req.url.href, e);
+}
+
+/** Basic auth for the proxy from its URL's user and password, if it has any. */
+function proxyAuthorization(proxy: URL): Record<string, string> {
+  if (!proxy.username) return {};
+  const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
+  return { "proxy-authorization": `Basic ${Buffer.from(credentials).toString("base64")}` };
+}
 
 /** Open a CONNECT tunnel to host:port through an HTTP proxy. */
 function connectTunnel(proxy: URL, host: string, port: string, timeoutMs: number): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    const auth = proxy.username ? { "proxy-authorization": `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString("base64")}` } : {};
+    const auth = proxyAuthorization(proxy);
     const target = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-    const r = http.request({ host: proxy.hostname.replace(/^\[|\]$/g, ""), port: proxy.port || 80, method: "CONNECT", path: target, headers: { host: target, ...auth } });
+    const r = http.request({
+      host: proxy.hostname.replace(/^\[|\]$/g, ""),
+      port: proxy.port || 80,
+      method: "CONNECT",
+      path: target,
+      headers: { host: target, ...auth },
+    });
     const timer = setTimeout(() => {
       r.destroy();
       reject(new TransportError(`CONNECT ${target} via proxy ${proxy.host}: no answer within ${timeoutMs} ms`, proxy.href));
@@ -70,25 +113,29 @@ export async function httpRequest(req: HttpRequest): Promise<HttpResponse> {
   const isHttps = req.url.protocol === "https:";
   if (!isHttps && req.url.protocol !== "http:") throw new TransportError(`unsupported URL scheme ${req.url.protocol}`, req.url.href);
   const started = Date.now();
-  let mod: typeof http | typeof import("node:https") = http;
+  let mod: typeof http | typeof https = http;
   let target: string | URL = req.url;
   const extra: http.RequestOptions & { ca?: string[] } = {};
   const hostname = req.url.hostname.replace(/^\[|\]$/g, "");
   if (isHttps && req.proxy) {
     const tunnel = await connectTunnel(req.proxy, hostname, req.url.port || "443", req.timeoutMs);
-    const tls = await import("node:tls");
-    const secure = tls.connect({ socket: tunnel, servername: hostname, ...(req.ca ? { ca: [...tls.rootCertificates, req.ca.toString()] } : {}) });
+    const tls = process.getBuiltinModule("node:tls");
+    const secure = tls.connect({
+      socket: tunnel,
+      servername: hostname,
+      ...(req.ca ? { ca: [...tls.rootCertificates, req.ca.toString()] } : {}),
+    });
     // A plain http.request over the already-encrypted socket: no agent, no second TLS layer.
     extra.createConnection = () => secure;
     target = new URL(`http://${req.url.host}${req.url.pathname}${req.url.search}`);
   } else if (req.proxy) {
     target = new URL(req.proxy.origin);
     extra.path = req.url.href;
-    if (req.proxy.username) extra.headers = { "proxy-authorization": `Basic ${Buffer.from(`${decodeURIComponent(req.proxy.username)}:${decodeURIComponent(req.proxy.password)}`).toString("base64")}` };
+    if (req.proxy.username) extra.headers = proxyAuthorization(req.proxy);
   } else if (isHttps) {
-    mod = await (httpsModule ??= import("node:https"));
+    mod = process.getBuiltinModule("node:https");
     if (req.ca) {
-      const tls = await import("node:tls");
+      const tls = process.getBuiltinModule("node:tls");
       extra.ca = [...tls.rootCertificates, req.ca.toString()];
     }
   } else if (req.agent) extra.agent = req.agent;
@@ -102,7 +149,11 @@ export async function httpRequest(req: HttpRequest): Promise<HttpResponse> {
       clearTimeout(timer);
       f();
     };
-    const headers: Record<string, string> = { ...(extra.headers as Record<string, string> | undefined), ...req.headers, host: req.url.host };
+    const headers: Record<string, string> = {
+      ...(extra.headers as Record<string, string> | undefined),
+      ...req.headers,
+      host: req.url.host,
+    };
     if (body) headers["content-length"] = String(body.length);
     const r = mod.request(target, { ...extra, method: req.method, headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -114,7 +165,7 @@ export async function httpRequest(req: HttpRequest): Promise<HttpResponse> {
       done(() => reject(new TransportError(`${req.method} ${req.url.href}: no answer within ${req.timeoutMs} ms`, req.url.href)));
       r.destroy();
     }, timeoutMs);
-    r.on("error", (e) => done(() => reject(new TransportError(`${req.method} ${req.url.href}: ${e.message}`, req.url.href, e))));
+    r.on("error", (e) => done(() => reject(requestError(req, e))));
     r.end(body);
   });
 }
@@ -132,7 +183,10 @@ export function proxyFor(url: URL, env: NodeJS.ProcessEnv): URL | undefined {
   const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
   if (host === "localhost" || host === "::1" || /^127\./.test(host)) return undefined;
   const port = url.port || (url.protocol === "https:" ? "443" : "80");
-  for (const entry of (env.NO_PROXY || env.no_proxy || "").split(",").map((e) => e.trim().toLowerCase()).filter(Boolean)) {
+  for (const entry of (env.NO_PROXY || env.no_proxy || "")
+    .split(",")
+    .map((e) => e.trim().toLowerCase())
+    .filter(Boolean)) {
     if (entry === "*") return undefined;
     const m = /^(.*?)(?::(\d+))?$/.exec(entry.replace(/^\[(.*)\](:\d+)?$/, "$1$2"))!;
     const h = m[1]!.replace(/^\*?\./, "");

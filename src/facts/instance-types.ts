@@ -15,15 +15,15 @@ interface TableFile {
   types: Record<string, [number, number]>;
 }
 
-let table: Promise<TableFile> | undefined;
+let loadedTable: Promise<TableFile> | undefined;
 
 /**
  * Loaded on first use only (a JSON module import: the bundler inlines it, and
  * nothing is parsed until a lookup needs it), then kept.
  */
 function loadTable(): Promise<TableFile> {
-  table ??= import("../../data/instance-types.json", { with: { type: "json" } }).then((m) => m.default as unknown as TableFile);
-  return table;
+  loadedTable ??= import("../../data/instance-types.json", { with: { type: "json" } }).then((m) => m.default as unknown as TableFile);
+  return loadedTable;
 }
 
 /** The table's entry for `type`, or undefined. */

@@ -77,6 +77,8 @@ export async function nodeMemory(root: HostRoot): Promise<Result<MemorySize>> {
     code: "facts.memory",
     message: meminfo === undefined ? `no memory information under ${root.dir}` : `${meminfoPath} has no "MemTotal: <n> kB" line`,
     where: { source: meminfo === undefined ? root.path(MEMORY_SYSFS_DIR) : meminfoPath },
-    hint: `create ${meminfoPath} with a line like "MemTotal: 16106628 kB" (or ${root.path(MEMORY_SYSFS_DIR)}/block_size_bytes and memoryN/online), or run without --root`,
+    hint:
+      `create ${meminfoPath} with a line like "MemTotal: 16106628 kB" ` +
+      `(or ${root.path(MEMORY_SYSFS_DIR)}/block_size_bytes and memoryN/online), or run without --root`,
   });
 }

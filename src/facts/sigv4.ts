@@ -35,7 +35,10 @@ export function awsUriEncode(s: string): string {
 
 /** `20150830T123600Z` */
 export function amzDate(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  return d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d{3}/, "");
 }
 
 /** Returns the headers to send: the input's plus host, x-amz-date, x-amz-security-token and authorization. */
@@ -55,13 +58,18 @@ export function signRequest(inp: SignInput): Record<string, string> {
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
     .map(([k, v]) => `${k}=${v}`)
     .join("&");
-  const path = inp.url.pathname.split("/").map((seg) => awsUriEncode(decodeURIComponent(seg))).join("/") || "/";
+  const path =
+    inp.url.pathname
+      .split("/")
+      .map((seg) => awsUriEncode(decodeURIComponent(seg)))
+      .join("/") || "/";
   const canonicalRequest = [inp.method, path, query, canonicalHeaders, signedHeaders, sha256(inp.body)].join("\n");
   const scope = `${day}/${inp.region}/${inp.service}/aws4_request`;
   const toSign = ["AWS4-HMAC-SHA256", date, scope, sha256(canonicalRequest)].join("\n");
   const kDate = hmac("AWS4" + inp.credentials.secretAccessKey, day);
   const kSigning = hmac(hmac(hmac(kDate, inp.region), inp.service), "aws4_request");
   const signature = createHmac("sha256", kSigning).update(toSign).digest("hex");
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${inp.credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
+  const credential = `${inp.credentials.accessKeyId}/${scope}`;
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${credential}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
   return headers;
 }

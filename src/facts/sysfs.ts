@@ -47,7 +47,12 @@ export async function onlineCpus(root: HostRoot): Promise<Result<CpuCount>> {
   if (text !== undefined) {
     const ids = parseCpuList(text);
     if (ids && ids.length > 0) return ok({ cpus: ids.length, source: file });
-    return fail({ code: "facts.cpu-online", message: `cannot read a CPU list from ${JSON.stringify(text.trim())}`, where: { source: file, line: 1, column: 1 }, hint: "the file must hold a kernel CPU list such as 0-3,8,10-11" });
+    return fail({
+      code: "facts.cpu-online",
+      message: `cannot read a CPU list from ${JSON.stringify(text.trim())}`,
+      where: { source: file, line: 1, column: 1 },
+      hint: "the file must hold a kernel CPU list such as 0-3,8,10-11",
+    });
   }
   try {
     const n = (await readdir(root.path(CPU_DIR))).filter((d) => /^cpu\d+$/.test(d)).length;
@@ -56,7 +61,12 @@ export async function onlineCpus(root: HostRoot): Promise<Result<CpuCount>> {
     // fall through
   }
   if (root.isHost) return ok({ cpus: os.availableParallelism(), source: "os.availableParallelism()" });
-  return fail({ code: "facts.cpu-online", message: `no CPU information under ${root.dir}`, where: { source: file }, hint: `create ${file} with the online CPU list (e.g. 0-1), or run without --root` });
+  return fail({
+    code: "facts.cpu-online",
+    message: `no CPU information under ${root.dir}`,
+    where: { source: file },
+    hint: `create ${file} with the online CPU list (e.g. 0-1), or run without --root`,
+  });
 }
 
 export const NVIDIA_RUNTIME_PATH = "/usr/bin/nvidia-container-runtime";

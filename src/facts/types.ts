@@ -2,6 +2,7 @@
  * Facts about the node that rendering needs, gathered at the edge (IMDS, EC2,
  * sysfs, version probes) and passed into the pure core.
  */
+import type { InstanceStoreDisk } from "./disks.ts";
 
 export interface InstanceFacts {
   id: string;
@@ -38,7 +39,10 @@ export interface NodeFacts {
   nvidiaRuntime: boolean;
   /** Neuron devices are present (renders the neuron runtime). */
   neuronDevices: boolean;
-  /** An NVIDIA PCI device is attached (some `/sys/bus/pci/devices/<dev>/vendor` reads `0x10de`); kubelet >= 1.35 labels the node `nvidia.com/gpu.present=true`. */
+  /**
+   * An NVIDIA PCI device is attached (some `/sys/bus/pci/devices/<dev>/vendor`
+   * reads `0x10de`); kubelet >= 1.35 labels the node `nvidia.com/gpu.present=true`.
+   */
   nvidiaGpu: boolean;
   /**
    * The node's memory in bytes, as nodeadm measures it for FastImagePull:
@@ -46,11 +50,16 @@ export interface NodeFacts {
    * `/proc/meminfo` MemTotal, else (only when the root is the host) os.totalmem().
    */
   memoryBytes: number;
+  /** EC2 instance-store NVMe disks (src/facts/disks.ts); absent or empty: none. */
+  instanceStoreDisks?: InstanceStoreDisk[];
 }
 
 /** The smallest IMDS surface berth needs; one real implementation (IMDSv2 over HTTP). */
 export interface ImdsClient {
-  /** GET a metadata path relative to `/latest/`, e.g. `meta-data/instance-id`, `user-data`, `dynamic/instance-identity/document`. Resolves undefined on 404. */
+  /**
+   * GET a metadata path relative to `/latest/`, e.g. `meta-data/instance-id`,
+   * `user-data`, `dynamic/instance-identity/document`. Resolves undefined on 404.
+   */
   get(path: string): Promise<string | undefined>;
   getBytes(path: string): Promise<Uint8Array | undefined>;
 }

@@ -5,6 +5,7 @@
 import { execFile } from "node:child_process";
 import { pathExists, readTextIfPresent } from "../host/read.ts";
 import type { HostRoot } from "../host/root.ts";
+import { errorMessage } from "../util/errors.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 
 export const KUBELET_VERSION_FILE = "/etc/eks/kubelet-version.txt";
@@ -16,7 +17,9 @@ export type CommandRunner = (cmd: string, args: string[]) => Promise<string>;
 export const runCommand: CommandRunner = (cmd, args) =>
   new Promise((resolve, reject) => {
     // A version probe must never hang the config phase.
-    execFile(cmd, args, { timeout: 5000, encoding: "utf8", maxBuffer: 1 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    execFile(cmd, args, { timeout: 5000, encoding: "utf8", maxBuffer: 1 << 20 }, (err: Error | null, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    );
   });
 
 /**
@@ -42,7 +45,8 @@ export function parseContainerdVersion(text: string): string | undefined {
   return undefined;
 }
 
-interface Probe {
+/** Where one component's version is found. */
+interface VersionSource {
   component: "kubelet" | "containerd";
   file: string;
   binary: string;
@@ -50,13 +54,18 @@ interface Probe {
   example: string;
 }
 
-async function probeVersion(p: Probe, root: HostRoot, run: CommandRunner): Promise<Result<string>> {
+async function probeVersion(p: VersionSource, root: HostRoot, run: CommandRunner): Promise<Result<string>> {
   const file = root.path(p.file);
   const text = await readTextIfPresent(file);
   if (text !== undefined) {
     const v = p.parse(text);
     if (v) return ok(v);
-    return fail({ code: `facts.${p.component}-version`, message: `no ${p.component} version in ${JSON.stringify(text.trim().slice(0, 80))}`, where: { source: file, line: 1, column: 1 }, hint: `write a version such as ${p.example} to ${p.file}, or delete the file so berth asks \`${p.binary} --version\`` });
+    return fail({
+      code: `facts.${p.component}-version`,
+      message: `no ${p.component} version in ${JSON.stringify(text.trim().slice(0, 80))}`,
+      where: { source: file, line: 1, column: 1 },
+      hint: `write a version such as ${p.example} to ${p.file}, or delete the file so berth asks \`${p.binary} --version\``,
+    });
   }
   // On the host, the binary on PATH; under --root, the root's own copy.
   const candidates = root.isHost ? [p.binary] : [root.path(`/usr/bin/${p.binary}`), root.path(`/usr/local/bin/${p.binary}`)];
@@ -69,12 +78,13 @@ async function probeVersion(p: Probe, root: HostRoot, run: CommandRunner): Promi
       if (v) return ok(v);
       errors.push(`\`${cmd} --version\` printed ${JSON.stringify(out.trim().slice(0, 80))}`);
     } catch (e) {
-      errors.push(`\`${cmd} --version\` failed: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+      errors.push(`\`${cmd} --version\` failed: ${errorMessage(e).split("\n")[0]}`);
     }
   }
+  const tried = errors.length ? errors.join("; ") : `no ${p.binary} binary was found`;
   const err: BerthError = {
     code: `facts.${p.component}-version`,
-    message: `cannot tell the ${p.component} version: ${file} does not exist${errors.length ? " and " + errors.join("; ") : ` and no ${p.binary} binary was found`}`,
+    message: `cannot tell the ${p.component} version: ${file} does not exist and ${tried}`,
     where: { source: file },
     hint: `install ${p.component}, or write its version (e.g. ${p.example}) to ${p.file}${root.isHost ? "" : " under --root"}`,
   };
@@ -82,9 +92,17 @@ async function probeVersion(p: Probe, root: HostRoot, run: CommandRunner): Promi
 }
 
 export function kubeletVersion(root: HostRoot, run: CommandRunner = runCommand): Promise<Result<string>> {
-  return probeVersion({ component: "kubelet", file: KUBELET_VERSION_FILE, binary: "kubelet", parse: parseKubeletVersion, example: "v1.33.0" }, root, run);
+  return probeVersion(
+    { component: "kubelet", file: KUBELET_VERSION_FILE, binary: "kubelet", parse: parseKubeletVersion, example: "v1.33.0" },
+    root,
+    run,
+  );
 }
 
 export function containerdVersion(root: HostRoot, run: CommandRunner = runCommand): Promise<Result<string>> {
-  return probeVersion({ component: "containerd", file: CONTAINERD_VERSION_FILE, binary: "containerd", parse: parseContainerdVersion, example: "1.7.27" }, root, run);
+  return probeVersion(
+    { component: "containerd", file: CONTAINERD_VERSION_FILE, binary: "containerd", parse: parseContainerdVersion, example: "1.7.27" },
+    root,
+    run,
+  );
 }

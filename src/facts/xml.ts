@@ -22,11 +22,22 @@ function decodeEntities(s: string): string {
   });
 }
 
+/** One token: CDATA (1), a comment, a declaration, a DOCTYPE, an end tag (2), a start tag (3, attributes 4, `/` 5), text (6). */
+const XML_TOKEN = [
+  /<!\[CDATA\[([\s\S]*?)\]\]>/.source,
+  /<!--[\s\S]*?-->/.source,
+  /<\?[\s\S]*?\?>/.source,
+  /<!DOCTYPE[^>]*>/.source,
+  /<\/\s*([^\s>]+)\s*>/.source,
+  /<([^\s/>]+)((?:[^>"']|"[^"]*"|'[^']*')*?)(\/?)>/.source,
+  /([^<]+)/.source,
+].join("|");
+
 /** Parse a document; throws on unbalanced tags. */
 export function parseXml(src: string): XmlNode {
   const root: XmlNode = { name: "#document", children: [], text: "" };
   const stack: XmlNode[] = [root];
-  const re = /<!\[CDATA\[([\s\S]*?)\]\]>|<!--[\s\S]*?-->|<\?[\s\S]*?\?>|<!DOCTYPE[^>]*>|<\/\s*([^\s>]+)\s*>|<([^\s/>]+)((?:[^>"']|"[^"]*"|'[^']*')*?)(\/?)>|([^<]+)/g;
+  const re = new RegExp(XML_TOKEN, "g");
   for (let m = re.exec(src); m; m = re.exec(src)) {
     const top = stack[stack.length - 1]!;
     if (m[1] !== undefined) top.text += m[1];

@@ -1,319 +1,34 @@
 /**
- * containerd over gRPC: the CRI `runtime.v1` RuntimeService/ImageService and
- * containerd's own `containerd.services.version.v1.Version`, on containerd's
- * unix socket. The run phase uses it to wait for CRI readiness and to ensure
- * the sandbox image; the agent uses it to probe containerd. Never `ctr`/`crictl`:
- * a subprocess per probe is slow, and its text output is not an API.
- *
- * Protos: a field-number-exact subset of cri-api's api.proto plus containerd's
- * version.proto (data/protos/), embedded as a protobufjs JSON descriptor
- * (src/host/cri-protos.gen.ts, regenerate with `node data/protos/generate.mjs`).
- * Loading the subset costs ~15 ms against ~50 ms for the full api.proto, and
- * the bundle needs no .proto files on disk.
+ * containerd's CRI as the run phase and the agent use it: the client
+ * (cri-client.ts, re-exported here) and waiting until containerd is ready
+ * (socket → Version → Status RuntimeReady) under one deadline, noticing a
+ * new socket through inotify rather than at the next backoff tick.
  */
 import fs from "node:fs";
 import path from "node:path";
-import * as grpc from "@grpc/grpc-js";
-import { fromJSON } from "@grpc/proto-loader";
-import { criProtoJson } from "./cri-protos.gen.ts";
-import { BerthFailure, type BerthError } from "../util/result.ts";
-import type { HostRoot } from "./root.ts";
-import { retry, RetryExhausted, type Backoff } from "../util/retry.ts";
+import { createCriClient, CriError, type CriClient, type CriStatus, type CriVersion } from "./cri-client.ts";
+import { errorMessage } from "../util/errors.ts";
+import { abortError, retry, RetryExhausted, type Backoff } from "../util/retry.ts";
+
+export {
+  createCriClient,
+  runningContainerdVersion,
+  socketTarget,
+  CriError,
+  type CallOptions,
+  type ContainerdVersion,
+  type CriClient,
+  type CriClientOptions,
+  type CriErrorCode,
+  type CriImage,
+  type CriStatus,
+  type CriVersion,
+  type RegistryAuth,
+  type RuntimeCondition,
+} from "./cri-client.ts";
 
 /** containerd's default CRI/API socket; resolve it with `HostRoot.path()` under --root. */
-import { CONTAINERD_SOCKET as DEFAULT_CONTAINERD_SOCKET } from "../util/node-layout.ts";
-export { DEFAULT_CONTAINERD_SOCKET };
-
-/** The socket path berth talks to: containerd's default, under `--root` when one is set. */
-export function containerdSocketPath(root: HostRoot, socket: string = DEFAULT_CONTAINERD_SOCKET): string {
-  return root.path(socket);
-}
-
-export interface CriVersion {
-  /** The CRI API version the runtime speaks, e.g. `0.1.0`. */
-  version: string;
-  runtimeName: string;
-  runtimeVersion: string;
-  runtimeApiVersion: string;
-}
-
-export interface RuntimeCondition {
-  type: string;
-  status: boolean;
-  reason: string;
-  message: string;
-}
-
-export interface CriStatus {
-  /** Condition `RuntimeReady` is present and true. */
-  runtimeReady: boolean;
-  /** Condition `NetworkReady` is present and true (false until a CNI config exists). */
-  networkReady: boolean;
-  conditions: RuntimeCondition[];
-}
-
-export interface CriImage {
-  id: string;
-  repoTags: string[];
-  repoDigests: string[];
-  /** Bytes. */
-  size: number;
-  pinned: boolean;
-}
-
-export interface ContainerdVersion {
-  version: string;
-  revision: string;
-}
-
-export interface RegistryAuth {
-  username?: string;
-  password?: string;
-  auth?: string;
-  serverAddress?: string;
-  identityToken?: string;
-  registryToken?: string;
-}
-
-export interface CallOptions {
-  /** Deadline for this call, ms. Default: the client's `callTimeoutMs`. */
-  timeoutMs?: number;
-}
-
-export interface CriClientOptions {
-  /** Default per-call deadline, ms (default 5000). Pulls default to 5 min. */
-  callTimeoutMs?: number;
-  /**
-   * The channel's own reconnect backoff. grpc-js waits ~1 s after a failed
-   * connect before it tries again; lowered here so a containerd that comes
-   * back is reached within tens of ms, not a second later.
-   */
-  reconnect?: { initialMs: number; maxMs: number };
-}
-
-/** The narrow CRI interface the run phase and the agent depend on (fakes implement this). */
-export interface CriClient {
-  readonly socketPath: string;
-  version(opts?: CallOptions): Promise<CriVersion>;
-  status(opts?: CallOptions): Promise<CriStatus>;
-  /** The image, or `undefined` when the runtime does not have it. */
-  imageStatus(ref: string, opts?: CallOptions): Promise<CriImage | undefined>;
-  listImages(opts?: CallOptions): Promise<CriImage[]>;
-  /** Pulls `ref` and returns the image reference (id) the runtime reports. */
-  pullImage(ref: string, opts?: CallOptions & { auth?: RegistryAuth }): Promise<string>;
-  /** containerd's own Version API (same socket). */
-  containerdVersion(opts?: CallOptions): Promise<ContainerdVersion>;
-  close(): void;
-}
-
-export type CriErrorCode = "cri.unavailable" | "cri.deadline" | "cri.call-failed" | "cri.not-ready";
-
-/** A failed CRI/containerd call: which call, on which socket, the gRPC status, and what to do. */
-export class CriError extends BerthFailure {
-  readonly code: CriErrorCode;
-  readonly socketPath: string;
-  readonly method: string;
-  /** grpc status code name (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...) when the call reached gRPC. */
-  readonly grpcStatus: string | undefined;
-  constructor(e: BerthError & { code: CriErrorCode }, socketPath: string, method: string, grpcStatus?: string) {
-    super(e);
-    this.name = "CriError";
-    this.code = e.code;
-    this.socketPath = socketPath;
-    this.method = method;
-    this.grpcStatus = grpcStatus;
-  }
-}
-
-const SOCKET_HINT = (socketPath: string) =>
-  `check that containerd is running (\`systemctl status containerd\`, \`journalctl -u containerd\`) and that its [grpc] address is ${socketPath}`;
-
-function isServiceError(e: unknown): e is grpc.ServiceError {
-  return typeof e === "object" && e !== null && "code" in e && typeof (e as { code: unknown }).code === "number" && "details" in e;
-}
-
-function toCriError(err: unknown, socketPath: string, method: string, timeoutMs: number): CriError {
-  if (err instanceof CriError) return err;
-  const where = { source: `unix://${socketPath}`, path: method };
-  if (isServiceError(err)) {
-    const status = grpc.status[err.code] ?? String(err.code);
-    if (err.code === grpc.status.UNAVAILABLE) {
-      return new CriError(
-        { code: "cri.unavailable", message: `${method}: containerd is not answering on ${socketPath}: ${err.details}`, where, hint: SOCKET_HINT(socketPath), cause: err },
-        socketPath, method, status,
-      );
-    }
-    if (err.code === grpc.status.DEADLINE_EXCEEDED) {
-      return new CriError(
-        { code: "cri.deadline", message: `${method}: no answer from ${socketPath} within ${timeoutMs} ms (containerd hung or overloaded?)`, where, hint: SOCKET_HINT(socketPath), cause: err },
-        socketPath, method, status,
-      );
-    }
-    return new CriError(
-      { code: "cri.call-failed", message: `${method} failed with ${status}: ${err.details}`, where, hint: "see containerd's log (`journalctl -u containerd`) for the cause", cause: err },
-      socketPath, method, status,
-    );
-  }
-  const msg = err instanceof Error ? err.message : String(err);
-  return new CriError({ code: "cri.call-failed", message: `${method} failed: ${msg}`, where, cause: err }, socketPath, method);
-}
-
-// --- proto loading (once per process) ---------------------------------------
-
-type UnaryFn = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => grpc.ClientUnaryCall;
-type ServiceCtor = new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ClientOptions) => grpc.Client;
-
-interface Services {
-  runtime: ServiceCtor;
-  image: ServiceCtor;
-  version: ServiceCtor;
-}
-
-let services: Services | undefined;
-function loadServices(): Services {
-  if (services) return services;
-  const def = fromJSON(criProtoJson as unknown as Parameters<typeof fromJSON>[0], { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    runtime: { v1: { RuntimeService: ServiceCtor; ImageService: ServiceCtor } };
-    containerd: { services: { version: { v1: { Version: ServiceCtor } } } };
-  };
-  services = {
-    runtime: pkg.runtime.v1.RuntimeService,
-    image: pkg.runtime.v1.ImageService,
-    version: pkg.containerd.services.version.v1.Version,
-  };
-  return services;
-}
-
-// --- wire shapes (what proto-loader hands back with the options above) -------
-
-interface WireImage {
-  id?: string;
-  repoTags?: string[];
-  repoDigests?: string[];
-  size?: number | string;
-  pinned?: boolean;
-}
-
-function toImage(w: WireImage): CriImage {
-  return {
-    id: w.id ?? "",
-    repoTags: [...(w.repoTags ?? [])],
-    repoDigests: [...(w.repoDigests ?? [])],
-    size: Number(w.size ?? 0),
-    pinned: w.pinned ?? false,
-  };
-}
-
-function toStatus(res: { status?: { conditions?: Partial<RuntimeCondition>[] } | null }): CriStatus {
-  const conditions: RuntimeCondition[] = (res.status?.conditions ?? []).map((c) => ({
-    type: c.type ?? "",
-    status: c.status ?? false,
-    reason: c.reason ?? "",
-    message: c.message ?? "",
-  }));
-  const cond = (t: string) => conditions.some((c) => c.type === t && c.status);
-  return { runtimeReady: cond("RuntimeReady"), networkReady: cond("NetworkReady"), conditions };
-}
-
-/** `unix:` target for grpc-js from an absolute socket path. */
-export function socketTarget(socketPath: string): string {
-  return `unix:${path.resolve(socketPath)}`;
-}
-
-function channelOptions(o: CriClientOptions): grpc.ChannelOptions {
-  const r = o.reconnect ?? { initialMs: 20, maxMs: 500 };
-  return {
-    "grpc.initial_reconnect_backoff_ms": r.initialMs,
-    "grpc.max_reconnect_backoff_ms": r.maxMs,
-    // Large CRI responses (ListImages on a busy node) exceed nothing near the
-    // 4 MiB default; kept default. No keepalive: a local socket, and the
-    // agent's deadline-bound probes find a hung containerd.
-  };
-}
-
-/**
- * A CRI + containerd client on one channel. Creating it does not connect;
- * the first call does. The channel reconnects by itself after containerd
- * restarts (a call made while it is down fails fast with `cri.unavailable`).
- */
-export function createCriClient(socketPath: string, opts: CriClientOptions = {}): CriClient {
-  const s = loadServices();
-  const target = socketTarget(socketPath);
-  const creds = grpc.credentials.createInsecure();
-  const runtime = new s.runtime(target, creds, channelOptions(opts));
-  // One channel for all three services: same socket, one connection.
-  const channelOverride = runtime.getChannel();
-  const image = new s.image(target, creds, { channelOverride });
-  const version = new s.version(target, creds, { channelOverride });
-  const defaultTimeout = opts.callTimeoutMs ?? 5000;
-  let closed = false;
-
-  function unary<T>(client: grpc.Client, service: string, method: string, req: object, timeoutMs: number | undefined): Promise<T> {
-    const ms = timeoutMs ?? defaultTimeout;
-    const name = `${service}/${method}`;
-    if (closed) return Promise.reject(toCriError(new Error("client is closed"), socketPath, name, ms));
-    const fn = (client as unknown as Record<string, UnaryFn>)[method];
-    if (typeof fn !== "function") return Promise.reject(new Error(`internal: no method ${name} in the loaded protos`));
-    return new Promise<T>((resolve, reject) => {
-      fn.call(client, req, new grpc.Metadata(), { deadline: Date.now() + ms }, (err, res) => {
-        if (err) reject(toCriError(err, socketPath, name, ms));
-        else resolve(res as T);
-      });
-    });
-  }
-
-  return {
-    socketPath,
-    async version(o) {
-      const r = await unary<{ version: string; runtimeName: string; runtimeVersion: string; runtimeApiVersion: string }>(
-        runtime, "runtime.v1.RuntimeService", "Version", { version: "v1" }, o?.timeoutMs,
-      );
-      return { version: r.version, runtimeName: r.runtimeName, runtimeVersion: r.runtimeVersion, runtimeApiVersion: r.runtimeApiVersion };
-    },
-    async status(o) {
-      const r = await unary<{ status?: { conditions?: Partial<RuntimeCondition>[] } | null }>(
-        runtime, "runtime.v1.RuntimeService", "Status", { verbose: false }, o?.timeoutMs,
-      );
-      return toStatus(r);
-    },
-    async imageStatus(ref, o) {
-      const r = await unary<{ image?: WireImage | null }>(image, "runtime.v1.ImageService", "ImageStatus", { image: { image: ref }, verbose: false }, o?.timeoutMs);
-      // CRI answers "absent" with an empty image, not an error.
-      return r.image && r.image.id ? toImage(r.image) : undefined;
-    },
-    async listImages(o) {
-      const r = await unary<{ images?: WireImage[] }>(image, "runtime.v1.ImageService", "ListImages", {}, o?.timeoutMs);
-      return (r.images ?? []).map(toImage);
-    },
-    async pullImage(ref, o) {
-      const req: { image: { image: string }; auth?: RegistryAuth } = { image: { image: ref } };
-      if (o?.auth) req.auth = o.auth;
-      const r = await unary<{ imageRef: string }>(image, "runtime.v1.ImageService", "PullImage", req, o?.timeoutMs ?? Math.max(defaultTimeout, 300_000));
-      return r.imageRef;
-    },
-    async containerdVersion(o) {
-      const r = await unary<{ version: string; revision: string }>(version, "containerd.services.version.v1.Version", "Version", {}, o?.timeoutMs);
-      return { version: r.version, revision: r.revision };
-    },
-    close() {
-      if (closed) return;
-      closed = true;
-      // All three share runtime's channel; closing it closes the connection.
-      runtime.close();
-    },
-  };
-}
-
-/** containerd's own Version API on a fresh channel that is closed afterwards. */
-export async function containerdVersion(socketPath: string, opts: CallOptions = {}): Promise<ContainerdVersion> {
-  const c = createCriClient(socketPath, { callTimeoutMs: opts.timeoutMs ?? 5000 });
-  try {
-    return await c.containerdVersion();
-  } finally {
-    c.close();
-  }
-}
+export { CONTAINERD_SOCKET as DEFAULT_CONTAINERD_SOCKET } from "../util/node-layout.ts";
 
 // --- waiting for readiness ---------------------------------------------------
 
@@ -350,11 +65,6 @@ export interface CriReady {
   attempts: number;
 }
 
-function errText(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  return String(e);
-}
-
 /** `dir`, or its nearest ancestor that exists (/run/containerd may not exist yet early in boot). */
 function nearestExisting(dir: string): string {
   let d = dir;
@@ -376,14 +86,14 @@ function watchingSleep(socketDir: string): (ms: number, signal?: AbortSignal) =>
   return (ms, signal) =>
     new Promise<void>((resolve, reject) => {
       let watcher: fs.FSWatcher | undefined;
-      const done = (err?: unknown) => {
+      const done = (err?: Error) => {
         clearTimeout(timer);
         watcher?.close();
         signal?.removeEventListener("abort", onAbort);
         if (err) reject(err);
         else resolve();
       };
-      const onAbort = () => done(signal?.reason ?? new Error("aborted"));
+      const onAbort = () => done(abortError(signal));
       const timer = setTimeout(() => done(), ms);
       if (signal?.aborted) return onAbort();
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -413,11 +123,10 @@ export async function waitForCriReady(socketPath: string, opts: WaitForCriReadyO
   let attempts = 0;
   let phase: CriWaitPhase = "socket";
   const report = (p: CriWaitPhase) => (i: { attempt: number; delayMs: number; cause: unknown; elapsedMs: number }) =>
-    opts.onWait?.({ phase: p, attempt: i.attempt, delayMs: i.delayMs, elapsedMs: Date.now() - start, cause: errText(i.cause) });
+    opts.onWait?.({ phase: p, attempt: i.attempt, delayMs: i.delayMs, elapsedMs: Date.now() - start, cause: errorMessage(i.cause) });
   const base = { ...backoff, deadline, ...(opts.signal ? { signal: opts.signal } : {}) };
+  const callOpts = (remaining: number) => ({ timeoutMs: Math.max(1, Math.min(callTimeout, remaining)) });
 
-  // A client made here uses an even shorter channel backoff: while waiting,
-  // our own retry paces the attempts and the channel must not lag behind it.
   // The last attempt before the deadline runs with whatever time is left, so
   // its "no answer within 1 ms" says nothing; report the cause before it.
   let informative: unknown;
@@ -429,65 +138,46 @@ export async function waitForCriReady(socketPath: string, opts: WaitForCriReadyO
       throw e;
     }
   };
-  const client = opts.client ?? createCriClient(socketPath, { callTimeoutMs: callTimeout, reconnect: { initialMs: 5, maxMs: Math.min(backoff.maxMs, 100) } });
+  // A client made here uses an even shorter channel backoff: while waiting,
+  // our own retry paces the attempts and the channel must not lag behind it.
+  const reconnect = { initialMs: 5, maxMs: Math.min(backoff.maxMs, 100) };
+  const client = opts.client ?? createCriClient(socketPath, { callTimeoutMs: callTimeout, reconnect });
   try {
-    await retry(
-      async () => {
-        attempts++;
-        let st: fs.Stats;
-        try {
-          st = await fs.promises.stat(socketPath);
-        } catch {
-          throw new Error(`socket ${socketPath} does not exist yet`);
-        }
-        if (!st.isSocket()) throw new Error(`${socketPath} exists but is not a socket`);
-      },
-      { ...base, onRetry: report("socket"), sleep: watchingSleep(path.dirname(socketPath)) },
-    );
+    const socketAttempt = () => {
+      attempts++;
+      return isSocket(socketPath);
+    };
+    await retry(socketAttempt, { ...base, onRetry: report("socket"), sleep: watchingSleep(path.dirname(socketPath)) });
     const socketMs = Date.now() - start;
 
     phase = "version";
-    const version = await retry(
-      async (_a, remaining) => {
-        attempts++;
-        return noteCause(remaining, () => client.version({ timeoutMs: Math.max(1, Math.min(callTimeout, remaining)) }));
-      },
-      { ...base, onRetry: report("version") },
-    );
+    const versionAttempt = (_a: number, remaining: number) => {
+      attempts++;
+      return noteCause(remaining, () => client.version(callOpts(remaining)));
+    };
+    const version = await retry(versionAttempt, { ...base, onRetry: report("version") });
     const versionMs = Date.now() - start;
 
     phase = "status";
     informative = undefined;
-    const status = await retry(
-      async (_a, remaining) => {
-        attempts++;
-        const s = await noteCause(remaining, () => client.status({ timeoutMs: Math.max(1, Math.min(callTimeout, remaining)) }));
-        if (!s.runtimeReady) {
-          const c = s.conditions.find((x) => x.type === "RuntimeReady");
-          informative = new Error(c ? `RuntimeReady is false: ${c.reason || "no reason"}${c.message ? `: ${c.message}` : ""}` : "Status has no RuntimeReady condition yet");
-          throw informative;
-        }
-        return s;
-      },
-      { ...base, onRetry: report("status") },
-    );
+    const statusAttempt = async (_a: number, remaining: number) => {
+      attempts++;
+      const s = await noteCause(remaining, () => client.status(callOpts(remaining)));
+      if (!s.runtimeReady) throw (informative = notReadyYet(s));
+      return s;
+    };
+    const status = await retry(statusAttempt, { ...base, onRetry: report("status") });
     return { version, status, attempts, timeline: { socketMs, versionMs, readyMs: Date.now() - start } };
   } catch (err) {
-    const lastError = err instanceof RetryExhausted ? err.lastError : err;
-    const last = phase !== "socket" && informative !== undefined ? informative : lastError;
-    const elapsed = Date.now() - start;
-    const why = err instanceof RetryExhausted && err.reason === "aborted" ? "the wait was cancelled" : `not ready after ${elapsed} ms`;
+    const last = phase !== "socket" && informative !== undefined ? informative : err instanceof RetryExhausted ? err.lastError : err;
+    const why =
+      err instanceof RetryExhausted && err.reason === "aborted" ? "the wait was cancelled" : `not ready after ${Date.now() - start} ms`;
     throw new CriError(
       {
         code: "cri.not-ready",
-        message: `containerd's CRI on ${socketPath} is ${why} (stuck at ${phase}: ${errText(last)})`,
+        message: `containerd's CRI on ${socketPath} is ${why} (stuck at ${phase}: ${errorMessage(last)})`,
         where: { source: `unix://${socketPath}`, path: phase },
-        hint:
-          phase === "socket"
-            ? `containerd has not created its socket: check \`systemctl status containerd\` and \`journalctl -u containerd\`, and that [grpc] address in /etc/containerd/config.toml is ${socketPath}`
-            : phase === "version"
-              ? `the socket exists but containerd does not answer: check \`journalctl -u containerd\` (is the CRI plugin disabled in disabled_plugins?)`
-              : `containerd answers but the CRI runtime is not ready: check \`journalctl -u containerd\` for CRI plugin errors`,
+        hint: NOT_READY_HINT[phase](socketPath),
         cause: last,
       },
       socketPath,
@@ -498,3 +188,32 @@ export async function waitForCriReady(socketPath: string, opts: WaitForCriReadyO
   }
 }
 
+/** Resolves when `socketPath` is a socket; throws why not. */
+async function isSocket(socketPath: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = await fs.promises.stat(socketPath);
+  } catch {
+    throw new Error(`socket ${socketPath} does not exist yet`);
+  }
+  if (!st.isSocket()) throw new Error(`${socketPath} exists but is not a socket`);
+}
+
+/** Why a Status answer is not ready yet. */
+function notReadyYet(s: CriStatus): Error {
+  const c = s.conditions.find((x) => x.type === "RuntimeReady");
+  return new Error(
+    c
+      ? `RuntimeReady is false: ${c.reason || "no reason"}${c.message ? `: ${c.message}` : ""}`
+      : "Status has no RuntimeReady condition yet",
+  );
+}
+
+const NOT_READY_HINT: Record<CriWaitPhase, (socketPath: string) => string> = {
+  socket: (socketPath) =>
+    "containerd has not created its socket: check `systemctl status containerd` and `journalctl -u containerd`, " +
+    `and that [grpc] address in /etc/containerd/config.toml is ${socketPath}`,
+  version: () =>
+    "the socket exists but containerd does not answer: check `journalctl -u containerd` (is the CRI plugin disabled in disabled_plugins?)",
+  status: () => "containerd answers but the CRI runtime is not ready: check `journalctl -u containerd` for CRI plugin errors",
+};

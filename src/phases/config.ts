@@ -7,13 +7,20 @@
  * nothing. Cache semantics follow nodeadm: with `--skip config` the phase is
  * skipped unless the cached spec differs from the sources' (then it is forced,
  * so a stale cache never wins over new user data).
+ *
+ * Unless it is a dry run, the phase runs under the berth lock
+ * (src/host/lock.ts), from reading the cache to writing it: the caller's
+ * (`berth init` holds it through the run phase too) or one taken here.
  */
 import type { MergedConfig } from "../api/types.ts";
 import type { ImdsClient, NodeFacts } from "../facts/types.ts";
 import type { HostRoot } from "../host/root.ts";
 import type { ApplyReport } from "../host/fs.ts";
+import type { BerthLock } from "../host/lock.ts";
 import type { Plan } from "../plan/types.ts";
-import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import { escapeControl, fail, ok, type Result } from "../util/result.ts";
+import { errorMessage, toBerthErrors } from "../util/errors.ts";
+import { locateErrors } from "../api/locate.ts";
 import { resolveConfig, writeCache, type CacheState, type ResolvedConfig } from "../sources/cache.ts";
 import { buildPlan, type PlanOptions } from "../plan/plan.ts";
 import { applyPlan } from "../host/fs.ts";
@@ -34,6 +41,8 @@ export interface ConfigPhaseOptions {
   berthPath?: string;
   /** Progress lines for the operator (stderr in the CLI). */
   log?: (line: string) => void;
+  /** The berth lock, when the caller holds it; otherwise the phase takes it (not for a dry run). */
+  lock?: BerthLock;
 }
 
 export interface ConfigPhaseReport {
@@ -61,24 +70,19 @@ export function lazyImds(env: NodeJS.ProcessEnv | undefined): ImdsClient {
   };
 }
 
-/** An exception from a shell call as errors: a BerthFailure's own, else one wrapping it. */
-function thrown(e: unknown, code: string, what: string): BerthError[] {
-  if (e && typeof e === "object" && "errors" in e && Array.isArray((e as { errors: unknown }).errors)) {
-    const errs = (e as { errors: BerthError[] }).errors;
-    if (errs.length) return errs;
-  }
-  return [
-    {
-      code,
-      message: `${what}: ${e instanceof Error ? e.message : String(e)}`,
-      hint: "nothing was written; fix the cause and run berth again",
-      cause: e,
-    },
-  ];
-}
+/** The hint of an exception from a shell call that ends the config phase. */
+const NOTHING_WRITTEN = "nothing was written; fix the cause and run berth again";
 
 export async function runConfigPhase(opts: ConfigPhaseOptions): Promise<Result<ConfigPhaseReport>> {
-  const log = opts.log ?? (() => undefined);
+  if (opts.lock || opts.dryRun) return configPhase(opts);
+  const { withLock } = await import("../host/lock.ts");
+  return withLock(opts.root, { command: "berth config phase", ...(opts.env ? { env: opts.env } : {}), ...(opts.log ? { log: opts.log } : {}) }, (lock) => configPhase({ ...opts, lock }));
+}
+
+async function configPhase(opts: ConfigPhaseOptions): Promise<Result<ConfigPhaseReport>> {
+  const rawLog = opts.log ?? (() => undefined);
+  // Progress and warning lines quote user strings (source URLs, paths): each stays one line, whatever they hold.
+  const log = (line: string): void => rawLog(escapeControl(line));
   // BERTH_TIMING=1: one line per step with ms since process start, for bench/config-phase.ts profiling.
   const timing = (opts.env ?? process.env).BERTH_TIMING === "1";
   const mark = (step: string): void => {
@@ -95,7 +99,7 @@ export async function runConfigPhase(opts: ConfigPhaseOptions): Promise<Result<C
   try {
     resolved = await resolveConfig(opts.sources, opts.cachePath, { root: opts.root, imds });
   } catch (e) {
-    return fail(...thrown(e, "config.resolve", "could not load the configuration"));
+    return fail(...toBerthErrors(e, "config.resolve", "could not load the configuration", NOTHING_WRITTEN));
   }
   mark("config resolved");
   if (!resolved.ok) return resolved;
@@ -125,7 +129,7 @@ export async function runConfigPhase(opts: ConfigPhaseOptions): Promise<Result<C
       if (!f.ok) return f;
       facts = f.value;
     } catch (e) {
-      return fail(...thrown(e, "facts.failed", "could not gather node facts"));
+      return fail(...toBerthErrors(e, "facts.failed", "could not gather node facts", NOTHING_WRITTEN));
     }
   }
 
@@ -136,26 +140,29 @@ export async function runConfigPhase(opts: ConfigPhaseOptions): Promise<Result<C
       const { loadMaxPodsEvaluator } = await import("../render/max-pods.ts");
       planOpts.kubelet = { maxPodsEvaluator: await loadMaxPodsEvaluator() };
     } catch (e) {
-      return fail(...thrown(e, "config.cel-unavailable", "could not load the CEL evaluator for spec.kubelet.maxPodsExpression"));
+      const what = "could not load the CEL evaluator for spec.kubelet.maxPodsExpression";
+      return fail(...toBerthErrors(e, "config.cel-unavailable", what, NOTHING_WRITTEN));
     }
   }
   mark("facts gathered");
   const plan = buildPlan(config, facts, planOpts);
   mark("plan built");
-  if (!plan.ok) return plan;
+  // What only rendering finds (it depends on the node's facts) still points at the source line.
+  if (!plan.ok) return { ok: false, errors: locateErrors(plan.errors, resolved.value.locate) };
 
-  const applied = await applyPlan(plan.value, opts.root, { dryRun: opts.dryRun ?? false });
+  const applied = await applyPlan(plan.value, opts.root, { dryRun: opts.dryRun ?? false, ...(opts.lock ? { lock: opts.lock } : {}) });
   mark("plan applied");
   if (!applied.ok) return applied;
+  for (const t of applied.value.staleTemps ?? []) log(`removed ${t}, a temp file left by an interrupted berth run`);
 
   let cacheWritten = false;
   if (opts.cachePath !== undefined && !opts.dryRun) {
     // nodeadm treats a failed cache write as non-fatal; so does berth, but says so.
     try {
-      await writeCache(opts.cachePath, config, opts.root);
+      await writeCache(opts.cachePath, config, opts.root, undefined, opts.lock);
       cacheWritten = true;
     } catch (e) {
-      log(`warning: could not write the config cache ${opts.cachePath}: ${e instanceof Error ? e.message : String(e)}`);
+      log(`warning: could not write the config cache ${opts.cachePath}: ${errorMessage(e)}`);
     }
   }
   return ok({ config, origin, cacheState, skipped: false, facts, plan: plan.value, apply: applied.value, cacheWritten });

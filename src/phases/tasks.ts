@@ -18,16 +18,20 @@ import { readTextIfPresent } from "../host/read.ts";
 import { HostRoot } from "../host/root.ts";
 import { CONTAINERD_CONFIG_PATH } from "../render/containerd.ts";
 import type { Systemd, UnitState } from "../host/systemd.ts";
-import { fail, formatError, ok, type BerthError, type Result } from "../util/result.ts";
+import { fail, formatError, ok, type Result } from "../util/result.ts";
+import { errorMessage, toBerthError, toBerthErrors } from "../util/errors.ts";
 import { retry, RetryExhausted, type Backoff } from "../util/retry.ts";
-import { containerdRuntimeSettings, defaultLogger, readStatus, writeStatus, type EventLogger, type RunStatus } from "./run.ts";
+import { readRunStatus, writeRunStatus, type TaskRecord } from "../host/run-status.ts";
+import { createLogger, type Logger } from "../util/log.ts";
+import { RUN_STATUS_PATH } from "../util/node-layout.ts";
+import { containerdRuntimeSettings } from "./steps/containerd-settings.ts";
 
 export interface PullImagesOptions {
   root: HostRoot;
   /** Overall deadline for every image (CRI readiness included), ms. Default 15 min. */
   timeoutMs?: number;
   backoff?: Backoff;
-  log: EventLogger;
+  log: Logger;
   /** Test seams. */
   cri?: CriClient;
   waitForCri?: typeof import("../host/cri.ts").waitForCriReady;
@@ -65,7 +69,7 @@ export async function pullImages(images: string[], opts: PullImagesOptions): Pro
         onWait: (i) => opts.log.debug({ event: "cri.waiting", component: "task", phase: i.phase, cause: i.cause, attempt: i.attempt }),
       });
     } catch (e) {
-      return fail(asError(e, "task.cri-not-ready", "containerd's CRI is not ready", "check `systemctl status containerd`"));
+      return fail(toBerthError(e, "task.cri-not-ready", "containerd's CRI is not ready", "check `systemctl status containerd`"));
     }
     for (const image of images) {
       const t = Date.now();
@@ -86,13 +90,13 @@ export async function pullImages(images: string[], opts: PullImagesOptions): Pro
             ...(opts.backoff ?? DEFAULT_PULL_BACKOFF),
             deadline,
             ...(opts.sleep ? { sleep: opts.sleep } : {}),
-            onRetry: (i) => opts.log.warn({ event: "image.pull-retry", component: "task", cause: i.cause instanceof Error ? i.cause.message : String(i.cause), attempt: i.attempt, delayMs: i.delayMs, image }),
+            onRetry: (i) => opts.log.warn({ event: "image.pull-retry", component: "task", cause: errorMessage(i.cause), attempt: i.attempt, delayMs: i.delayMs, image }),
           },
         );
       } catch (e) {
         return fail({
           code: "task.pull-failed",
-          message: `cannot pull ${image}: ${e instanceof Error ? e.message : String(e)}`,
+          message: `cannot pull ${image}: ${errorMessage(e)}`,
           where: { source: image },
           hint: "check the image name and that its registry is reachable from the node (containerd's hosts.toml under /etc/containerd/certs.d)",
           cause: e instanceof RetryExhausted ? e.lastError : e,
@@ -105,14 +109,6 @@ export async function pullImages(images: string[], opts: PullImagesOptions): Pro
   } finally {
     if (!opts.cri) client.close();
   }
-}
-
-function asError(e: unknown, code: string, what: string, hint: string): BerthError {
-  if (e && typeof e === "object" && "errors" in e && Array.isArray((e as { errors: unknown }).errors)) {
-    const first = (e as { errors: BerthError[] }).errors[0];
-    if (first) return first;
-  }
-  return { code, message: `${what}: ${e instanceof Error ? e.message : String(e)}`, hint };
 }
 
 // ---------------------------------------------------------------- status
@@ -139,7 +135,7 @@ export function taskStateOf(s: UnitState): TaskState {
   return "unknown";
 }
 
-export async function taskStatuses(sd: Systemd, berth: BerthSpec | undefined, recorded?: RunStatus["tasks"]): Promise<TaskStatus[]> {
+export async function taskStatuses(sd: Systemd, berth: BerthSpec | undefined, recorded?: TaskRecord[]): Promise<TaskStatus[]> {
   const names = berth?.tasks?.map((t) => t.name) ?? recorded?.map((t) => t.name) ?? [];
   const out: TaskStatus[] = [];
   for (const name of names) {
@@ -170,12 +166,12 @@ Options:
 
 /** `berth task ...`; returns the exit status. */
 export async function taskCommand(args: string[]): Promise<number> {
-  const { parseArgs } = await import("node:util");
+  const { parseArgs } = process.getBuiltinModule("node:util");
   let parsed;
   try {
     parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { root: { type: "string" }, timeout: { type: "string" }, help: { type: "boolean", short: "h" } } });
   } catch (e) {
-    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n  hint: run 'berth task --help' for usage\n`);
+    process.stderr.write(`error: ${errorMessage(e)}\n  hint: run 'berth task --help' for usage\n`);
     return 2;
   }
   const [sub, ...rest] = parsed.positionals;
@@ -184,7 +180,7 @@ export async function taskCommand(args: string[]): Promise<number> {
     return parsed.values.help ? 0 : 2;
   }
   const root = new HostRoot(parsed.values.root ?? "/");
-  const log = await defaultLogger();
+  const log = await createLogger({ app: "berth-task" });
   if (sub === "pull-images") {
     if (rest.length === 0) {
       process.stderr.write("error: pull-images needs at least one image\n  hint: berth task pull-images registry/repo:tag ...\n");
@@ -204,16 +200,16 @@ export async function taskCommand(args: string[]): Promise<number> {
   }
   if (sub === "status") {
     const { connectSystemd } = await import("../host/systemd.ts");
-    const prev = await readStatus(root);
+    const prev = await readRunStatus(root.path(RUN_STATUS_PATH));
     let sd: Systemd | undefined;
     try {
-      sd = await connectSystemd(process.env.BERTH_BUS_ADDRESS ? { busAddress: process.env.BERTH_BUS_ADDRESS } : {});
+      sd = await connectSystemd();
       const st = await taskStatuses(sd, undefined, prev?.tasks);
       process.stdout.write(`${JSON.stringify(st, null, 2)}\n`);
-      if (prev) await writeStatus(root, { ...prev, tasks: st.map((t) => ({ name: t.name, unit: t.unit, state: t.state, result: t.result })) });
+      if (prev) await writeRunStatus(root, { ...prev, tasks: st.map((t) => ({ name: t.name, unit: t.unit, state: t.state, result: t.result })) });
       return st.some((t) => t.state === "failed") ? 1 : 0;
     } catch (e) {
-      const errs = e && typeof e === "object" && "errors" in e ? (e as { errors: BerthError[] }).errors : [{ code: "task.status", message: e instanceof Error ? e.message : String(e) }];
+      const errs = toBerthErrors(e, "task.status", "cannot read the state of berth's tasks from systemd");
       for (const er of errs) process.stderr.write(`${formatError(er)}\n`);
       return 1;
     } finally {

@@ -9,6 +9,8 @@ export interface DiffSide {
   bytes: Uint8Array;
   /** Permission bits; -1 when the old path is not a regular file (a symlink). */
   mode: number;
+  /** `uid:gid`, when ownership is managed; a change shows as `old owner`/`new owner` lines. */
+  owner?: string;
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -34,6 +36,7 @@ export function unifiedDiff(hostPath: string, old: DiffSide | undefined, next: D
   if (old && next && old.mode !== next.mode && old.mode >= 0) head.push(`old mode ${octal(old.mode)}`, `new mode ${octal(next.mode)}`);
   if (!old && next) head.push(`new file mode ${octal(next.mode)}`);
   if (old && !next && old.mode >= 0) head.push(`deleted file mode ${octal(old.mode)}`);
+  if (old?.owner !== undefined && next?.owner !== undefined && old.owner !== next.owner && old.mode >= 0) head.push(`old owner ${old.owner}`, `new owner ${next.owner}`);
   const a = old ? asText(old.bytes) : "";
   const b = next ? asText(next.bytes) : "";
   const prefix = head.length ? head.join("\n") + "\n" : "";

@@ -11,6 +11,7 @@ import { renderContainerd } from "../render/containerd.ts";
 import { renderEnvironment } from "../render/environment.ts";
 import { renderResolved } from "../render/resolved.ts";
 import { renderUnits } from "../render/units.ts";
+import { DEFAULT_BERTH_PATH } from "../util/node-layout.ts";
 
 export interface PlanOptions {
   /** Where the berth executable lives on the node, for the units that call it. */
@@ -18,8 +19,6 @@ export interface PlanOptions {
   /** Inputs the kubelet renderer takes beyond (spec, facts), e.g. the CEL maxPods evaluator when an expression is set. */
   kubelet?: RenderKubeletOptions;
 }
-
-export const DEFAULT_BERTH_PATH = "/usr/bin/berth";
 
 /** What one renderer contributed: files, paths to remove, or errors. */
 export interface PlanPart {

@@ -11,6 +11,14 @@ export interface PlannedFile {
   mode: number;
   /** Which renderer produced it, for dry-run output and logs. */
   component: string;
+  /** Owner and group; absent means root:root (uid/gid 0) when berth runs as root (src/host/fs.ts). */
+  owner?: FileOwner;
+}
+
+/** Numeric owner and group of a file. */
+export interface FileOwner {
+  uid: number;
+  gid: number;
 }
 
 export interface Plan {

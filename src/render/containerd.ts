@@ -191,7 +191,8 @@ export function baseContainerdConfig(schema: ContainerdSchema, facts: NodeFacts,
 }
 
 function describe(v: TomlValue | undefined): string {
-  return typeof v === "bigint" ? v.toString() : JSON.stringify(v) ?? String(v);
+  // TOML integers are bigints, also inside arrays and tables, which JSON.stringify refuses.
+  return typeof v === "bigint" ? v.toString() : (JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? Number(x) : x)) ?? "nothing");
 }
 
 function err(message: string, hint: string, code = "containerd.config-schema"): BerthError {

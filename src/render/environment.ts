@@ -18,6 +18,7 @@ import type { NodeConfigSpec } from "../api/types.ts";
 import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok } from "../util/result.ts";
 import type { BerthError, Result } from "../util/result.ts";
+import { isEnvironmentName, isEnvironmentService } from "../api/rules.ts";
 
 export const SYSTEM_ENVIRONMENT_PATH = "/etc/systemd/system.conf.d/environment.conf";
 
@@ -28,10 +29,7 @@ export function serviceEnvironmentPath(service: string): string {
 /** Services whose drop-in is always cleaned up when the config does not ask for it (the ones berth runs). */
 const MANAGED_SERVICES = ["containerd", "kubelet"];
 
-// A unit name prefix: systemd allows ASCII letters, digits, ":-_.\\"; `@` (templates) is left out on purpose.
-const SERVICE_NAME = /^[A-Za-z0-9:_.\\-]+$/;
-// POSIX-portable environment variable names; systemd rejects anything else with a warning and drops it.
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// Which service and variable names are valid is validation's rule (api/rules.ts); these are guards.
 
 /** Escape a value like Go's strconv.Quote (without the outer quotes), then double `%`. */
 export function escapeSystemdValue(value: string): string {
@@ -78,7 +76,7 @@ export function renderEnvironment(spec: NodeConfigSpec): Result<EnvironmentFiles
     const vars = env[name] ?? {};
     const isDefault = name === "default";
     // "kubelet.service" would become kubelet.service.service.d and never apply.
-    if (!isDefault && (!SERVICE_NAME.test(name) || name.endsWith(".service"))) {
+    if (!isEnvironmentService(name)) {
       errors.push({
         code: "config.environment-service",
         message: `"${name}" is not a systemd service name`,
@@ -91,7 +89,7 @@ export function renderEnvironment(spec: NodeConfigSpec): Result<EnvironmentFiles
     candidates.add(path);
     let bad = false;
     for (const key of Object.keys(vars).sort()) {
-      if (!ENV_NAME.test(key)) {
+      if (!isEnvironmentName(key)) {
         bad = true;
         errors.push({
           code: "config.environment-name",

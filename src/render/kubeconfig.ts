@@ -7,6 +7,7 @@
 import type { ClusterDetails } from "../api/types.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { CA_CERT_PATH } from "./kubelet-config.ts";
+import { isStdBase64 } from "../api/rules.ts";
 
 export const KUBECONFIG_PATH = "/var/lib/kubelet/kubeconfig";
 /** Outposts: kubelet TLS-bootstraps from this one and writes KUBECONFIG_PATH itself. */
@@ -100,7 +101,6 @@ export function renderKubeconfig(cluster: ClusterDetails | undefined, region: st
   });
 }
 
-const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**
  * The CA bundle bytes from the NodeConfig's base64 `certificateAuthority`.
@@ -114,7 +114,7 @@ export function decodeCertificateAuthority(b64: string | undefined): Result<Uint
     return fail({ code: "config.missing-field", message: "the cluster certificate authority is not set", where, hint: "set it to the base64 CA bundle (aws eks describe-cluster: certificateAuthority.data)" });
   }
   const compact = b64.replace(/[\r\n]/g, "");
-  if (!BASE64_RE.test(compact)) {
+  if (!isStdBase64(compact)) {
     return fail({
       code: "config.invalid-base64",
       message: "the cluster certificate authority is not valid base64",

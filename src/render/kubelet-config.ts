@@ -10,7 +10,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import type { JsonObject, JsonValue, NodeConfigSpec } from "../api/types.ts";
 import type { NodeFacts } from "../facts/types.ts";
-import { canonicalJson, deepMerge as mergeObjects } from "../util/json.ts";
+import { canonicalJson, deepMerge } from "../util/json.ts";
 import { fail, ok, type Result } from "../util/result.ts";
 import { versionAtLeast } from "../util/version.ts";
 
@@ -187,8 +187,8 @@ export function generatedKubeletConfig(input: GeneratedKubeletConfigInput): Resu
  * config shares no object with the spec: whoever edits the result cannot
  * reach into the user's config.
  */
-export function deepMerge(base: JsonObject, over: JsonObject): JsonObject {
-  return mergeObjects(base, over, { cloneOver: true });
+export function mergeKubeletConfig(base: JsonObject, over: JsonObject): JsonObject {
+  return deepMerge(base, over, { cloneOver: true });
 }
 
 /** The drop-in: the user's config with `kind`/`apiVersion` filled in when absent. */

@@ -11,6 +11,7 @@
  */
 
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import { flagHasControlCharacter } from "../api/rules.ts";
 
 /** The kubelet reads its extra flags from this variable in this file (nodeadm's names, so both tools interoperate). */
 export const KUBELET_ENVIRONMENT_PATH = "/etc/eks/kubelet/environment";
@@ -31,7 +32,7 @@ export function formatBerthFlags(flags: Record<string, string>): string[] {
 export function checkUserFlags(flags: readonly string[]): Result<void> {
   const errors: BerthError[] = [];
   flags.forEach((f, i) => {
-    if (/[\x00-\x08\x0a-\x1f\x7f]/.test(f)) {
+    if (flagHasControlCharacter(f)) {
       errors.push({
         code: "config.invalid-flag",
         message: `kubelet flag ${JSON.stringify(f)} contains a control character (newline, NUL, ...)`,

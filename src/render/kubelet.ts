@@ -28,7 +28,7 @@ import {
   CA_CERT_PATH,
   cidrFamily,
   CONTAINERD_SOCKET_ENDPOINT,
-  deepMerge,
+  mergeKubeletConfig,
   generatedKubeletConfig,
   KUBELET_CONFIG_DIR,
   KUBELET_CONFIG_PATH,
@@ -159,7 +159,7 @@ export function renderKubelet(spec: NodeConfigSpec, facts: NodeFacts, opts: Rend
   if (errors.length > 0 || !config || !kubeconfig || !ca || ip === undefined) return fail(...dedupe(errors));
 
   // Below the drop-in threshold the kubelet has no --config-dir: merge the user's config in instead.
-  if (hasUserConfig && !dropIn) config = deepMerge(config, userConfig);
+  if (hasUserConfig && !dropIn) config = mergeKubeletConfig(config, userConfig);
 
   const binPath = opts.credentialProviderBinPath ?? ECR_CREDENTIAL_PROVIDER_BIN;
   const flags: Record<string, string> = {

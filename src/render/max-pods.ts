@@ -12,6 +12,7 @@
 import type { NodeConfigSpec } from "../api/types.ts";
 import type { InstanceTypeFacts } from "../facts/types.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** kubelet's own default, used when the instance type's ENI limits are unknown. */
 export const DEFAULT_MAX_PODS = 110;
@@ -30,7 +31,12 @@ export interface MaxPodsVariables {
 
 /** Evaluates an expression against the variables; a value or an error, never throws. */
 export interface MaxPodsEvaluator {
-  /** Syntax check only (for when the variables are unknown). */
+  /**
+   * What can be checked while the variables are unknown (`config check`, an
+   * instance type without ENI limits): the syntax, and what fails whatever
+   * their values — an unknown variable, mismatched types, a result that is
+   * no integer. Whether the result is in range depends on the instance.
+   */
   check(expression: string): Result<void>;
   evaluate(expression: string, vars: MaxPodsVariables): Result<number>;
 }
@@ -69,12 +75,16 @@ type CelModule = typeof import("@bufbuild/cel");
  * does: ints as they are, doubles truncated toward zero, uints and integer
  * strings converted; anything else is an error.
  */
+function toInteger(cel: CelModule, value: unknown): bigint | undefined {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number" && Number.isFinite(value)) return BigInt(Math.trunc(value));
+  if (cel.isCelUint(value)) return value.value;
+  if (typeof value === "string" && /^[+-]?\d+$/.test(value.trim())) return BigInt(value.trim());
+  return undefined;
+}
+
 function toPositiveInt32(cel: CelModule, expression: string, value: unknown): Result<number> {
-  let n: bigint | undefined;
-  if (typeof value === "bigint") n = value;
-  else if (typeof value === "number" && Number.isFinite(value)) n = BigInt(Math.trunc(value));
-  else if (cel.isCelUint(value)) n = value.value;
-  else if (typeof value === "string" && /^[+-]?\d+$/.test(value.trim())) n = BigInt(value.trim());
+  const n = toInteger(cel, value);
   if (n === undefined) {
     return fail(exprError(expression, `the result ${describe(value)} is not an integer`));
   }
@@ -90,16 +100,35 @@ function describe(value: unknown): string {
   return `of type ${typeof value}`;
 }
 
+/** Typical variables (an m5.large: 3 ENIs of 10 addresses) for check(). */
+const CHECK_BINDINGS = { default_enis: 3n, ips_per_eni: 10n, max_pods: BigInt(maxPodsFromEnis(3, 10)) };
+/** CEL errors that other variable values could avoid. */
+const VALUE_DEPENDENT = /divide by zero|modulus by zero|overflow|out of range|range error/i;
+
 /** Build an evaluator over an already-loaded `@bufbuild/cel` module. */
 export function celMaxPodsEvaluator(cel: CelModule): MaxPodsEvaluator {
   return {
     check(expression) {
       try {
         cel.parse(expression);
-        return ok(undefined);
       } catch (e) {
-        return fail(exprError(expression, e instanceof Error ? e.message : String(e), e));
+        return fail(exprError(expression, errorMessage(e), e));
       }
+      // Run it once with typical values: an unknown variable or a type mismatch fails whatever
+      // the values; arithmetic errors (divide by zero, overflow) may depend on them, so pass.
+      let result: unknown;
+      try {
+        result = cel.run(expression, CHECK_BINDINGS);
+      } catch {
+        return ok(undefined);
+      }
+      if (cel.isCelError(result)) {
+        if (VALUE_DEPENDENT.test(result.message)) return ok(undefined);
+        const msg = result.message === "unresolved attribute" ? "unknown variable (known: default_enis, ips_per_eni, max_pods)" : result.message;
+        return fail(exprError(expression, msg, result));
+      }
+      if (toInteger(cel, result) === undefined) return fail(exprError(expression, `the result ${describe(result)} is not an integer`));
+      return ok(undefined);
     },
     evaluate(expression, vars) {
       const bindings = {
@@ -112,7 +141,7 @@ export function celMaxPodsEvaluator(cel: CelModule): MaxPodsEvaluator {
         result = cel.run(expression, bindings);
       } catch (e) {
         // run() is documented never to throw; guard anyway so a library bug is still a config error.
-        return fail(exprError(expression, e instanceof Error ? e.message : String(e), e));
+        return fail(exprError(expression, errorMessage(e), e));
       }
       if (cel.isCelError(result)) {
         const msg = result.message === "unresolved attribute" ? "unknown variable (known: default_enis, ips_per_eni, max_pods)" : result.message;

@@ -9,12 +9,10 @@ import type { NodeConfigSpec } from "../api/types.ts";
 import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok } from "../util/result.ts";
 import type { BerthError, Result } from "../util/result.ts";
+import { isNetworkEntry } from "../api/rules.ts";
 
 export const RESOLVED_DROPIN_PATH = "/run/systemd/resolved.conf.d/40-eks.conf";
 
-// Entries are space-separated on one line: whitespace or control characters would split or break it.
-// eslint-disable-next-line no-control-regex
-const BAD_ENTRY = /[\s\u0000-\u001f\u007f]/;
 
 export function renderResolved(spec: NodeConfigSpec): Result<PlannedFile[]> {
   const nameservers = spec.instance?.network?.nameservers ?? [];
@@ -22,7 +20,8 @@ export function renderResolved(spec: NodeConfigSpec): Result<PlannedFile[]> {
   const errors: BerthError[] = [];
   const check = (list: string[], field: string): void =>
     list.forEach((v, i) => {
-      if (v === "" || BAD_ENTRY.test(v)) {
+      // Validation's rule (api/rules.ts): entries are space-separated on one line.
+      if (!isNetworkEntry(v)) {
         errors.push({
           code: "config.network-entry",
           message: `${JSON.stringify(v)} cannot be a ${field === "nameservers" ? "nameserver" : "search domain"}: it is empty or contains whitespace`,

@@ -23,6 +23,7 @@
 import { parse, stringify, TomlDate, TomlError } from "smol-toml";
 import type { TomlTable, TomlValue } from "smol-toml";
 import { compareKeys, deepMerge, hasOwn, isPlainObject, sortKeys } from "../util/json.ts";
+import { errorMessage } from "../util/errors.ts";
 
 export type { TomlTable, TomlValue };
 
@@ -52,7 +53,7 @@ export function parseToml(text: string): TomlParseResult {
       const reason = (e.message.split("\n")[0] ?? e.message).replace(/^Invalid TOML document: /, "");
       return { ok: false, message: reason, line: e.line, column: e.column };
     }
-    return { ok: false, message: e instanceof Error ? e.message : String(e) };
+    return { ok: false, message: errorMessage(e) };
   }
 }
 

@@ -48,6 +48,7 @@ import type { BerthError, Result } from "../util/result.ts";
 import { versionAtLeast } from "../util/version.ts";
 import { KUBELET_ARGS_VARIABLE, KUBELET_ENVIRONMENT_PATH } from "./kubelet-env.ts";
 import { UNITS } from "../util/node-layout.ts";
+import { isImageReference, TASK_NAME } from "../api/rules.ts";
 
 export const UNIT_DIR = "/etc/systemd/system";
 export const UNIT_HEADER = "# Written by berth; changes are overwritten.";
@@ -74,10 +75,10 @@ export interface UnitOptions {
   initArgs?: string[];
 }
 
-type Section = [name: string, lines: string[]];
+export type Section = [name: string, lines: string[]];
 
 /** A unit file: header comment, sections separated by blank lines. */
-function unit(sections: Section[]): string {
+export function unit(sections: Section[]): string {
   const body = sections
     .filter(([, lines]) => lines.length > 0)
     .map(([name, lines]) => `[${name}]\n${lines.join("\n")}\n`)
@@ -104,10 +105,7 @@ function file(path: string, content: string, mode = 0o644): PlannedFile {
   return { path, content, mode, component: "units" };
 }
 
-// Unit-name-safe and shell-safe: lower-case DNS label style.
-const TASK_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-// An image reference: registry/path:tag@digest characters only (no whitespace, quotes or systemd specials).
-const IMAGE_REF = /^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$/;
+// Task names and image references: validation's rules (api/rules.ts); checked again here as guards.
 
 function validateTasks(tasks: Task[]): BerthError[] {
   const errors: BerthError[] = [];
@@ -140,7 +138,7 @@ function validateTasks(tasks: Task[]): BerthError[] {
         });
       }
       t.pullImages.forEach((img, j) => {
-        if (!IMAGE_REF.test(img)) {
+        if (!isImageReference(img)) {
           errors.push({
             code: "config.task-image",
             message: `${JSON.stringify(img)} is not an image reference`,

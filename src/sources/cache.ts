@@ -16,8 +16,9 @@
  * `jq .spec` gives nodeadm's spec JSON, plus `berth` (the BerthConfig
  * document) when berth settings are present, which nodeadm ignores.
  */
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
-import path from "node:path";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../host/fs.ts";
+import type { BerthLock } from "../host/lock.ts";
 import type { HostRoot } from "../host/root.ts";
 import {
   BERTH_API_VERSION,
@@ -30,7 +31,10 @@ import {
   type MergedConfig,
 } from "../api/types.ts";
 import { canonicalJson, sortKeys } from "../util/json.ts";
-import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import { BerthFailure, fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
+import { errorMessage } from "../util/errors.ts";
+import { configLocator, locateErrors } from "../api/locate.ts";
+import { loadMaxPodsEvaluator } from "../render/max-pods.ts";
 import {
   defaultDecode,
   defaultEncode,
@@ -55,6 +59,8 @@ export interface ResolvedConfig {
   cacheState: CacheState;
   /** Problems that did not stop resolution (e.g. an unreadable cache that was ignored). */
   warnings: BerthError[];
+  /** Where a field path of `config` was set in the sources, for errors found later (rendering); absent for the cache. */
+  locate?: (path: string) => Location | undefined;
 }
 
 /** Stable JSON: keys sorted at every level, undefined dropped (shared with the renderers; kept exported here for callers). */
@@ -91,19 +97,20 @@ function cacheSource(cachePath: string): string {
  */
 export async function readCache(cachePath: string, deps: CacheDeps): Promise<Result<MergedConfig | undefined>> {
   const source = cacheSource(cachePath);
-  const real = deps.root.path(cachePath);
+  let real = cachePath;
   let text: string;
   try {
+    real = deps.root.path(cachePath);
     text = await readFile(real, "utf8");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return ok(undefined);
-    return fail({ code: "cache.unreadable", message: `cannot read the config cache ${real}: ${(e as Error).message}`, where: { source }, hint: "check its permissions, or delete it", cause: e });
+    return fail({ code: "cache.unreadable", message: `cannot read the config cache ${deps.root.describe(cachePath, real)}: ${errorMessage(e)}`, where: { source }, hint: "check its permissions, or delete it", cause: e });
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    return fail({ code: "cache.corrupt", message: `the config cache is not valid JSON: ${(e as Error).message}`, where: { source }, hint: `delete ${real}; the next init with a config source rewrites it`, cause: e });
+    return fail({ code: "cache.corrupt", message: `the config cache is not valid JSON: ${errorMessage(e)}`, where: { source }, hint: `delete ${real}; the next init with a config source rewrites it`, cause: e });
   }
   const obj = parsed as { spec?: unknown; berth?: unknown } | null;
   if (obj === null || typeof obj !== "object" || Array.isArray(obj) || typeof obj.spec !== "object" || obj.spec === null) {
@@ -168,80 +175,28 @@ export async function resolveConfig(
   }
 
   const merge = deps.merge ?? (await defaultMerge());
-  const v = validate(merge(docs.value));
-  if (!v.ok) return v;
-  if (cached === undefined) return ok({ config: v.value, origin: "sources", cacheState: "none", warnings });
+  const merged = merge(docs.value);
+  // The one validation `config check` and `init` share; the CEL evaluator only when an expression needs it.
+  const v = validate(merged, merged.nodeConfig.kubelet?.maxPodsExpression ? { maxPodsEvaluator: await loadMaxPodsEvaluator() } : {});
+  const locate = configLocator(docs.value);
+  if (!v.ok) return { ok: false, errors: locateErrors(v.errors, locate) };
+  if (cached === undefined) return ok({ config: v.value, origin: "sources", cacheState: "none", warnings, locate });
   const encode = deps.encode ?? (await defaultEncode());
   const same = sameConfig(v.value, cached, encode);
-  return ok({ config: v.value, origin: "sources", cacheState: same ? "unchanged" : "changed", warnings });
+  return ok({ config: v.value, origin: "sources", cacheState: same ? "unchanged" : "changed", warnings, locate });
 }
 
 /**
- * mkdir -p whose new directories are 0755 whatever the umask: `mkdir`'s mode
- * is filtered by the umask (a 077 umask would leave /run/eks/nodeadm 0700,
- * unreadable for tools that read nodeadm's cache), so each directory it
- * creates is chmod-ed; existing ones are left alone.
+ * Writes the cache through the one atomic write (src/host/fs.ts): under
+ * --root its parents are resolved in the root, new parent directories are
+ * 0755 whatever the umask (nodeadm's tools read /run/eks/nodeadm), the file
+ * is 0600, fsynced, renamed into place. Throws a BerthFailure on I/O
+ * errors; nodeadm treats a failed cache write as non-fatal, the caller
+ * decides. `lock`: the berth lock, when the caller holds it.
  */
-async function mkdirAll(dir: string): Promise<void> {
-  const missing: string[] = [];
-  for (let d = dir; ; d = path.dirname(d)) {
-    try {
-      await stat(d);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-      missing.push(d);
-      if (path.dirname(d) === d) break;
-    }
-  }
-  for (const d of missing.reverse()) {
-    try {
-      await mkdir(d, { mode: 0o755 });
-    } catch (e) {
-      // Created concurrently by someone else: fine, it is not ours to chmod.
-      if ((e as NodeJS.ErrnoException).code === "EEXIST") continue;
-      throw e;
-    }
-    await chmod(d, 0o755);
-  }
-}
-
-/**
- * Writes the cache atomically: a temp file in the same directory (mode 0600),
- * fsync, rename over the target, fsync of the directory. Parent directories
- * are created (0755). Throws on I/O errors; nodeadm treats a failed cache
- * write as non-fatal, the caller decides.
- */
-export async function writeCache(cachePath: string, config: MergedConfig, root: HostRoot, encode?: EncodeFn): Promise<void> {
+export async function writeCache(cachePath: string, config: MergedConfig, root: HostRoot, encode?: EncodeFn, lock?: BerthLock): Promise<void> {
   const enc = encode ?? (await defaultEncode());
-  const real = root.path(cachePath);
-  const dir = path.dirname(real);
-  await mkdirAll(dir);
   const body = canonicalJson(cacheDocument(config, enc), 2) + "\n";
-  const tmp = path.join(dir, `.${path.basename(real)}.${process.pid}.${Date.now()}.tmp`);
-  const fh = await open(tmp, "wx", 0o600);
-  try {
-    await fh.writeFile(body, "utf8");
-    await fh.chmod(0o600); // the umask may have narrowed or the mode may differ; be exact
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, real);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  const dh = await open(dir, "r");
-  try {
-    await dh.sync();
-  } catch {
-    // Some filesystems refuse fsync on directories; the rename is still atomic.
-  } finally {
-    await dh.close();
-  }
+  const r = await writeFileAtomic(root, cachePath, body, { mode: 0o600, component: "config cache", ...(lock ? { lock } : {}) });
+  if (!r.ok) throw new BerthFailure(r.errors);
 }

@@ -2,7 +2,8 @@
  * `file://PATH` config sources: one file, or a directory whose `.yaml`,
  * `.yml` and `.json` entries (case-insensitive, sub-directories skipped) are
  * read in lexical byte order, as nodeadm does. Absolute paths are host paths
- * and resolve under `--root`; a relative path (`file://config.yaml`) is
+ * and resolve under `--root`, links included (a directory entry that links
+ * to /etc/x reads ROOT/etc/x, never the build host's); a relative path (`file://config.yaml`) is
  * relative to the working directory and is not re-rooted, since it names a
  * file of the invoking user rather than of the node.
  */
@@ -10,6 +11,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { HostRoot } from "../host/root.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import { errorMessage } from "../util/errors.ts";
 import { decodeConfigFile, type SourceText } from "./userdata.ts";
 
 const CONFIG_EXTENSIONS = [".yaml", ".yml", ".json"];
@@ -50,7 +52,7 @@ export interface FileSourceOptions {
 }
 
 function describe(hostPath: string, real: string, root: HostRoot): string {
-  return real === hostPath ? real : `${hostPath} (${real} under --root ${root.dir})`;
+  return real === hostPath ? real : root.describe(hostPath, real);
 }
 
 /** Reads a `file://` source into the config texts it holds, in order. An empty directory yields none. */
@@ -58,15 +60,19 @@ export async function readFileSource(url: string, opts: FileSourceOptions): Prom
   const p = filePathOfUrl(url);
   if (!p.ok) return p;
   const hostPath = p.value;
-  const real = hostPath.startsWith("/") ? opts.root.path(hostPath) : path.resolve(opts.cwd ?? process.cwd(), hostPath);
+  const inRoot = hostPath.startsWith("/");
+  // Where a path of this source is on disk: re-rooted (links resolved in the root) or, when relative, as written.
+  const locate = (hp: string): string => (inRoot ? opts.root.path(hp) : path.resolve(opts.cwd ?? process.cwd(), hp));
+  let real = hostPath;
   let isDir: boolean;
   try {
+    real = locate(hostPath);
     isDir = (await stat(real)).isDirectory();
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     return fail({
       code: code === "ENOENT" ? "source.not-found" : "source.unreadable",
-      message: code === "ENOENT" ? `config path ${describe(hostPath, real, opts.root)} does not exist` : `cannot access config path ${describe(hostPath, real, opts.root)}: ${(e as Error).message}`,
+      message: code === "ENOENT" ? `config path ${describe(hostPath, real, opts.root)} does not exist` : `cannot access config path ${describe(hostPath, real, opts.root)}: ${errorMessage(e)}`,
       where: { source: url },
       hint: code === "ENOENT"
         ? "create it, fix the --config-source URL, or drop that source"
@@ -81,13 +87,21 @@ export async function readFileSource(url: string, opts: FileSourceOptions): Prom
     const entries = await readdir(real, { withFileTypes: true });
     names = entries.filter((e) => !e.isDirectory() && isConfigFileName(e.name)).map((e) => e.name).sort(compareNames);
   } catch (e) {
-    return fail({ code: "source.unreadable", message: `cannot list directory ${describe(hostPath, real, opts.root)}: ${(e as Error).message}`, where: { source: url }, hint: "check its permissions", cause: e });
+    return fail({ code: "source.unreadable", message: `cannot list directory ${describe(hostPath, real, opts.root)}: ${errorMessage(e)}`, where: { source: url }, hint: "check its permissions", cause: e });
   }
   const out: SourceText[] = [];
   const errors: BerthError[] = [];
   const base = url.replace(/\/+$/, "");
   for (const name of names) {
-    const r = await readOne(`${base}/${name}`, path.join(real, name), path.posix.join(hostPath, name), opts.root);
+    const entry = path.posix.join(hostPath, name);
+    let entryReal: string;
+    try {
+      entryReal = inRoot ? locate(entry) : path.join(real, name);
+    } catch (e) {
+      errors.push({ code: "source.unreadable", message: `cannot read config file ${describe(entry, path.join(real, name), opts.root)}: ${errorMessage(e)}`, where: { source: `${base}/${name}` }, hint: "fix or remove the symbolic link", cause: e });
+      continue;
+    }
+    const r = await readOne(`${base}/${name}`, entryReal, entry, opts.root);
     if (r.ok) out.push(...r.value);
     else errors.push(...r.errors);
   }
@@ -101,7 +115,7 @@ async function readOne(source: string, real: string, hostPath: string, root: Hos
   } catch (e) {
     return fail({
       code: "source.unreadable",
-      message: `cannot read config file ${describe(hostPath, real, root)}: ${(e as Error).message}`,
+      message: `cannot read config file ${describe(hostPath, real, root)}: ${errorMessage(e)}`,
       where: { source },
       hint: "check that it is a readable regular file",
       cause: e,

@@ -8,13 +8,15 @@
 import type { HostRoot } from "../host/root.ts";
 import type { ImdsClient } from "../facts/types.ts";
 import type { ConfigDocument, JsonObject, MergedConfig, NodeConfigSpec } from "../api/types.ts";
+import type { ValidateOptions } from "../api/validate.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import { errorMessage } from "../util/errors.ts";
 import { readFileSource } from "./files.ts";
 import { decodeUserData, USERDATA_SOURCE, type SourceText } from "./userdata.ts";
 
 export type DecodeFn = (text: string, source: string) => Result<ConfigDocument[]>;
 export type MergeFn = (docs: ConfigDocument[]) => MergedConfig;
-export type ValidateFn = (merged: MergedConfig) => Result<MergedConfig>;
+export type ValidateFn = (merged: MergedConfig, opts?: ValidateOptions) => Result<MergedConfig>;
 export type EncodeFn = (spec: NodeConfigSpec) => JsonObject;
 
 export interface SourceDeps {
@@ -52,7 +54,7 @@ export async function readSourceTexts(url: string, deps: Pick<SourceDeps, "root"
     } catch (e) {
       return fail({
         code: "source.imds",
-        message: `could not read user data from IMDS: ${(e as Error).message}`,
+        message: `could not read user data from IMDS: ${errorMessage(e)}`,
         where: { source: url },
         hint: "check that the instance metadata service is reachable (hop limit, IMDSv2 token), or use a file:// source",
         cause: e,
@@ -102,7 +104,7 @@ export async function readSources(urls: readonly string[], deps: SourceDeps): Pr
       try {
         r = decode(t.text, t.source);
       } catch (e) {
-        r = fail({ code: "config.decode", message: `could not decode: ${(e as Error).message}`, where: { source: t.source }, cause: e });
+        r = fail({ code: "config.decode", message: `could not decode: ${errorMessage(e)}`, where: { source: t.source }, cause: e });
       }
       if (r.ok) docs.push(...r.value);
       else errors.push(...withNote(r.errors, t));

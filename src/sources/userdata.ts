@@ -14,6 +14,7 @@
 // startup time is a requirement (bench/config-phase.ts). The startup snapshot
 // keeps postal-mime out of its heap too (scripts/build.mjs).
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import { errorMessage } from "../util/errors.ts";
 
 export const NODECONFIG_MEDIA_TYPE = "application/node.eks.aws";
 export const USERDATA_SOURCE = "imds://user-data";
@@ -62,12 +63,13 @@ export function isGzip(bytes: Uint8Array): boolean {
 async function maybeGunzip(bytes: Uint8Array, source: string): Promise<Result<Uint8Array>> {
   if (!isGzip(bytes)) return ok(bytes);
   try {
-    const { gunzipSync } = await import("node:zlib");
+    // Loaded on first use: most user data is not gzip'd. getBuiltinModule, not import(): no module loader involved.
+    const { gunzipSync } = process.getBuiltinModule("node:zlib");
     return ok(new Uint8Array(gunzipSync(bytes, { maxOutputLength: MAX_GUNZIP_BYTES })));
   } catch (e) {
     return fail({
       code: "source.gzip",
-      message: `data starts with the gzip magic bytes but does not decompress (${(e as Error).message})`,
+      message: `data starts with the gzip magic bytes but does not decompress (${errorMessage(e)})`,
       where: { source },
       hint: "re-create it with `gzip -c config.yaml` (and `| base64 -w0` when it must be text); do not truncate it",
       cause: e,
@@ -313,7 +315,7 @@ export async function splitMultipart(text: string, source: string): Promise<Resu
     } catch (e) {
       errors.push({
         code: "source.mime-part",
-        message: `could not read the MIME part: ${(e as Error).message}`,
+        message: `could not read the MIME part: ${errorMessage(e)}`,
         where: { source: partSource },
         hint: "check the part's headers and Content-Transfer-Encoding",
         cause: e,
@@ -381,7 +383,7 @@ export async function decodeUserData(bytes: Uint8Array, source: string = USERDAT
   } catch (e) {
     return fail({
       code: "source.user-data",
-      message: `could not decode the user data: ${(e as Error).message}`,
+      message: `could not decode the user data: ${errorMessage(e)}`,
       where: { source },
       hint: "user data must be a NodeConfig YAML stream or a MIME multipart message, optionally gzip and/or base64 encoded",
       cause: e,
@@ -398,6 +400,6 @@ export async function decodeConfigFile(bytes: Uint8Array, source: string): Promi
     if (!mime.ok) return mime;
     return ok(mime.value ?? [{ text: text.value, source }]);
   } catch (e) {
-    return fail({ code: "source.file", message: `could not read config: ${(e as Error).message}`, where: { source }, cause: e });
+    return fail({ code: "source.file", message: `could not read config: ${errorMessage(e)}`, where: { source }, cause: e });
   }
 }

@@ -104,7 +104,12 @@ function sortAt(v: unknown, first: readonly string[]): unknown {
   if (Array.isArray(v)) return v.map((e: unknown) => sortAt(e, []));
   if (!isPlainObject(v)) return v;
   const lead = first.filter((k) => hasOwn(v, k));
-  const keys = [...lead, ...Object.keys(v).sort(compareKeys).filter((k) => !lead.includes(k))];
+  const keys = [
+    ...lead,
+    ...Object.keys(v)
+      .sort(compareKeys)
+      .filter((k) => !lead.includes(k)),
+  ];
   const out: PlainObject = {};
   for (const k of keys) {
     const x = v[k];

@@ -5,11 +5,17 @@
  * loading the renderers or gRPC.
  */
 
+/** Where the packages install berth; the units' ExecStart= when nothing else is known (src/cli/self.ts). */
+export const DEFAULT_BERTH_PATH = "/usr/bin/berth";
+
 /** containerd's gRPC socket (CRI and its own API). */
 export const CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
 
 /** The run phase's status file, read by the agent and `berth status`. */
 export const RUN_STATUS_PATH = "/run/berth/status.json";
+
+/** The lock every writing berth run holds (a directory; src/host/lock.ts). */
+export const LOCK_PATH = "/run/berth/lock";
 
 export const UNITS = {
   config: "berth-config.service",

@@ -50,12 +50,38 @@ export function unwrap<T>(r: Result<T>): T {
   throw new BerthFailure(r.errors);
 }
 
-/** `source:line:column: path: message` + hint, the one way errors are printed. */
+/**
+ * A user-supplied string made safe to print inside one line: control
+ * characters (C0, DEL, C1, and the Unicode line and paragraph separators)
+ * become JSON-style escapes (`\n`, `\u001b`), so no input can start a line of
+ * its own (a forged `error:` or `hint:`) or drive the terminal.
+ */
+export function escapeControl(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    switch (c) {
+      case "\n":
+        return "\\n";
+      case "\r":
+        return "\\r";
+      case "\t":
+        return "\\t";
+      default:
+        return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+    }
+  });
+}
+
+/**
+ * `source:line:column: path: message` + hint, the one way errors are printed.
+ * Every part may carry user input (a key, a file name, a value), so each is
+ * escaped: one error is always exactly its `error:` line and its `hint:` line.
+ */
 export function formatError(e: BerthError): string {
   const w = e.where;
   const parts: string[] = [];
-  if (w?.source) parts.push(w.line !== undefined ? `${w.source}:${w.line}:${w.column ?? 1}` : w.source);
-  if (w?.path) parts.push(w.path);
+  if (w?.source) parts.push(w.line !== undefined ? `${escapeControl(w.source)}:${w.line}:${w.column ?? 1}` : escapeControl(w.source));
+  if (w?.path) parts.push(escapeControl(w.path));
   const head = parts.length ? `${parts.join(": ")}: ` : "";
-  return `error: ${head}${e.message}${e.hint ? `\n  hint: ${e.hint}` : ""}`;
+  return `error: ${head}${escapeControl(e.message)}${e.hint ? `\n  hint: ${escapeControl(e.hint)}` : ""}`;
 }

@@ -2,8 +2,11 @@
  * The one retry/backoff helper: exponential backoff with full jitter, a cap,
  * an overall deadline and an attempt limit, and every wait reported with its
  * cause. Everything in berth that retries uses this (nodeadm grew three
- * different helpers; one is enough).
+ * different helpers; one is enough). `backoffDelay` is the one backoff
+ * formula, also for loops that cannot use `retry` itself (the agent's repair
+ * backoff, the D-Bus reconnect).
  */
+import { errorMessage } from "./errors.ts";
 
 export interface Backoff {
   /** First delay, ms. */
@@ -39,8 +42,8 @@ export class RetryExhausted extends Error {
   readonly lastError: unknown;
   readonly reason: "deadline" | "attempts" | "not-retryable" | "aborted";
   constructor(reason: RetryExhausted["reason"], attempts: number, elapsedMs: number, lastError: unknown) {
-    const cause = lastError instanceof Error ? lastError.message : String(lastError);
-    super(`gave up after ${attempts} attempt(s) in ${elapsedMs} ms (${reason}): ${cause}`);
+    super(`gave up after ${attempts} attempt(s) in ${elapsedMs} ms (${reason}): ${errorMessage(lastError)}`);
+    this.name = "RetryExhausted";
     this.reason = reason;
     this.attempts = attempts;
     this.elapsedMs = elapsedMs;
@@ -56,16 +59,22 @@ export function backoffDelay(b: Backoff, attempt: number, random: () => number =
   return Math.round(base * (1 - jitter * random()));
 }
 
+/** Why `signal` was aborted, as an Error (its reason when that is one). */
+export function abortError(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new Error("aborted");
+}
+
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason ?? new Error("aborted"));
+    if (signal?.aborted) return reject(abortError(signal));
     const t = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();
     }, ms);
     const onAbort = () => {
       clearTimeout(t);
-      reject(signal?.reason ?? new Error("aborted"));
+      reject(abortError(signal));
     };
     signal?.addEventListener("abort", onAbort, { once: true });
   });

@@ -1,25 +1,26 @@
-// Fault tests of the health agent in the node lab: a real node (systemd as
-// PID 1, containerd, the kubelet stand-in), the agent running on the host
-// against the node's bus and containerd socket with short intervals. For
-// each fault the test asserts what berth did (detected it, restarted the
-// right unit or deliberately did not, stopped at the budget) and in which
-// order, and that kubelet was not restarted for a containerd fault (its
-// MainPID unchanged). Durations are printed, never asserted (bench/ measures
-// speed); the only time assertions are lower bounds the agent must respect
-// (backoff between repairs).
+// Fault tests of the health agent in the node lab, the agent as it ships: a
+// node without Node.js installs berth's .deb with dpkg and boots with it, so
+// berth-config → berth-run bootstrap the node (containerd, the kubelet
+// stand-in) and berth-agent.service runs the installed /usr/bin/berth with
+// the unit's own NODE_OPTIONS=--jitless. Its settings (short intervals) come
+// from the BerthConfig in the IMDS user data, like every other setting.
+//
+// Every test restarts berth-agent (a fresh budget), injects a fault and reads
+// what the agent did from its JSON log lines in the journal: detected it,
+// restarted the right unit or deliberately did not, stopped at the budget,
+// in which order; and that kubelet was not restarted for a containerd fault
+// (its MainPID unchanged). Durations are printed, never asserted (bench/
+// measures speed); the only time assertions are lower bounds the agent must
+// respect (backoff between repairs).
 //
 // Needs root and the lab's packages: it FAILS (not skips) otherwise.
 import { describe, it, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
-import { bootNode, containerdLabFiles, freePort, labContainerdConfig, REPO_ROOT, type LabNode } from "./lab.ts";
-import { startAgent, type RunningAgent } from "../../src/agent/agent.ts";
-import { AGENT_DEFAULTS, type ResolvedAgentSettings } from "../../src/agent/settings.ts";
-import type { AgentEvent, ComponentName } from "../../src/agent/decide.ts";
+import { bootRunNode, type RunNode } from "./run-node.ts";
+import { AGENT_UNIT, AgentJournal, type AgentLogLine } from "./agent-log.ts";
+import type { AgentSettings } from "../../src/api/types.ts";
 
-const SETTINGS = (port: number): ResolvedAgentSettings => ({
-  ...AGENT_DEFAULTS,
+const SETTINGS = {
   intervalMs: 500,
   fastIntervalMs: 200,
   probeTimeoutMs: 500,
@@ -30,110 +31,91 @@ const SETTINGS = (port: number): ResolvedAgentSettings => ({
   budgetWindowMs: 120_000,
   backoffInitialMs: 1_000,
   backoffMaxMs: 4_000,
-  kubeletHealthzUrl: `http://127.0.0.1:${port}/healthz`,
-  listenAddress: "127.0.0.1:0",
-});
+} satisfies AgentSettings;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("berth agent in the node lab", { timeout: 600_000 }, () => {
-  let node: LabNode;
-  let port = 0;
+describe("berth agent from the package, in the node lab", { timeout: 600_000 }, () => {
+  let rn: RunNode;
+  let log: AgentJournal;
   let goodConfig = "";
-  let agent: RunningAgent | undefined;
-  let events: AgentEvent[] = [];
-  let logLines: string[] = [];
+  /** When the current test's agent was (re)started: its log lines are those at or after this. */
+  let since = 0;
 
-  const mainPid = async (unit: string): Promise<number> => Number((await node.exec(["systemctl", "show", "-p", "MainPID", "--value", unit], { check: true })).stdout.trim());
+  const node = () => rn.node;
+  const mainPid = async (unit: string): Promise<number> => Number((await node().exec(["systemctl", "show", "-p", "MainPID", "--value", unit], { check: true })).stdout.trim());
   const sh = async (cmd: string) => {
-    const r = await node.exec(["sh", "-c", cmd]);
+    const r = await node().exec(["sh", "-c", cmd]);
     assert.equal(r.code, 0, `${cmd}: ${r.stderr}`);
     return r.stdout;
   };
-  const kubeletMode = (mode: "ok" | "fail" | "hang") => node.writeFile("/var/lib/kubelet-standin/healthz-mode", `${mode}\n`);
+  const kubeletMode = (mode: "ok" | "fail" | "hang") => node().writeFile("/var/lib/kubelet-standin/healthz-mode", `${mode}\n`);
+  const health = (c: string) => log.health(c, since);
+  const eventAfter = (t0: number, component: string, pred: (e: AgentLogLine) => boolean) => log.find(t0, (e) => e.component === component && pred(e));
+  const stateAfter = (t0: number, component: string, pred: (e: AgentLogLine) => boolean) => eventAfter(t0, component, (e) => e.event === "agent.state" && pred(e));
+  const repairsOf = (c: string, t0 = since) => log.since(t0).filter((e) => e.component === c && e.event === "agent.repair");
+  const waitFor = (what: string, cond: () => boolean, timeoutMs = 30_000) => log.until(what, cond, since, timeoutMs);
 
-  const waitFor = async (what: string, pred: () => boolean, timeoutMs = 30_000): Promise<void> => {
-    const end = Date.now() + timeoutMs;
-    while (!pred()) {
-      if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\nevents:\n${events.map((e) => `  ${new Date(e.atMs).toISOString()} ${e.component} ${e.event} ${e.from ?? ""}→${e.to ?? ""} ${e.cause}`).join("\n")}\nagent log:\n${logLines.slice(-40).join("\n")}`);
-      await sleep(10);
-    }
-  };
-  const eventAfter = (t0: number, component: ComponentName, pred: (e: AgentEvent) => boolean) => events.find((e) => e.atMs >= t0 && e.component === component && pred(e));
-  const health = (c: ComponentName) => agent?.agent.state(c)?.health;
-  const repairsOf = (c: ComponentName, since = 0) => events.filter((e) => e.component === c && e.event === "repair" && e.atMs >= since);
-
-  async function startTheAgent(): Promise<void> {
+  /** A fresh agent (fresh budget): restart berth-agent.service and wait until it says both components are healthy. */
+  async function restartTheAgent(): Promise<void> {
     // A test that failed half-way must not take the next one down with it.
-    await node.exec(["sh", "-c", "systemctl start containerd kubelet"]);
-    events = [];
-    logLines = [];
-    const sink = (level: string) => (obj: object, msg: string) => void logLines.push(`${level} ${msg} ${JSON.stringify(obj)}`);
-    agent = await startAgent({
-      settings: SETTINGS(port),
-      busAddress: node.busAddress,
-      containerdSocket: node.hostPath("/run/containerd/containerd.sock"),
-      bootstrapDone: true,
-      log: { info: sink("info"), warn: sink("warn"), error: sink("error") },
-      onEvent: (e) => events.push(e),
-      restartJobTimeoutMs: 30_000,
-    });
+    await node().exec(["sh", "-c", "systemctl start containerd kubelet"]);
+    since = Date.now();
+    const r = await node().systemctl("restart", AGENT_UNIT);
+    assert.equal(r.code, 0, `${r.stderr}\n${await node().journal(AGENT_UNIT, { lines: 20 })}`);
+    await log.waitFor("agent.start", (l) => l.event === "agent.start", since, 30_000);
     await waitFor("containerd and kubelet healthy at start", () => health("containerd") === "healthy" && health("kubelet") === "healthy");
   }
 
   before(async () => {
-    port = await freePort();
-    goodConfig = labContainerdConfig();
-    node = await bootNode({
-      name: "agent",
-      files: {
-        ...containerdLabFiles(),
-        "/etc/containerd/config.toml": goodConfig,
-        "/etc/systemd/system/kubelet.service": [
-          "[Unit]",
-          "Description=kubelet stand-in (agent fault tests)",
-          "[Service]",
-          `Environment=KUBELET_STANDIN_HEALTHZ_PORT=${port}`,
-          "ExecStart=/usr/bin/kubelet --config /etc/kubernetes/kubelet/config.json",
-          // As berth renders kubelet.service.
-          "Restart=always",
-          "RestartSec=5",
-          "",
-        ].join("\n"),
-      },
-    });
-    await node.systemctl("start", "containerd");
-    await node.waitForState("containerd", "active", 30_000);
-    const r = await node.systemctl("start", "kubelet");
-    assert.equal(r.code, 0, r.stderr);
-    await node.waitForState("kubelet", "active", 15_000);
+    rn = await bootRunNode({ name: "agent", rebootAfterInstall: true, agent: true, berth: { agent: SETTINGS } });
+    const s = await rn.waitSettled("berth-run.service", 180_000);
+    if (s !== "active") throw new Error(`berth-run.service is ${s} after boot:\n${await rn.node.journal("berth-run.service", { lines: 40 })}`);
+    goodConfig = (await rn.node.exec(["cat", "/etc/containerd/config.toml"], { check: true })).stdout;
+    log = new AgentJournal(rn.node);
     await kubeletMode("ok");
   });
 
   afterEach(async () => {
-    await agent?.stop();
-    agent = undefined;
+    await kubeletMode("ok").catch(() => undefined);
   });
 
   after(async () => {
-    await agent?.stop();
-    await node?.shutdown();
+    await log?.stop();
+    await rn?.cleanup();
+  });
+
+  it("the booted node: bootstrapped by berth-config → berth-run, berth-agent running the installed executable, jitless", async () => {
+    for (const u of ["berth-config.service", "berth-run.service", "containerd.service", "kubelet.service", AGENT_UNIT]) {
+      assert.equal((await rn.show(u, ["ActiveState"])).ActiveState, "active", `${u}:\n${await node().journal(u, { lines: 30 })}`);
+    }
+    assert.notEqual((await node().exec(["sh", "-c", "command -v node"])).code, 0, "no Node.js in the node");
+    const pid = await mainPid(AGENT_UNIT);
+    const exe = await node().exec(["readlink", `/proc/${pid}/exe`]);
+    assert.equal(exe.stdout.trim(), "/usr/bin/berth");
+    assert.equal((await node().exec(["dpkg", "-S", "/usr/bin/berth"])).stdout.trim(), "berth: /usr/bin/berth");
+    const environ = await node().exec(["sh", "-c", `tr '\\0' '\\n' < /proc/${pid}/environ`]);
+    assert.ok(environ.stdout.split("\n").includes("NODE_OPTIONS=--jitless"), "berth-agent.service sets NODE_OPTIONS=--jitless");
+    // The single executable honours NODE_OPTIONS: without --jitless V8 maps a
+    // read-write-execute code range for its JIT; with it, there is none.
+    const maps = await node().exec(["cat", `/proc/${pid}/maps`]);
+    assert.equal(maps.stdout.split("\n").filter((l) => / rwxp /.test(l)).length, 0, "no JIT code range: --jitless is in effect");
   });
 
   it("containerd kill -9: seen at once from the unit signal; systemd's own Restart= is left to work; kubelet untouched", async () => {
-    await startTheAgent();
+    await restartTheAgent();
     const kubeletPid = await mainPid("kubelet");
     const oldPid = await mainPid("containerd");
     const t0 = Date.now();
     await sh(`kill -9 ${oldPid}`);
-    await waitFor("containerd failing", () => eventAfter(t0, "containerd", (e) => e.to === "failing") !== undefined);
-    const detected = eventAfter(t0, "containerd", (e) => e.to === "failing") as AgentEvent;
+    await waitFor("containerd failing", () => stateAfter(t0, "containerd", (e) => e.to === "failing") !== undefined);
+    const detected = stateAfter(t0, "containerd", (e) => e.to === "failing") as AgentLogLine;
     // kubelet's healthz fails too while its runtime is gone (the worst case for the rule).
     await kubeletMode("fail");
-    assert.match(detected.cause, /left active/, "detected from systemd's signal, not a poll");
-    await waitFor("containerd healthy again", () => eventAfter(t0, "containerd", (e) => e.to === "healthy") !== undefined, 30_000);
+    assert.match(detected.cause ?? "", /left active/, "detected from systemd's signal, not a poll");
+    await waitFor("containerd healthy again", () => stateAfter(t0, "containerd", (e) => e.to === "healthy") !== undefined);
     await kubeletMode("ok");
-    const healed = eventAfter(t0, "containerd", (e) => e.to === "healthy") as AgentEvent;
+    const healed = stateAfter(t0, "containerd", (e) => e.to === "healthy") as AgentLogLine;
     await waitFor("kubelet healthy", () => health("kubelet") === "healthy");
     assert.equal(repairsOf("containerd").length, 0, "systemd restarted it (Restart=always); berth did not fight it");
     assert.equal(repairsOf("kubelet").length, 0, "kubelet not restarted for a containerd fault");
@@ -143,47 +125,50 @@ describe("berth agent in the node lab", { timeout: 600_000 }, () => {
   });
 
   it("containerd hung (SIGSTOP): caught by the probe deadline, restarted once with RestartUnit; kubelet untouched", async () => {
-    await startTheAgent();
+    await restartTheAgent();
     const kubeletPid = await mainPid("kubelet");
     const oldPid = await mainPid("containerd");
+    // containerd must be older than minUptime (an earlier test restarted it).
+    await sleep(SETTINGS.minUptimeMs);
     const t0 = Date.now();
     await sh(`kill -STOP ${oldPid}`);
     try {
-      await waitFor("containerd failing", () => eventAfter(t0, "containerd", (e) => e.to === "failing") !== undefined);
+      await waitFor("containerd failing", () => stateAfter(t0, "containerd", (e) => e.to === "failing") !== undefined);
       await kubeletMode("fail");
-      const detected = eventAfter(t0, "containerd", (e) => e.to === "failing") as AgentEvent;
-      assert.match(detected.cause, /within 500 ms|deadline/i, "caught by the deadline");
-      await waitFor("containerd restarted and healthy", () => eventAfter(t0, "containerd", (e) => e.to === "healthy") !== undefined);
+      const detected = stateAfter(t0, "containerd", (e) => e.to === "failing") as AgentLogLine;
+      assert.match(detected.cause ?? "", /within 500 ms|deadline/i, "caught by the deadline");
+      await waitFor("containerd restarted and healthy", () => stateAfter(t0, "containerd", (e) => e.to === "healthy") !== undefined);
       await kubeletMode("ok");
-      const healed = eventAfter(t0, "containerd", (e) => e.to === "healthy") as AgentEvent;
+      const healed = stateAfter(t0, "containerd", (e) => e.to === "healthy") as AgentLogLine;
       const repairs = repairsOf("containerd", t0);
       assert.equal(repairs.length, 1, "one restart");
-      assert.ok((repairs[0]?.fields?.consecutiveFailures as number) >= 3, "only after the failure threshold");
-      assert.ok((repairs[0]?.fields?.failingForMs as number) >= 1_000, "only after the failure window");
-      const result = eventAfter(t0, "containerd", (e) => e.event === "repair-result");
-      assert.equal(result?.fields?.result, "done");
+      assert.ok((repairs[0]?.fields.consecutiveFailures as number) >= SETTINGS.failureThreshold, "only after the failure threshold");
+      assert.ok((repairs[0]?.fields.failingForMs as number) >= SETTINGS.failureWindowMs, "only after the failure window");
+      const result = eventAfter(t0, "containerd", (e) => e.event === "agent.repair-result");
+      assert.equal(result?.fields.result, "done");
       assert.notEqual(await mainPid("containerd"), oldPid);
       await waitFor("kubelet healthy", () => health("kubelet") === "healthy");
       assert.equal(repairsOf("kubelet").length, 0);
       assert.equal(await mainPid("kubelet"), kubeletPid, "kubelet's MainPID unchanged");
       process.stdout.write(`# SIGSTOP: detected after ${detected.atMs - t0} ms, restart at ${(repairs[0]?.atMs ?? 0) - t0} ms, healthy after ${healed.atMs - t0} ms\n`);
     } finally {
-      await node.exec(["sh", "-c", `kill -CONT ${oldPid} 2>/dev/null; true`]);
+      await node().exec(["sh", "-c", `kill -CONT ${oldPid} 2>/dev/null; true`]);
     }
   });
 
   it("containerd's socket deleted: a fresh connection fails, berth restarts containerd, the socket is back", async () => {
-    await startTheAgent();
+    await restartTheAgent();
     const kubeletPid = await mainPid("kubelet");
+    await sleep(SETTINGS.minUptimeMs);
     const t0 = Date.now();
     await sh("rm -f /run/containerd/containerd.sock");
-    await waitFor("containerd failing", () => eventAfter(t0, "containerd", (e) => e.to === "failing") !== undefined);
-    const detected = eventAfter(t0, "containerd", (e) => e.to === "failing") as AgentEvent;
-    assert.match(detected.cause, /does not exist/);
-    await waitFor("healthy again", () => eventAfter(t0, "containerd", (e) => e.to === "healthy") !== undefined);
-    const healed = eventAfter(t0, "containerd", (e) => e.to === "healthy") as AgentEvent;
+    await waitFor("containerd failing", () => stateAfter(t0, "containerd", (e) => e.to === "failing") !== undefined);
+    const detected = stateAfter(t0, "containerd", (e) => e.to === "failing") as AgentLogLine;
+    assert.match(detected.cause ?? "", /does not exist/);
+    await waitFor("healthy again", () => stateAfter(t0, "containerd", (e) => e.to === "healthy") !== undefined);
+    const healed = stateAfter(t0, "containerd", (e) => e.to === "healthy") as AgentLogLine;
     assert.equal(repairsOf("containerd", t0).length, 1);
-    assert.equal((await node.exec(["test", "-S", "/run/containerd/containerd.sock"])).code, 0, "socket recreated");
+    assert.equal((await node().exec(["test", "-S", "/run/containerd/containerd.sock"])).code, 0, "socket recreated");
     assert.equal(repairsOf("kubelet").length, 0);
     assert.equal(await mainPid("kubelet"), kubeletPid);
     process.stdout.write(`# socket deleted: detected after ${detected.atMs - t0} ms, healthy after ${healed.atMs - t0} ms\n`);
@@ -191,116 +176,97 @@ describe("berth agent in the node lab", { timeout: 600_000 }, () => {
 
   for (const mode of ["fail", "hang"] as const) {
     it(`kubelet healthz ${mode === "fail" ? "answering 500" : "hanging"}: kubelet restarted with RestartUnit, containerd untouched`, async () => {
-      await startTheAgent();
+      await restartTheAgent();
       const containerdPid = await mainPid("containerd");
       const oldKubelet = await mainPid("kubelet");
+      await sleep(SETTINGS.minUptimeMs);
       const t0 = Date.now();
       await kubeletMode(mode);
-      try {
-        await waitFor("kubelet failing", () => eventAfter(t0, "kubelet", (e) => e.to === "failing") !== undefined);
-        const detected = eventAfter(t0, "kubelet", (e) => e.to === "failing") as AgentEvent;
-        assert.match(detected.cause, mode === "fail" ? /answered 500/ : /no answer within 500 ms/);
-        await waitFor("kubelet repair", () => repairsOf("kubelet", t0).length >= 1);
-        await kubeletMode("ok");
-        await waitFor("kubelet healthy", () => eventAfter(t0, "kubelet", (e) => e.to === "healthy") !== undefined);
-        const healed = eventAfter(t0, "kubelet", (e) => e.to === "healthy") as AgentEvent;
-        assert.notEqual(await mainPid("kubelet"), oldKubelet, "kubelet was restarted");
-        assert.equal(repairsOf("containerd").length, 0);
-        assert.equal(await mainPid("containerd"), containerdPid);
-        process.stdout.write(`# kubelet ${mode}: detected after ${detected.atMs - t0} ms, restart at ${(repairsOf("kubelet", t0)[0]?.atMs ?? 0) - t0} ms, healthy after ${healed.atMs - t0} ms\n`);
-      } finally {
-        await kubeletMode("ok");
-      }
+      await waitFor("kubelet failing", () => stateAfter(t0, "kubelet", (e) => e.to === "failing") !== undefined);
+      const detected = stateAfter(t0, "kubelet", (e) => e.to === "failing") as AgentLogLine;
+      assert.match(detected.cause ?? "", mode === "fail" ? /answered 500/ : /no answer within 500 ms/);
+      await waitFor("kubelet repair", () => repairsOf("kubelet", t0).length >= 1);
+      await kubeletMode("ok");
+      await waitFor("kubelet healthy", () => stateAfter(t0, "kubelet", (e) => e.to === "healthy") !== undefined);
+      const healed = stateAfter(t0, "kubelet", (e) => e.to === "healthy") as AgentLogLine;
+      assert.notEqual(await mainPid("kubelet"), oldKubelet, "kubelet was restarted");
+      assert.equal(repairsOf("containerd").length, 0);
+      assert.equal(await mainPid("containerd"), containerdPid);
+      process.stdout.write(`# kubelet ${mode}: detected after ${detected.atMs - t0} ms, restart at ${(repairsOf("kubelet", t0)[0]?.atMs ?? 0) - t0} ms, healthy after ${healed.atMs - t0} ms\n`);
     });
   }
 
   it("an operator's systemctl stop is not a failure: no restart, then healthy when started again", async () => {
-    await startTheAgent();
+    await restartTheAgent();
     const t0 = Date.now();
     try {
-      assert.equal((await node.systemctl("stop", "kubelet")).code, 0);
+      assert.equal((await node().systemctl("stop", "kubelet")).code, 0);
       await waitFor("kubelet stopped", () => health("kubelet") === "stopped");
       await sleep(2_000); // ≥ failure window + several probes
       assert.equal(repairsOf("kubelet", t0).length, 0);
-      assert.equal(eventAfter(t0, "kubelet", (e) => e.to === "failing"), undefined, "never reported failing");
+      assert.equal(stateAfter(t0, "kubelet", (e) => e.to === "failing"), undefined, "never reported failing");
     } finally {
-      assert.equal((await node.systemctl("start", "kubelet")).code, 0);
+      assert.equal((await node().systemctl("start", "kubelet")).code, 0);
     }
     await waitFor("kubelet healthy", () => health("kubelet") === "healthy");
   });
 
-  it("`berth agent` as a process: serves /status that `berth status` reads, exits 0 on SIGTERM", async () => {
-    const listen = `127.0.0.1:${await freePort()}`;
-    const args = ["--bus-address", node.busAddress, "--containerd-socket", node.hostPath("/run/containerd/containerd.sock"), "--kubelet-healthz", `http://127.0.0.1:${port}/healthz`, "--listen", listen, "--assume-bootstrapped"];
-    const child = spawn(process.execPath, ["--import", "tsx", "-e", `import(${JSON.stringify(join(REPO_ROOT, "src/cli/agent.ts"))}).then((m) => m.agentCommand(${JSON.stringify(args)})).then((c) => { process.exitCode = c; });`], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const exited = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
-    try {
-      const status = () =>
-        new Promise<{ code: number; out: string }>((resolve) => {
-          const c = spawn(process.execPath, ["--import", "tsx", "-e", `import(${JSON.stringify(join(REPO_ROOT, "src/cli/status.ts"))}).then((m) => m.statusCommand(["--json", "--address", ${JSON.stringify(listen)}, "--run-status", "/nonexistent"])).then((c) => { process.exitCode = c; });`], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "ignore"] });
-          let o = "";
-          c.stdout.on("data", (d: Buffer) => (o += d.toString()));
-          c.once("exit", (code) => resolve({ code: code ?? -1, out: o }));
-        });
-      const end = Date.now() + 60_000;
-      let last: { code: number; out: string } = { code: -1, out: "" };
-      while (Date.now() < end) {
-        last = await status();
-        if (last.code === 0) break;
-        await sleep(300);
-      }
-      assert.equal(last.code, 0, `berth status: ${last.out}\nagent stdout:\n${out}\nagent stderr:\n${err}`);
-      const doc = JSON.parse(last.out) as { healthy: boolean; agent: { components: { name: string; health: string }[] } };
-      assert.equal(doc.healthy, true);
-      assert.deepEqual(doc.agent.components.map((c) => `${c.name}:${c.health}`), ["containerd:healthy", "kubelet:healthy"]);
-      const lines = out.trim().split("\n").map((l) => JSON.parse(l) as { event?: string; level?: string });
-      assert.ok(lines.some((l) => l.event === "agent.start"), "pino JSON lines on stdout");
-      assert.ok(lines.every((l) => typeof l.level === "string"), "levels as labels");
-    } finally {
-      child.kill("SIGTERM");
-    }
-    assert.equal(await Promise.race([exited, sleep(10_000).then(() => "hung")]), 0, `clean exit on SIGTERM (no leaked timers or sockets)\n${err}`);
-    assert.match(out, /"event":"agent.stop"/);
+  it("berth-agent.service serves /status that `berth status` reads; JSON lines with level labels; exits 0 on SIGTERM", async () => {
+    await restartTheAgent();
+    const st = await rn.berth(["status", "--json", "--address", rn.agentListen], 30_000);
+    assert.equal(st.code, 0, `berth status: ${st.stdout}\n${st.stderr}\n${log.describe(since)}`);
+    const doc = JSON.parse(st.stdout) as { healthy: boolean; agent: { components: { name: string; health: string }[] } };
+    assert.equal(doc.healthy, true);
+    assert.deepEqual(doc.agent.components.map((c) => `${c.name}:${c.health}`), ["containerd:healthy", "kubelet:healthy"]);
+    const lines = log.since(since);
+    assert.ok(lines.some((l) => l.event === "agent.start"), "pino JSON lines on stdout, in the journal");
+    assert.ok(lines.every((l) => ["debug", "info", "warn", "error"].includes(l.level)), "levels as labels");
+
+    const pid = await mainPid(AGENT_UNIT);
+    const t0 = Date.now();
+    assert.equal((await node().systemctl("stop", AGENT_UNIT)).code, 0);
+    const ended = await rn.show(AGENT_UNIT, ["ActiveState", "Result", "ExecMainCode", "ExecMainStatus", "ExecMainPID"]);
+    assert.equal(ended.ExecMainPID, String(pid));
+    // CLD_EXITED (1) with status 0: it exited by itself, cleanly, not killed by the signal.
+    assert.deepEqual([ended.ActiveState, ended.Result, ended.ExecMainCode, ended.ExecMainStatus], ["inactive", "success", "1", "0"], `${await node().journal(AGENT_UNIT, { lines: 20 })}`);
+    await log.waitFor("agent.stop", (l) => l.event === "agent.stop", t0, 10_000);
+    assert.equal((await node().systemctl("start", AGENT_UNIT)).code, 0);
   });
 
   it("containerd config broken so restarts fail: berth backs off and stops at the budget (no storm); kubelet untouched", async () => {
     // Without systemd's own Restart=, the agent is the only one restarting it.
-    await node.writeFile("/etc/systemd/system/containerd.service.d/20-agent-test.conf", "[Service]\nRestart=no\n");
+    await node().writeFile("/etc/systemd/system/containerd.service.d/20-agent-test.conf", "[Service]\nRestart=no\n");
     await sh("systemctl daemon-reload");
-    await startTheAgent();
+    await restartTheAgent();
     const kubeletPid = await mainPid("kubelet");
-    const s = SETTINGS(port);
+    await sleep(SETTINGS.minUptimeMs);
     try {
-      await node.writeFile("/etc/containerd/config.toml", "version = 2\n[plugins\nthis is not toml\n");
+      await node().writeFile("/etc/containerd/config.toml", "version = 2\n[plugins\nthis is not toml\n");
       const t0 = Date.now();
       await sh(`kill -9 $(systemctl show -p MainPID --value containerd)`);
       await waitFor("degraded", () => health("containerd") === "degraded", 60_000);
       const degradedAt = Date.now();
       // Long enough for several more repairs if there were no budget.
-      await sleep(2 * s.backoffMaxMs);
+      await sleep(2 * SETTINGS.backoffMaxMs);
       const repairs = repairsOf("containerd", t0);
-      assert.equal(repairs.length, s.restartBudget, "exactly the budget, then no more");
-      const results = events.filter((e) => e.component === "containerd" && e.event === "repair-result" && e.atMs >= t0).map((e) => e.fields?.result);
-      assert.ok(results.length === s.restartBudget && results.every((r) => r !== "done"), `every restart failed: ${results.join(", ")}`);
+      assert.equal(repairs.length, SETTINGS.restartBudget, "exactly the budget, then no more");
+      const results = log.since(t0).filter((e) => e.component === "containerd" && e.event === "agent.repair-result").map((e) => e.fields.result);
+      assert.ok(results.length === SETTINGS.restartBudget && results.every((r) => r !== "done"), `every restart failed: ${results.join(", ")}`);
       // Backoff: repair n+1 no sooner than half (the jitter) of initial·2^(n-1) after repair n.
       for (let i = 1; i < repairs.length; i++) {
         const gap = (repairs[i]?.atMs ?? 0) - (repairs[i - 1]?.atMs ?? 0);
-        const floor = Math.max((Math.min(s.backoffMaxMs, s.backoffInitialMs * 2 ** (i - 1))) / 2, s.failureWindowMs);
+        const floor = Math.max(Math.min(SETTINGS.backoffMaxMs, SETTINGS.backoffInitialMs * 2 ** (i - 1)) / 2, SETTINGS.failureWindowMs);
         assert.ok(gap >= floor, `gap ${i} was ${gap} ms, backoff floor ${floor} ms`);
       }
-      assert.equal(events.filter((e) => e.event === "budget-exhausted" && e.component === "containerd").length, 1, "said loudly, once");
-      assert.ok(logLines.some((l) => l.startsWith("error") && l.includes("restart budget spent")), "an error-level log line");
+      assert.equal(log.since(t0).filter((e) => e.event === "agent.budget-exhausted" && e.component === "containerd").length, 1, "said loudly, once");
+      assert.ok(log.since(t0).some((l) => l.level === "error" && (l.msg ?? "").includes("restart budget spent")), "an error-level log line");
       assert.equal(repairsOf("kubelet").length, 0);
       assert.equal(await mainPid("kubelet"), kubeletPid, "kubelet's MainPID unchanged");
       process.stdout.write(`# broken config: repairs at ${repairs.map((r) => r.atMs - t0).join(", ")} ms, degraded at ${degradedAt - t0} ms\n`);
     } finally {
-      await node.writeFile("/etc/containerd/config.toml", goodConfig);
-      await node.exec(["rm", "-f", "/etc/systemd/system/containerd.service.d/20-agent-test.conf"]);
-      await node.exec(["sh", "-c", "systemctl daemon-reload; systemctl reset-failed containerd; systemctl start containerd"]);
+      await node().writeFile("/etc/containerd/config.toml", goodConfig);
+      await node().exec(["rm", "-f", "/etc/systemd/system/containerd.service.d/20-agent-test.conf"]);
+      await node().exec(["sh", "-c", "systemctl daemon-reload; systemctl reset-failed containerd; systemctl start containerd"]);
     }
     await waitFor("containerd healthy after the operator's fix", () => health("containerd") === "healthy");
   });

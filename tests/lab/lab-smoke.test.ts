@@ -81,7 +81,8 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
       files: {
         ...containerdLabFiles(registry),
         "/etc/containerd/config.toml": config,
-        "/etc/systemd/system/kubelet.service": [
+        // Not kubelet.service: the package's postinst (berth install) writes berth's own.
+        "/etc/systemd/system/lab-kubelet.service": [
           "[Unit]",
           "Description=kubelet stand-in (lab smoke test)",
           "[Service]",
@@ -100,24 +101,51 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
     if (bindDir) await rm(bindDir, { recursive: true, force: true });
   });
 
-  it("boots systemd as PID 1 with the berth bundle, node and the kubelet stand-in inside", async () => {
+  it("boots systemd as PID 1 with the kubelet stand-in inside", async () => {
     const n = node as LabNode;
-    const r = await n.exec(["sh", "-c", "cat /proc/1/comm; systemctl is-system-running; node --version; kubelet --version"]);
+    const r = await n.exec(["sh", "-c", "cat /proc/1/comm; systemctl is-system-running; kubelet --version"]);
     assert.equal(r.code, 0, r.stderr);
-    const [comm, state, nodeVersion, kubeletVersion] = r.stdout.trim().split("\n");
+    const [comm, state, kubeletVersion] = r.stdout.trim().split("\n");
     assert.equal(comm, "systemd");
     assert.ok(state === "running" || state === "degraded", `system state ${state}`);
-    assert.equal(nodeVersion, process.version);
     assert.equal(kubeletVersion, "Kubernetes v1.33.0");
     const bound = await n.exec(["sh", "-c", "cat /mnt/from-host/hello; touch /mnt/from-host/x"]);
     assert.equal(bound.stdout, "from the host\n");
     assert.notEqual(bound.code, 0, "a readOnly bind is read-only inside");
     const findmnt = await n.exec(["findmnt", "-n", "-o", "FSTYPE", "/var/lib/containerd"]);
     assert.notEqual(findmnt.stdout.trim(), "overlay", "containerd's overlayfs snapshotter needs a non-overlay /var/lib/containerd");
-    if (existsSync(join(REPO_ROOT, "dist/berth.mjs"))) {
-      const b = await n.exec(["test", "-f", "/usr/lib/berth/berth.mjs"]);
-      assert.equal(b.code, 0, "dist/ is bound at /usr/lib/berth");
-    }
+  });
+
+  it("has no Node.js; berth is installed from its .deb with dpkg and runs as /usr/bin/berth", async () => {
+    const n = node as LabNode;
+    // Nothing called node or nodejs on PATH, nothing bound in at the old place.
+    const which = await n.exec(["sh", "-c", "command -v node || command -v nodejs"]);
+    assert.notEqual(which.code, 0, `the node has a Node.js: ${which.stdout}`);
+    assert.equal((await n.exec(["test", "-e", "/usr/local/bin/node"])).code, 1);
+    const mounts = await n.exec(["findmnt", "-rn", "-o", "TARGET"]);
+    assert.ok(!mounts.stdout.split("\n").some((m) => m.startsWith("/usr")), `nothing bound under /usr: ${mounts.stdout}`);
+
+    const status = await n.exec(["dpkg-query", "-W", "-f", "${Status} ${Version} ${Architecture}", "berth"]);
+    assert.equal(status.code, 0, status.stderr);
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string };
+    assert.equal(status.stdout, `install ok installed ${pkg.version} ${process.arch === "arm64" ? "arm64" : "amd64"}`);
+    const s = await n.exec(["dpkg", "-s", "berth"]);
+    assert.match(s.stdout, /^Status: install ok installed$/m);
+    assert.equal((await n.exec(["dpkg", "-S", "/usr/bin/berth"])).stdout.trim(), "berth: /usr/bin/berth");
+    // The installed file is the node's private copy's content, the release executable.
+    const sums = await n.exec(["sh", "-c", `dpkg-deb --fsys-tarfile ${n.berthPackage} | tar -xO ./usr/bin/berth | sha256sum; sha256sum < /usr/bin/berth`]);
+    const [inDeb, installed] = sums.stdout.trim().split("\n").map((l) => l.split(" ")[0]);
+    assert.equal(installed, inDeb);
+
+    const v = await n.exec(["berth", "--version"]);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout, new RegExp(`^berth ${pkg.version.replace(/\./g, "\\.")} \\(commit \\S+, node v\\d+\\.\\d+\\.\\d+, linux/${process.arch}\\)`));
+    // The package's postinst ran `berth install`: boot units naming the installed executable, wired into multi-user.target.
+    const unit = await n.exec(["cat", "/etc/systemd/system/berth-config.service"]);
+    assert.match(unit.stdout, /^ExecStart=\/usr\/bin\/berth init --skip run$/m);
+    const wants = await n.exec(["systemctl", "show", "-p", "Wants", "--value", "multi-user.target"]);
+    for (const u of ["berth-config.service", "berth.target", "berth-tasks.target"]) assert.ok(wants.stdout.split(/\s+/).includes(u), `multi-user.target does not want ${u}: ${wants.stdout}`);
+    assert.equal((await n.exec(["systemd-analyze", "verify", "berth-config.service", "berth-run.service", "berth-agent.service"])).code, 0);
   });
 
   it("starts containerd through systemd and ctr talks to it", async () => {
@@ -176,9 +204,9 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
 
   it("runs the kubelet stand-in as a unit and it serves /healthz and records its argv", async () => {
     const n = node as LabNode;
-    const start = await n.systemctl("start", "kubelet");
+    const start = await n.systemctl("start", "lab-kubelet");
     assert.equal(start.code, 0, start.stderr);
-    await n.waitForState("kubelet", "active", 15_000);
+    await n.waitForState("lab-kubelet", "active", 15_000);
     // The node shares the host's network namespace: the host can reach the stand-in directly.
     let body = "";
     const deadline = Date.now() + 10_000;
@@ -203,9 +231,9 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
     assert.equal(failing.status, 500);
     await n.writeFile("/var/lib/kubelet-standin/healthz-mode", "ok\n");
     // Like a real kubelet: SIGTERM → exit 0 (so only Restart=always brings it back).
-    const stop = await n.systemctl("stop", "kubelet");
+    const stop = await n.systemctl("stop", "lab-kubelet");
     assert.equal(stop.code, 0);
-    const result = await n.systemctl("show", "-p", "Result", "--value", "kubelet");
+    const result = await n.systemctl("show", "-p", "Result", "--value", "lab-kubelet");
     assert.equal(result.stdout.trim(), "success");
   });
 

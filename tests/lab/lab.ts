@@ -1,6 +1,7 @@
 // The node lab harness: boots a real Debian node (systemd as PID 1, dbus,
-// containerd, runc) in systemd-nspawn, runs commands inside it, reaches its
-// system bus from the host, and tears it all down again. See lab/README.md.
+// containerd, runc; no Node.js) in systemd-nspawn, installs berth's .deb in
+// it with dpkg, runs commands inside it, reaches its system bus from the
+// host, and tears it all down again. See lab/README.md.
 //
 // Shape of one node on the host (everything under one temp dir, prefix
 // $TMPDIR/berth-lab-, which lab/cleanup.sh knows about):
@@ -12,10 +13,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { once } from "node:events";
-import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, readdir, rename, rm, rmdir, writeFile, open } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, rmdir, writeFile, open } from "node:fs/promises";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pushOciLayout } from "../../lab/oci-push.ts";
 import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../../src/render/toml.ts";
@@ -48,6 +49,11 @@ export interface ExecOptions {
   check?: boolean;
 }
 
+export interface Follower {
+  /** Kills the command (its whole process group) and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
 export interface BindSpec {
   host: string;
   node: string;
@@ -62,8 +68,14 @@ export interface BootOptions {
   binds?: BindSpec[];
   /** Files written into the node's root before boot: node path → content. */
   files?: Record<string, FileSpec>;
-  /** Deadline for reaching running/degraded (default 60 s). */
+  /** Deadline for reaching running/degraded, per boot (default 60 s). */
   bootTimeoutMs?: number;
+  /**
+   * After `dpkg -i` of berth's package, boot the node once more, so berth's
+   * boot units (put in place by the package) run at boot, as on an image
+   * built with the package installed. Default: no second boot.
+   */
+  rebootAfterInstall?: boolean;
 }
 
 export interface LabNode {
@@ -74,15 +86,22 @@ export interface LabNode {
   readonly root: string;
   /** The node's private temp dir on the host. */
   readonly dir: string;
-  /** PID (host view) of the node's systemd. */
+  /** PID (host view) of the node's systemd (a new one after reboot()). */
   readonly leaderPid: number;
-  /** PID of the systemd-nspawn process. */
+  /** PID of the systemd-nspawn process (a new one after reboot()). */
   readonly nspawnPid: number;
+  /** Node path of the node's private copy of berth's .deb (installed with dpkg -i at boot). */
+  readonly berthPackage: string;
   /** D-Bus address of the node's system bus, usable from the host. */
   readonly busAddress: string;
   /** Host path of a path inside the running node (through /proc/<leader>/root, so /run works too). */
   hostPath(nodePath: string): string;
   exec(cmd: string[], opts?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Runs a long-lived command inside the node (e.g. `journalctl -f`) and
+   * hands each line of its stdout to `onLine`; stop() (or shutdown()) ends it.
+   */
+  follow(cmd: string[], onLine: (line: string) => void): Follower;
   systemctl(...args: string[]): Promise<ExecResult>;
   /** The unit's journal (short-precise format). */
   journal(unit: string, opts?: { lines?: number }): Promise<string>;
@@ -90,6 +109,8 @@ export interface LabNode {
   waitForState(unit: string, state: string, timeoutMs: number): Promise<void>;
   /** Writes a file into the running node (atomic inside the node's root). */
   writeFile(nodePath: string, content: string, mode?: number): Promise<void>;
+  /** Orderly poweroff and a fresh boot of the same root (like a reboot: /run and /tmp start empty). */
+  reboot(timeoutMs?: number): Promise<void>;
   /** Stops the node and removes every trace; safe to call twice and after failures. */
   shutdown(): Promise<void>;
 }
@@ -98,6 +119,10 @@ export interface Timings {
   rootfsMs: number;
   prepareMs: number;
   bootMs: number;
+  /** dpkg -i of berth's package inside the node (its postinst runs `berth install`). */
+  installMs: number;
+  /** The second boot with rebootAfterInstall (poweroff + boot). */
+  rebootMs?: number;
 }
 
 /** Timings of the most recent bootNode, for bench/ and the README. */
@@ -175,10 +200,6 @@ export function ensureRootfs(): Promise<string> {
   })();
   rootfsPromise.catch(() => (rootfsPromise = undefined));
   return rootfsPromise;
-}
-
-function hostNodeBinary(): string {
-  return process.execPath;
 }
 
 function procStatus(pid: number): Map<string, string> | undefined {
@@ -298,24 +319,40 @@ async function writeNodeFile(root: string, nodePath: string, spec: FileSpec): Pr
   await rename(tmp, target);
 }
 
-/** Files every node gets: the berth wrapper and the kubelet stand-in. */
+/** Files every node gets before its first boot: its hostname and the kubelet stand-in. */
 async function baseFiles(root: string, machine: string): Promise<void> {
   // debootstrap copied the host's /etc/hostname; each node gets its own.
   await writeNodeFile(root, "/etc/hostname", `${machine}\n`);
-  await writeNodeFile(root, "/usr/bin/berth", {
-    mode: 0o755,
-    content: [
-      "#!/bin/sh",
-      "# Lab wrapper: the host's dist/ is bound at /usr/lib/berth, the host's node at /usr/local/bin/node.",
-      'if [ ! -f /usr/lib/berth/berth.mjs ]; then echo "berth: /usr/lib/berth/berth.mjs missing (run node scripts/build.mjs on the host)" >&2; exit 127; fi',
-      'exec /usr/local/bin/node --enable-source-maps /usr/lib/berth/berth.mjs "$@"',
-      "",
-    ].join("\n"),
-  });
   await mkdir(join(root, "usr/bin"), { recursive: true });
-  await copyFile(join(REPO_ROOT, "tests/standins/kubelet-standin.mjs"), join(root, "usr/bin/kubelet"));
+  await copyFile(join(LAB_DIR, "kubelet-standin.sh"), join(root, "usr/bin/kubelet"));
   await chmod(join(root, "usr/bin/kubelet"), 0o755);
 }
+
+/** Debian's name for this machine's architecture (the .deb's suffix). */
+function debArch(): string {
+  if (process.arch === "x64") return "amd64";
+  if (process.arch === "arm64") return "arm64";
+  throw new Error(`the node lab has no berth package for ${process.arch} (npm run package builds amd64 and arm64)`);
+}
+
+/**
+ * The berth package lab nodes install: $BERTH_LAB_DEB, else
+ * dist/release/berth_<version>_<debarch>.deb from `npm run package`.
+ */
+export function berthDebPath(): string {
+  const alt = process.env.BERTH_LAB_DEB;
+  if (alt) {
+    if (!existsSync(alt)) throw new Error(`BERTH_LAB_DEB=${alt} does not exist`);
+    return resolve(alt);
+  }
+  const version = (JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string }).version;
+  const deb = join(REPO_ROOT, "dist", "release", `berth_${version}_${debArch()}.deb`);
+  if (!existsSync(deb)) throw new Error(`${deb} is missing: lab nodes install berth from its package; run \`npm run package\` first (scripts/test.sh does)`);
+  return deb;
+}
+
+/** Where a node keeps its private copy of the package (the copy dpkg installs). */
+export const NODE_PACKAGE_DIR = "/var/lib/berth-lab/packages";
 
 const liveNodes = new Set<LabNode>();
 let exitHookInstalled = false;
@@ -338,6 +375,8 @@ function installExitHook(): void {
 
 export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
   assertLabPossible();
+  // Before anything is mounted: a missing package is the most common setup mistake.
+  const deb = berthDebPath();
   const t0 = performance.now();
   const rootfs = await ensureRootfs();
   const t1 = performance.now();
@@ -347,7 +386,11 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
   const root = join(dir, "root");
   const busDir = join(dir, "dbus");
   const containerdDir = join(dir, "containerd");
-  for (const d of ["upper", "work", "root", "dbus", "containerd"]) await mkdir(join(dir, d));
+  for (const d of ["upper", "work", "root", "dbus", "containerd"]) {
+    await mkdir(join(dir, d));
+    // The overlay's root takes the upper dir's mode: the node's "/" must be 0755 whatever the umask.
+    await chmod(join(dir, d), 0o755);
+  }
   // cleanup.sh only touches nodes whose owner is gone (unless --all).
   await writeFile(join(dir, "owner"), `${process.pid}\n`);
   await writeFile(join(dir, "machine"), `${machine}\n`);
@@ -356,14 +399,13 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
   let nspawn: ChildProcess | undefined;
   let leaderPid = 0;
   let down = false;
+  const nspawnLog = async (): Promise<string> => (await readFile(join(dir, "nspawn.log"), "utf8").catch(() => "")).slice(-4000);
 
-  const teardown = async (): Promise<void> => {
-    if (down) return;
-    down = true;
+  /** Powers the node off (SIGTERM to nspawn: an orderly poweroff), SIGKILL after 15 s; removes its cgroups. */
+  const stopNspawn = async (): Promise<void> => {
     const nspawnPid = nspawn?.pid;
-    if (nspawnPid && alive(nspawnPid)) {
-      // SIGTERM makes nspawn ask the node's systemd for an orderly poweroff.
-      const exited = nspawn && running(nspawn) ? once(nspawn, "exit") : Promise.resolve();
+    if (nspawn && nspawnPid && alive(nspawnPid)) {
+      const exited = running(nspawn) ? once(nspawn, "exit") : Promise.resolve();
       try {
         process.kill(nspawnPid, "SIGTERM");
       } catch {}
@@ -378,50 +420,89 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
         await Promise.race([exited, grace(5_000)]);
       }
     }
+    for (const cg of nodeCgroups) await removeCgroupTree(cg);
+  };
+
+  const followers = new Set<Follower>();
+  const teardown = async (): Promise<void> => {
+    if (down) return;
+    down = true;
+    for (const f of [...followers]) await f.stop();
+    await stopNspawn();
     for (const mp of mountsUnder(dir)) {
       const r = await run("umount", [mp]);
       if (r.code !== 0) await run("umount", ["-l", mp]);
     }
-    for (const cg of nodeCgroups) await removeCgroupTree(cg);
     if (mountsUnder(dir).length === 0) await rm(dir, { recursive: true, force: true });
     liveNodes.delete(node);
   };
 
-  let node: LabNode;
-  try {
-    let r = await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${dir}/upper,workdir=${dir}/work`, root]);
-    if (r.code !== 0) throw new Error(`overlay mount of the node root failed: ${r.stderr.trim()}`);
-    await mkdir(join(root, "var/lib/containerd"), { recursive: true });
-    r = await run("mount", ["--bind", containerdDir, join(root, "var/lib/containerd")]);
-    if (r.code !== 0) throw new Error(`bind mount of /var/lib/containerd failed: ${r.stderr.trim()}`);
-    await baseFiles(root, machine);
-    for (const [p, spec] of Object.entries(opts.files ?? {})) await writeNodeFile(root, p, spec);
+  // Runs a command inside the node (as root, all its namespaces) through nsenter.
+  const exec = (cmd: string[], eo: ExecOptions = {}): Promise<ExecResult> => {
+    if (down) return Promise.reject(new Error(`node ${name} is shut down; cannot run ${cmd.join(" ")}`));
+    if (!leaderPid) return Promise.reject(new Error(`node ${name} is not running; cannot run ${cmd.join(" ")}`));
+    // A clean environment: the host's (NODE_OPTIONS, TMPDIR, ...) must not leak into the node.
+    return run("nsenter", ["-t", String(leaderPid), "-a", "-r", "-w", "--", ...cmd], eo, {
+      PATH: NODE_PATH_ENV,
+      LANG: "C.UTF-8",
+      SYSTEMD_PAGER: "",
+      SYSTEMD_COLORS: "0",
+    });
+  };
 
-    const args = [
-      "-b",
-      "--keep-unit",
-      "--register=no",
-      "--console=passive",
-      "-q",
-      "-D",
-      root,
-      "-M",
-      machine,
-      `--bind=${busDir}:/run/dbus`,
-      `--bind-ro=${hostNodeBinary()}:/usr/local/bin/node`,
-    ];
-    // A private copy of the bundle, not the repo's live dist/: a rebuild on
-    // the host while this node runs must not swap the code under it.
-    const dist = join(REPO_ROOT, "dist");
-    if (existsSync(dist)) {
-      const copy = join(dir, "dist");
-      await cp(dist, copy, { recursive: true });
-      args.push(`--bind-ro=${copy}:/usr/lib/berth`);
-    }
-    for (const b of opts.binds ?? []) args.push(`--bind${b.readOnly ? "-ro" : ""}=${b.host}:${b.node}`);
+  const follow = (cmd: string[], onLine: (line: string) => void): Follower => {
+    if (down || !leaderPid) throw new Error(`node ${name} is not running; cannot follow ${cmd.join(" ")}`);
+    // Own process group (as in run()): killing it takes the command nsenter forked in the node too.
+    const child = spawn("nsenter", ["-t", String(leaderPid), "-a", "-r", "-w", "--", ...cmd], {
+      stdio: ["ignore", "pipe", "ignore"],
+      detached: true,
+      env: { PATH: NODE_PATH_ENV, LANG: "C.UTF-8", SYSTEMD_PAGER: "", SYSTEMD_COLORS: "0" },
+    });
+    child.on("error", () => {});
+    let buf = "";
+    child.stdout.on("data", (d: Buffer) => {
+      buf += d.toString("utf8");
+      let i: number;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        onLine(line);
+      }
+    });
+    const exited = once(child, "close");
+    const f: Follower = {
+      async stop() {
+        followers.delete(f);
+        if (running(child) && child.pid) {
+          try {
+            process.kill(-child.pid, "SIGKILL");
+          } catch {}
+          await Promise.race([exited, grace(5000)]);
+        }
+      },
+    };
+    followers.add(f);
+    return f;
+  };
 
+  const args = [
+    "-b",
+    "--keep-unit",
+    "--register=no",
+    "--console=passive",
+    "-q",
+    "-D",
+    root,
+    "-M",
+    machine,
+    `--bind=${busDir}:/run/dbus`,
+    ...(opts.binds ?? []).map((b) => `--bind${b.readOnly ? "-ro" : ""}=${b.host}:${b.node}`),
+  ];
+
+  /** Starts nspawn on the prepared root and waits until the node's systemd says running or degraded. */
+  const launch = async (deadline: number): Promise<void> => {
+    leaderPid = 0;
     const log = await open(join(dir, "nspawn.log"), "a");
-    const t2 = performance.now();
     // nspawn --keep-unit puts itself in <own cgroup>/supervisor and the node in
     // <own cgroup>/payload: started from the host's root cgroup, two nodes would
     // share one /payload (and leave it behind). So each nspawn starts in its own
@@ -435,7 +516,7 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
         if (current === "") await writeFile(join(cg, f), await readFile(join(dirname(cg), f), "utf8"));
       }
     }
-    nspawn = spawn(
+    const child = spawn(
       "sh",
       // setpriv --pdeathsig: if the test process dies without shutdown(), nspawn
       // gets SIGTERM and powers the node off; cleanup.sh removes the mounts.
@@ -447,46 +528,71 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
       ],
       { stdio: ["ignore", log.fd, log.fd], env: { ...process.env, BERTH_LAB_CGROUPS: nodeCgroups.join(" ") } },
     );
+    nspawn = child;
     await log.close();
-    const nspawnPid = nspawn.pid;
+    const nspawnPid = child.pid;
     if (!nspawnPid) throw new Error("systemd-nspawn did not start (is systemd-container installed? run scripts/setup.sh)");
-    nspawn.on("error", () => {});
+    child.on("error", () => {});
     installExitHook();
 
-    const deadline = Date.now() + (opts.bootTimeoutMs ?? 60_000);
-    const nspawnLog = async (): Promise<string> => (await readFile(join(dir, "nspawn.log"), "utf8").catch(() => "")).slice(-4000);
-    while (!leaderPid) {
-      if (!running(nspawn)) throw new Error(`systemd-nspawn exited ${nspawn.exitCode} during boot:\n${await nspawnLog()}`);
+    let leader = 0;
+    while (!leader) {
+      if (!running(child)) throw new Error(`systemd-nspawn exited ${child.exitCode} during boot:\n${await nspawnLog()}`);
       if (Date.now() > deadline) throw new Error(`no node PID 1 under nspawn ${nspawnPid} within the deadline:\n${await nspawnLog()}`);
-      leaderPid = findLeader(nspawnPid) ?? 0;
-      if (!leaderPid) await sleep(20);
+      leader = findLeader(nspawnPid) ?? 0;
+      if (!leader) await sleep(20);
     }
-
-    const pid = leaderPid;
-    const exec = (cmd: string[], eo: ExecOptions = {}): Promise<ExecResult> => {
-      if (down) return Promise.reject(new Error(`node ${name} is shut down; cannot run ${cmd.join(" ")}`));
-      // A clean environment: the host's (NODE_OPTIONS, TMPDIR, ...) must not leak into the node.
-      return run("nsenter", ["-t", String(pid), "-a", "-r", "-w", "--", ...cmd], eo, {
-        PATH: NODE_PATH_ENV,
-        LANG: "C.UTF-8",
-        SYSTEMD_PAGER: "",
-        SYSTEMD_COLORS: "0",
-      });
-    };
+    leaderPid = leader;
 
     let state = "";
     while (state !== "running" && state !== "degraded") {
-      if (!running(nspawn)) throw new Error(`systemd-nspawn exited ${nspawn.exitCode} during boot:\n${await nspawnLog()}`);
+      if (!running(child)) throw new Error(`systemd-nspawn exited ${child.exitCode} during boot:\n${await nspawnLog()}`);
       if (Date.now() > deadline) {
         const failed = await exec(["systemctl", "--failed", "--no-legend"], { timeoutMs: 5000 }).catch(() => undefined);
-        throw new Error(`node ${name} did not reach running/degraded (last: "${state}"); failed units:\n${failed?.stdout ?? "?"}\nconsole:\n${await nspawnLog()}`);
+        const jobs = await exec(["systemctl", "list-jobs", "--no-legend"], { timeoutMs: 5000 }).catch(() => undefined);
+        throw new Error(
+          `node ${name} did not reach running/degraded (last: "${state}"); jobs still queued:\n${jobs?.stdout ?? "?"}\nfailed units:\n${failed?.stdout ?? "?"}\nconsole:\n${await nspawnLog()}`,
+        );
       }
       const r2 = await exec(["systemctl", "is-system-running"], { timeoutMs: 5000 });
       state = r2.stdout.trim();
       if (state !== "running" && state !== "degraded") await sleep(50);
     }
+  };
+
+  const bootTimeoutMs = opts.bootTimeoutMs ?? 60_000;
+  let node: LabNode;
+  try {
+    let r = await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${dir}/upper,workdir=${dir}/work`, root]);
+    if (r.code !== 0) throw new Error(`overlay mount of the node root failed: ${r.stderr.trim()}`);
+    await mkdir(join(root, "var/lib/containerd"), { recursive: true });
+    r = await run("mount", ["--bind", containerdDir, join(root, "var/lib/containerd")]);
+    if (r.code !== 0) throw new Error(`bind mount of /var/lib/containerd failed: ${r.stderr.trim()}`);
+    await baseFiles(root, machine);
+    // The node's private copy of the package, taken now: a rebuild on the
+    // host while this node runs cannot swap the code under it.
+    const nodeDeb = `${NODE_PACKAGE_DIR}/${basename(deb)}`;
+    await mkdir(join(root, NODE_PACKAGE_DIR), { recursive: true });
+    await copyFile(deb, join(root, nodeDeb));
+    for (const [p, spec] of Object.entries(opts.files ?? {})) await writeNodeFile(root, p, spec);
+
+    const t2 = performance.now();
+    await launch(Date.now() + bootTimeoutMs);
     const t3 = performance.now();
-    lastBootTimings = { rootfsMs: t1 - t0, prepareMs: t2 - t1, bootMs: t3 - t2 };
+
+    // berth goes in as on any Debian node: dpkg -i, whose postinst runs `berth install`.
+    const inst = await exec(["dpkg", "-i", nodeDeb], { timeoutMs: 120_000, env: { DEBIAN_FRONTEND: "noninteractive" } });
+    if (inst.code !== 0) {
+      throw new Error(`dpkg -i ${basename(deb)} in node ${name} failed (exit ${inst.code}); is a dependency missing from lab/build-rootfs.sh's PACKAGES?\n${inst.stdout}${inst.stderr}`);
+    }
+    const t4 = performance.now();
+    let rebootMs: number | undefined;
+    if (opts.rebootAfterInstall) {
+      await stopNspawn();
+      await launch(Date.now() + bootTimeoutMs);
+      rebootMs = performance.now() - t4;
+    }
+    lastBootTimings = { rootfsMs: t1 - t0, prepareMs: t2 - t1, bootMs: t3 - t2, installMs: t4 - t3, ...(rebootMs !== undefined ? { rebootMs } : {}) };
 
     const systemctl = (...a: string[]): Promise<ExecResult> => exec(["systemctl", ...a]);
     const journal = async (unit: string, jo: { lines?: number } = {}): Promise<string> => {
@@ -499,11 +605,17 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
       machine,
       root,
       dir,
-      leaderPid: pid,
-      nspawnPid,
+      get leaderPid() {
+        return leaderPid;
+      },
+      get nspawnPid() {
+        return nspawn?.pid ?? 0;
+      },
       busAddress: `unix:path=${busDir}/system_bus_socket`,
-      hostPath: (p: string) => join(`/proc/${pid}/root`, p),
+      berthPackage: nodeDeb,
+      hostPath: (p: string) => join(`/proc/${leaderPid}/root`, p),
       exec,
+      follow,
       systemctl,
       journal,
       async waitForState(unit: string, want: string, timeoutMs: number): Promise<void> {
@@ -519,6 +631,11 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
       },
       async writeFile(nodePath: string, content: string, mode = 0o644): Promise<void> {
         await writeNodeFile(root, nodePath, { content, mode });
+      },
+      async reboot(timeoutMs = bootTimeoutMs): Promise<void> {
+        if (down) throw new Error(`node ${name} is shut down; cannot reboot it`);
+        await stopNspawn();
+        await launch(Date.now() + timeoutMs);
       },
       shutdown: teardown,
     };

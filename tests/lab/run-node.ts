@@ -10,14 +10,15 @@
  *   data, so berth runs with its default config source, as on EC2;
  * - the NodeConfig merges lab/containerd-lab.toml and gives the kubelet
  *   stand-in its own --healthz-port (parallel lab nodes share 127.0.0.1);
- * - with `installUnits`, berth's own units (rendered by the pure core, the
- *   same function the config phase uses) are in the node before it boots, as
- *   a package would install them: the boot itself runs berth-config →
- *   berth-run. Drop-ins (lab only) give both the stand-ins' endpoints,
- *   disable berth-agent (another issue's), and replace `systemctl` inside
- *   berth-reboot-once.service with a recorder (see `REBOOT_RECORD`).
+ * - berth itself comes from its .deb, installed with dpkg inside the node
+ *   (tests/lab/lab.ts); its postinst puts berth's boot units in place. With
+ *   `rebootAfterInstall` the node then boots again, so that boot runs
+ *   berth-config → berth-run (and berth-agent with `agent`), as on an image
+ *   built with the package. Drop-ins (lab only) give berth's units the
+ *   stand-ins' endpoints, keep berth-agent off unless `agent` is set, and
+ *   replace `systemctl` inside berth-reboot-once.service with a recorder
+ *   (see `REBOOT_RECORD`).
  */
-import { existsSync } from "node:fs";
 import path from "node:path";
 import { stringify as yamlStringify } from "yaml";
 import {
@@ -28,7 +29,6 @@ import {
   freePort,
   pushPauseImage,
   startRegistry,
-  REPO_ROOT,
   type ExecResult,
   type FileSpec,
   type LabNode,
@@ -37,7 +37,6 @@ import {
 import { pushOciLayout } from "../../lab/oci-push.ts";
 import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
 import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
-import { renderUnits } from "../../src/render/units.ts";
 import type { BerthSpec, NodeConfigSpec } from "../../src/api/types.ts";
 
 export const TASK_IMAGE = "localhost/berth/task-image:1";
@@ -51,10 +50,15 @@ const LAB_CA = Buffer.from("-----BEGIN CERTIFICATE-----\nTUlJQmxhYg==\n-----END 
 export interface RunNodeOptions {
   name?: string;
   berth?: BerthSpec;
-  /** Put berth's units in the node before boot, so the boot runs berth-config → berth-run. */
-  installUnits?: boolean;
+  /** Boot again after installing the package, so the boot runs berth-config → berth-run (→ berth-agent). */
+  rebootAfterInstall?: boolean;
+  /** Let berth-agent.service run (the package enables it; these nodes keep it off by default). */
+  agent?: boolean;
   files?: Record<string, FileSpec>;
 }
+
+/** With `agent`, this file exists in the node; berth-agent.service's lab drop-in requires it. */
+export const AGENT_ENABLE_FILE = "/etc/berth-lab/enable-agent";
 
 export interface RunNode {
   node: LabNode;
@@ -62,6 +66,8 @@ export interface RunNode {
   imds: ImdsStandIn;
   ec2: Ec2StandIn;
   healthzPort: number;
+  /** Where berth-agent serves /status and /metrics (nodes share the host's network: a free port). */
+  agentListen: string;
   nodeConfig: NodeConfigSpec;
   berthSpec: BerthSpec;
   /** Environment berth needs inside the node (stand-in endpoints). */
@@ -81,24 +87,6 @@ function dropIn(lines: string[]): string {
   return `# berth run-phase lab\n${lines.join("\n")}\n`;
 }
 
-/**
- * The berth bundle the node runs: dist/ (bound at /usr/lib/berth by lab.ts),
- * or BERTH_LAB_BUNDLE (one .mjs file) to try a build other than dist/.
- */
-function bundleFiles(): { binds: { host: string; node: string; readOnly: boolean }[]; files: Record<string, FileSpec> } {
-  const alt = process.env.BERTH_LAB_BUNDLE;
-  if (!alt) {
-    if (!existsSync(path.join(REPO_ROOT, "dist", "berth.mjs"))) throw new Error("dist/berth.mjs is missing: run `node scripts/build.mjs` first (scripts/test.sh does)");
-    return { binds: [], files: {} };
-  }
-  return {
-    binds: [{ host: path.dirname(path.resolve(alt)), node: "/usr/lib/berth-alt", readOnly: true }],
-    files: {
-      "/usr/bin/berth": { mode: 0o755, content: `#!/bin/sh\nexec /usr/local/bin/node --enable-source-maps /usr/lib/berth-alt/${path.basename(alt)} "$@"\n` },
-    },
-  };
-}
-
 export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
   const registry = await startRegistry();
   const cleanups: Array<() => Promise<unknown>> = [() => registry.stop()];
@@ -113,13 +101,19 @@ export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
     await retag(registry.address, "berth/task-image", "latest", "1");
 
     const healthzPort = await freePort();
+    const agentListen = `127.0.0.1:${await freePort()}`;
     const nodeConfig: NodeConfigSpec = {
       cluster: { name: "berth-lab", apiServerEndpoint: "https://127.0.0.1:6443", certificateAuthority: LAB_CA, cidr: "10.100.0.0/16" },
       containerd: { config: containerdLabToml() },
       kubelet: { flags: [`--healthz-port=${healthzPort}`] },
       featureGates: { InstanceIdNodeName: true },
     };
-    const berthSpec: BerthSpec = { run: { criReadyTimeoutMs: 120_000 }, ...(opts.berth ?? {}) };
+    const berthSpec: BerthSpec = {
+      run: { criReadyTimeoutMs: 120_000 },
+      ...(opts.berth ?? {}),
+      // The stand-in's port and a port of the agent's own: parallel nodes share 127.0.0.1.
+      agent: { kubeletHealthzUrl: `http://127.0.0.1:${healthzPort}/healthz`, listenAddress: agentListen, ...(opts.berth?.agent ?? {}) },
+    };
     const userDataFor = (b: BerthSpec): string =>
       [
         "---",
@@ -145,8 +139,9 @@ export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
       // berth's units read the stand-ins' endpoints from here (lab only).
       "/etc/systemd/system/berth-config.service.d/50-lab.conf": dropIn(["[Service]", ...envLines]),
       "/etc/systemd/system/berth-run.service.d/50-lab.conf": dropIn(["[Service]", ...envLines]),
-      // The health agent is another issue's; keep it out of these tests.
-      "/etc/systemd/system/berth-agent.service.d/50-lab.conf": dropIn(["[Unit]", "ConditionPathExists=/etc/berth-lab/enable-agent"]),
+      // The health agent reads spec.agent from the same user data; it runs only where a test asks for it.
+      "/etc/systemd/system/berth-agent.service.d/50-lab.conf": dropIn(["[Unit]", `ConditionPathExists=${AGENT_ENABLE_FILE}`, "[Service]", ...envLines]),
+      ...(opts.agent ? { [AGENT_ENABLE_FILE]: "enabled by tests/lab/run-node.ts\n" } : {}),
       // Reboot-once: the unit runs as rendered, but its /usr/bin/systemctl is a
       // recorder (a per-unit bind mount), so "reboot" is observed, not done —
       // a reboot would end nspawn (exit 133) and the test with it.
@@ -154,15 +149,7 @@ export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
       [FAKE_SYSTEMCTL]: { mode: 0o755, content: `#!/bin/sh\nmkdir -p ${path.dirname(REBOOT_RECORD)}\necho "$(date +%s.%N) $*" >> ${REBOOT_RECORD}\n` },
       ...(opts.files ?? {}),
     };
-    const bundle = bundleFiles();
-    Object.assign(files, bundle.files);
-    if (opts.installUnits) {
-      const units = renderUnits(nodeConfig, berthSpec, { berthPath: "/usr/bin/berth" });
-      if (!units.ok) throw new Error(`renderUnits: ${units.errors.map((e) => e.message).join("; ")}`);
-      for (const f of units.value) files[f.path] = { content: typeof f.content === "string" ? f.content : Buffer.from(f.content).toString("utf8"), mode: f.mode };
-    }
-
-    const node = await bootNode({ name: opts.name ?? "run", files, binds: bundle.binds, bootTimeoutMs: 90_000 });
+    const node = await bootNode({ name: opts.name ?? "run", files, rebootAfterInstall: opts.rebootAfterInstall ?? false, bootTimeoutMs: 90_000 });
     cleanups.push(() => node.shutdown());
 
     const show = async (unit: string, props: string[]): Promise<Record<string, string>> => {
@@ -180,6 +167,7 @@ export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
       imds,
       ec2,
       healthzPort,
+      agentListen,
       nodeConfig,
       berthSpec,
       env,

@@ -13,7 +13,7 @@
  *   2. the boot race: 20 seeded run-phase runs with containerd's start
  *      delayed 0–10 s (some also failing their first start) all succeed, and
  *      nodeadm's old check, watching the same boots, fails some.
- * Run: node --import tsx --test tests/lab/run-phase.test.ts  (after node scripts/build.mjs)
+ * Run: node --import tsx --test tests/lab/run-phase.test.ts  (after npm run package: the node installs its .deb)
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -23,7 +23,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { PAUSE_IMAGE, ensurePauseImageLayout, run } from "./lab.ts";
 import { createCriClient } from "../../src/host/cri.ts";
-import type { RunStatus } from "../../src/phases/run.ts";
+import type { RunStatus } from "../../src/host/run-status.ts";
 
 let rn: RunNode;
 
@@ -35,7 +35,7 @@ const TASKS = [
 ];
 
 before(async () => {
-  rn = await bootRunNode({ name: "runphase", installUnits: true, berth: { tasks: TASKS, rebootAfterBootstrap: true } });
+  rn = await bootRunNode({ name: "runphase", rebootAfterInstall: true, berth: { tasks: TASKS, rebootAfterBootstrap: true } });
   const s = await rn.waitSettled("berth-run.service", 180_000);
   if (s !== "active") {
     const j = await rn.node.exec(["journalctl", "--no-pager", "-o", "cat", "-u", "berth-config", "-u", "berth-run"]);

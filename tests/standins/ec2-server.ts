@@ -15,11 +15,21 @@
  *
  * Instance types default to berth's embedded table (like moto, which knows
  * every real type), plus `instanceTypes`.
+ *
+ * HTTPS only, as the real EC2 API: the certificate is signed by a CA made
+ * once per test process (openssl, in a temp dir removed at exit) for
+ * 127.0.0.1 and localhost (plus `hostnames`). Nothing trusts that CA unless
+ * told to: berth gets it through AWS_CA_BUNDLE, as the AWS SDKs do; `env()`
+ * gives the endpoint, the CA bundle, a region and static test credentials.
  */
-import http from "node:http";
 import https from "node:https";
+import type { RequestListener } from "node:http";
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
 
 export const TABLE_PATH = new URL("../../data/instance-types.json", import.meta.url);
 
@@ -34,12 +44,19 @@ export interface Ec2StandInOptions {
   throttle?: boolean;
   /** The first N DescribeInstances answers carry an empty privateDnsName (a fresh instance). */
   emptyDnsFirst?: number;
-  /** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
-  tls?: { key: string; cert: string };
+  /** DNS names the certificate is also valid for (besides 127.0.0.1 and localhost), e.g. a name reached through a proxy. */
+  hostnames?: string[];
+  /** Actions the caller is not allowed: answered 403 UnauthorizedOperation, as EC2 answers an IAM deny. */
+  deny?: string[];
 }
 
 export interface Ec2StandIn {
+  /** `https://127.0.0.1:<port>`. */
   url: string;
+  /** PEM file of the per-process test CA that signed the stand-in's certificate (for AWS_CA_BUNDLE). */
+  caFile: string;
+  /** What a client needs to reach the stand-in: AWS_ENDPOINT_URL_EC2, AWS_CA_BUNDLE, AWS_REGION and static test credentials. */
+  env(): NodeJS.ProcessEnv;
   close(): Promise<void>;
   calls: { action: string; params: Record<string, string> }[];
   /** Authorization headers seen, in order. */
@@ -126,7 +143,7 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
   let failuresLeft = opts.failFirst ?? 0;
   let emptyDnsLeft = opts.emptyDnsFirst ?? 0;
 
-  const handler: http.RequestListener = (req, res) => {
+  const handler: RequestListener = (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -149,6 +166,10 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
         return send(401, errorXml("AuthFailure", "AWS was not able to validate the provided access credentials"));
       }
       if (form.get("Version") !== "2016-11-15") return send(400, errorXml("InvalidParameterValue", `Invalid API version: ${form.get("Version") ?? ""}`));
+      if (opts.deny?.includes(action)) {
+        const who = "arn:aws:sts::123456789012:assumed-role/berth-standin-node-role/i-1234567890abcdef0";
+        return send(403, errorXml("UnauthorizedOperation", `You are not authorized to perform this operation. User: ${who} is not authorized to perform: ec2:${action} because no identity-based policy allows the ec2:${action} action`));
+      }
       const list = (prefix: string) => [...form.keys()].filter((k) => k.startsWith(prefix + ".")).sort().map((k) => form.get(k)!);
       const requestId = randomUUID();
       if (action === "DescribeInstances") {
@@ -191,11 +212,21 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
       return send(400, errorXml("InvalidAction", `The action ${action} is not valid for this web service.`));
     });
   };
-  const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : http.createServer(handler);
+  const pki = await testPki(opts.hostnames ?? []);
+  const server = https.createServer({ key: pki.key, cert: pki.cert }, handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const addr = server.address() as import("node:net").AddressInfo;
+  const url = `https://127.0.0.1:${addr.port}`;
   return {
-    url: `${opts.tls ? "https" : "http"}://127.0.0.1:${addr.port}`,
+    url,
+    caFile: pki.caFile,
+    env: () => ({
+      AWS_ENDPOINT_URL_EC2: url,
+      AWS_CA_BUNDLE: pki.caFile,
+      AWS_REGION: "us-west-2",
+      AWS_ACCESS_KEY_ID: "AKIDBERTHSTANDIN",
+      AWS_SECRET_ACCESS_KEY: "berth-standin-secret",
+    }),
     calls,
     authorizations,
     close: () =>
@@ -204,4 +235,55 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
         server.close(() => resolve());
       }),
   };
+}
+
+// ---------------------------------------------------------------- the test CA
+
+const run = promisify(execFile);
+let caDir: string | undefined;
+let ca: Promise<{ caFile: string; caKey: string }> | undefined;
+const leaves = new Map<string, Promise<{ key: string; cert: string; caFile: string }>>();
+
+/** A CA for this process (made on first use, removed at exit). */
+function testCa(): Promise<{ caFile: string; caKey: string }> {
+  ca ??= (async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "berth-test-ca-"));
+    caDir = dir;
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const caFile = path.join(dir, "ca.pem");
+    const caKey = path.join(dir, "ca.key");
+    await run("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", caKey, "-out", caFile,
+      "-days", "2", "-subj", `/CN=berth test CA ${randomUUID()}`,
+      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    return { caFile, caKey };
+  })();
+  return ca;
+}
+
+/** A server key and certificate signed by the test CA, for 127.0.0.1, localhost and `hostnames`. */
+function testPki(hostnames: string[]): Promise<{ key: string; cert: string; caFile: string }> {
+  const names = ["localhost", ...hostnames.filter((h) => h !== "localhost")];
+  const id = names.join(",");
+  let leaf = leaves.get(id);
+  if (!leaf) {
+    leaf = (async () => {
+      const { caFile, caKey } = await testCa();
+      const base = path.join(caDir!, `server-${randomUUID()}`);
+      writeFileSync(`${base}.ext`, [
+        `subjectAltName=IP:127.0.0.1,${names.map((n) => `DNS:${n}`).join(",")}`,
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature",
+        "extendedKeyUsage=serverAuth",
+        "authorityKeyIdentifier=keyid",
+        "",
+      ].join("\n"));
+      await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${base}.key`, "-out", `${base}.csr`, "-subj", "/CN=127.0.0.1"]);
+      await run("openssl", ["x509", "-req", "-in", `${base}.csr`, "-CA", caFile, "-CAkey", caKey, "-set_serial", `0x${randomUUID().replace(/-/g, "")}`, "-days", "2", "-extfile", `${base}.ext`, "-out", `${base}.pem`]);
+      return { key: readFileSync(`${base}.key`, "utf8"), cert: readFileSync(`${base}.pem`, "utf8"), caFile };
+    })();
+    leaves.set(id, leaf);
+  }
+  return leaf;
 }

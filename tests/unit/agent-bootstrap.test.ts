@@ -16,13 +16,16 @@ async function statusFile(doc: unknown | undefined): Promise<{ path: string; don
   return { path, done: () => rm(dir, { recursive: true, force: true }) };
 }
 
+/** A run status document (src/host/run-status.ts) with the given result. */
+const runStatus = (result: "running" | "succeeded" | "failed") => ({ apiVersion: "berth.dev/v1alpha1", kind: "RunStatus", result, startedAt: "2026-01-01T00:00:00.000Z", steps: [] });
+
 function sink(): { warns: object[]; info(): void; warn(o: object): void; error(): void } {
   const warns: object[] = [];
   return { warns, info() {}, warn: (o: object) => void warns.push(o), error() {} };
 }
 
 test("bootstrap is over when the run status says so, without asking systemd", async () => {
-  const f = await statusFile({ result: "succeeded" });
+  const f = await statusFile(runStatus("succeeded"));
   const sd = new FakeSystemd({ units: { [RUN_UNIT]: { activeState: "activating" } } });
   try {
     assert.equal(await bootstrapFinished(f.path, sd), true);
@@ -33,7 +36,7 @@ test("bootstrap is over when the run status says so, without asking systemd", as
 });
 
 test("a run phase still activating holds repairs back", async () => {
-  const f = await statusFile({ result: "running" });
+  const f = await statusFile(runStatus("running"));
   const sd = new FakeSystemd({ units: { [RUN_UNIT]: { activeState: "activating" } } });
   try {
     assert.equal(await bootstrapFinished(f.path, sd), false);
@@ -44,7 +47,7 @@ test("a run phase still activating holds repairs back", async () => {
 
 test("a stale `running` (run phase killed) or a missing file does not block repairs forever", async () => {
   for (const [doc, unit] of [
-    [{ result: "running" }, { activeState: "failed", result: "signal" }],
+    [runStatus("running"), { activeState: "failed", result: "signal" }],
     [undefined, { activeState: "inactive" }],
     [undefined, undefined], // berth-run.service not installed at all
   ] as const) {

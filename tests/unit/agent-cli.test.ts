@@ -1,30 +1,20 @@
-// `berth agent` and `berth status` as commands: flags, exit codes, and
-// `berth status` against a live agent (recording systemd fake, scripted probes).
-import { describe, it } from "node:test";
+// `berth agent` and `berth status` as commands, through the release executable:
+// flags, exit codes, and `berth status` against a live in-process agent
+// (recording systemd fake, scripted probes).
+import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { startAgent } from "../../src/agent/agent.ts";
 import { AGENT_DEFAULTS } from "../../src/agent/settings.ts";
 import { FakeSystemd } from "../fakes/systemd-fake.ts";
+import { ensureRelease, runBerth } from "../fixtures/cli.ts";
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+before(ensureRelease);
 
-/**
- * Run a command function in a child process (the test runner's own output
- * goes through this process's stdout, so it cannot be captured here).
- */
-function command(file: "agent" | "status", args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const fn = file === "agent" ? "agentCommand" : "statusCommand";
-  const script = `import(${JSON.stringify(path.join(REPO, `src/cli/${file}.ts`))}).then((m) => m.${fn}(${JSON.stringify(args)})).then((c) => { process.exitCode = c; });`;
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ["--import", "tsx", "-e", script], { cwd: REPO, timeout: 30_000 }, (err, out, stderr) => {
-      const code = err && typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : err ? -1 : 0;
-      if (code === -1) reject(err);
-      else resolve({ code, out, err: stderr });
-    });
-  });
+/** `berth <command> args…` through the release executable, as a child process (what ships, as users run it). */
+async function command(file: "agent" | "status", args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await runBerth([file, ...args]);
+  if (r.code === null) throw new Error(`berth ${file} ${args.join(" ")} was killed by a signal\n${r.stderr}`);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 describe("berth agent (command)", () => {

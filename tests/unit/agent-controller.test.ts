@@ -13,7 +13,16 @@ import { AGENT_DEFAULTS, resolveAgentSettings, type ResolvedAgentSettings } from
 import type { AgentEvent, ProbeOutcome } from "../../src/agent/decide.ts";
 import type { Probe } from "../../src/agent/probes.ts";
 import { formatStatus } from "../../src/cli/status.ts";
-import { parseRunStatus } from "../../src/agent/run-status.ts";
+import { parseRunStatus } from "../../src/host/run-status.ts";
+import { summarizeRun } from "../../src/cli/status.ts";
+
+/** A run status document as `berth status` would show it, or undefined when it is not one. */
+const runView = (doc: unknown) => {
+  const s = parseRunStatus(doc);
+  return s && summarizeRun(s);
+};
+const DOC = { apiVersion: "berth.dev/v1alpha1", kind: "RunStatus", startedAt: "2026-01-01T00:00:00.000Z" } as const;
+const stepRec = (step: string, outcome: string, more: Record<string, unknown> = {}) => ({ step, outcome, startMs: 1, endMs: 61, durationMs: 60, ...more });
 
 const FAST: ResolvedAgentSettings = {
   ...AGENT_DEFAULTS,
@@ -266,7 +275,7 @@ describe("ring buffer", () => {
 
 describe("berth status rendering", () => {
   it("prints phases, components and repairs for a person", () => {
-    const run = parseRunStatus({ bootstrapDone: true, phases: [{ name: "containerd", done: true, at: "2026-01-01T00:00:01.000Z" }, { name: "kubelet", done: true }] });
+    const run = runView({ ...DOC, result: "succeeded", steps: [stepRec("containerd", "changed", { action: "start" }), stepRec("kubelet", "changed", { action: "start" })] });
     const text = formatStatus(
       {
         kind: "berth-agent-status",
@@ -292,19 +301,20 @@ describe("berth status rendering", () => {
   });
 
   it("reads the run phase's own RunStatus (src/phases/run.ts)", () => {
-    const running = parseRunStatus({ apiVersion: "berth.dev/v1alpha1", kind: "RunStatus", result: "running", startedAt: "x", steps: [{ step: "containerd", action: "start", durationMs: 60 }] });
+    const running = runView({ ...DOC, result: "running", steps: [stepRec("containerd", "changed", { action: "start" })] });
     assert.equal(running?.bootstrapDone, false);
-    const ok = parseRunStatus({ apiVersion: "berth.dev/v1alpha1", kind: "RunStatus", result: "succeeded", startedAt: "x", steps: [{ step: "containerd", action: "start", durationMs: 60 }, { step: "kubelet", action: "start", durationMs: 40 }] });
+    const ok = runView({ ...DOC, result: "succeeded", steps: [stepRec("containerd", "changed", { action: "start" }), stepRec("kubelet", "changed", { action: "start" })] });
     assert.equal(ok?.bootstrapDone, true);
     assert.deepEqual(ok?.phases.map((p) => [p.name, p.action, p.done]), [["containerd", "start", true], ["kubelet", "start", true]]);
-    const failed = parseRunStatus({ kind: "RunStatus", result: "failed", steps: [], error: { code: "run.cri", message: "CRI not ready" } });
+    const failed = runView({ ...DOC, result: "failed", steps: [], error: { code: "run.cri", message: "CRI not ready" } });
     assert.equal(failed?.bootstrapDone, true, "a finished (failed) run phase lets repairs happen");
     assert.match(formatStatus(undefined, failed, { address: "a:1" }), /bootstrap: done \(run phase failed\)[\s\S]*run phase error: CRI not ready/);
-    assert.equal(parseRunStatus("nope"), undefined);
+    assert.equal(runView("nope"), undefined);
   });
 
   it("falls back to the run status file when the agent does not answer", () => {
-    const text = formatStatus(undefined, parseRunStatus({ done: false, phases: { config: { done: true }, containerd: { done: false, error: "CRI not ready" } } }), { address: "127.0.0.1:1", agentError: "ECONNREFUSED" });
+    const run = runView({ ...DOC, result: "running", steps: [stepRec("reload", "ok", { action: "none" }), stepRec("containerd", "failed", { cause: "CRI not ready" })] });
+    const text = formatStatus(undefined, run, { address: "127.0.0.1:1", agentError: "ECONNREFUSED" });
     assert.match(text, /not answering \(ECONNREFUSED\)/);
     assert.match(text, /bootstrap: in progress/);
     assert.match(text, /\[ \] containerd  error: CRI not ready/);
@@ -318,7 +328,7 @@ describe("systemd reconnect", () => {
     const second = fakeNode();
     const seen: string[] = [];
     const reconnects: boolean[] = [];
-    const sd = await reconnectingSystemd(first, { connect: async () => second, onReconnect: (i) => reconnects.push(i.ok) });
+    const sd = reconnectingSystemd(first, { connect: async () => second, onReconnect: (i) => reconnects.push(i.ok) });
     const unsub = await sd.subscribe((u) => seen.push(u), ["containerd.service"]);
     assert.deepEqual(seen, ["containerd.service"]);
     first.close(); // as if dbus went away: every call now throws systemd.disconnected
@@ -337,7 +347,7 @@ describe("systemd reconnect", () => {
     const { reconnectingSystemd } = await import("../../src/agent/systemd-reconnect.ts");
     const first = fakeNode();
     const { SystemdError } = await import("../../src/host/systemd.ts");
-    const sd = await reconnectingSystemd(first, { connect: async () => { throw new SystemdError({ code: "systemd.connect", message: "no bus" }); }, waitMs: 300 });
+    const sd = reconnectingSystemd(first, { connect: async () => { throw new SystemdError({ code: "systemd.connect", message: "no bus" }); }, waitMs: 300 });
     first.close();
     await assert.rejects(sd.unitState("containerd.service"), /no bus/);
     sd.close();

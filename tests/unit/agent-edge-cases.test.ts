@@ -56,7 +56,7 @@ describe("systemd reconnect: RestartUnit is not idempotent", () => {
       "restartUnit",
       new SystemdError({ code: "systemd.disconnected", message: "RestartUnit of containerd.service: the D-Bus connection was lost while waiting for job /org/freedesktop/systemd1/job/42" }, "containerd.service"),
     );
-    const sd = await reconnectingSystemd(first, {
+    const sd = reconnectingSystemd(first, {
       connect: async () => {
         // The first job went through while dbus was away: the unit has just come up again.
         second.setState("containerd.service", { activeEnterTimestampUs: Date.now() * 1000 + 1000, mainPid: 4242 });
@@ -71,7 +71,7 @@ describe("systemd reconnect: RestartUnit is not idempotent", () => {
   it("still retries once when the first RestartUnit never reached systemd", async () => {
     const first = node();
     const second = node();
-    const sd = await reconnectingSystemd(first, { connect: async () => second });
+    const sd = reconnectingSystemd(first, { connect: async () => second });
     first.close();
     assert.equal(await sd.restartUnit("containerd.service"), "done");
     assert.equal(second.callsOf("restartUnit").length, 1);

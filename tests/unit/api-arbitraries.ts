@@ -7,13 +7,16 @@ import type { BerthSpec, JsonObject, NodeConfigSpec, Task } from "../../src/api/
 const tricky = fc.constantFrom("yes", "no", "on", "off", "y", "N", "true", "~", "null", "010", "0x1F", "1e3", "1:20", "2024-01-02", "- a", "a: b", "#x", "");
 const str = fc.oneof(fc.string({ maxLength: 8 }), tricky);
 const nonEmpty = fc.oneof(fc.string({ minLength: 1, maxLength: 8 }), tricky.filter((s) => s !== ""));
+/** No whitespace (one resolved.conf entry, one image reference), still including YAML's tricky words. */
+const word = nonEmpty.filter((s) => !/\s/.test(s));
+const imageRef = fc.oneof(fc.constantFrom("busybox", "registry.k8s.io/pause:3.10", "public.ecr.aws/x/y@sha256:0a1b"), fc.stringMatching(/^[a-z0-9][a-z0-9._/:-]{0,10}$/));
 
 /** JSON without -0 (YAML has no -0 for integers) and with stable numbers. */
 export const jsonObject: fc.Arbitrary<JsonObject> = fc
   .dictionary(fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom("a", "b", "c")), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 4 })
   .map((o) => JSON.parse(JSON.stringify(o)) as JsonObject)
-  // Keep clear of the kubelet fields the schema type-checks.
-  .filter((o) => !("maxPods" in o) && !("clusterDNS" in o));
+  // Keep clear of the kubelet fields the schema type-checks, and of `__proto__` keys (decode refuses them anywhere).
+  .filter((o) => !("maxPods" in o) && !("clusterDNS" in o) && !JSON.stringify(o).includes('"__proto__"'));
 
 const tomlKey = fc.constantFrom("a", "b", "version", "grpc", "plugins");
 const tomlValue = fc.oneof(fc.integer({ min: -5, max: 5 }), fc.boolean(), fc.string({ maxLength: 5 }), fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 3 }));
@@ -47,7 +50,7 @@ export const nodeSpec: fc.Arbitrary<NodeConfigSpec> = fc.record(
           { requiredKeys: [] },
         ),
         environment: fc.dictionary(fc.constantFrom("default", "kubelet", "containerd"), fc.dictionary(fc.constantFrom("A", "B", "C"), str, { maxKeys: 3 }), { maxKeys: 3 }),
-        network: fc.record({ nameservers: fc.array(ip, { maxLength: 3 }), domains: fc.array(nonEmpty, { maxLength: 2 }) }, { requiredKeys: [] }),
+        network: fc.record({ nameservers: fc.array(ip, { maxLength: 3 }), domains: fc.array(word, { maxLength: 2 }) }, { requiredKeys: [] }),
       },
       { requiredKeys: [] },
     ),
@@ -62,8 +65,8 @@ export const nodeSpec: fc.Arbitrary<NodeConfigSpec> = fc.record(
 
 const taskName = fc.constantFrom("warm", "pull", "a", "b-1", "setup");
 const task: fc.Arbitrary<Task> = fc.oneof(
-  fc.record({ name: taskName, pullImages: fc.array(nonEmpty, { minLength: 1, maxLength: 2 }) }),
-  fc.record({ name: taskName, script: nonEmpty }),
+  fc.record({ name: taskName, pullImages: fc.array(imageRef, { minLength: 1, maxLength: 2 }) }),
+  fc.record({ name: taskName, script: nonEmpty.filter((s) => s.trim() !== "") }),
 );
 
 export const berthSpec: fc.Arbitrary<BerthSpec> = fc.record(

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import fc from "fast-check";
-import { decodeDocuments } from "../../src/api/decode.ts";
+import { decodeDocuments, DECODE_LIMITS } from "../../src/api/decode.ts";
+import { configLocator, locateErrors, parsePath } from "../../src/api/locate.ts";
 import { suggest, editDistance } from "../../src/api/suggest.ts";
 import type { BerthError } from "../../src/util/result.ts";
 
@@ -213,7 +214,7 @@ test("duplicate key", () => {
   const e = only(`${HEAD}  cluster:\n    name: a\n    name: b\n`);
   assert.equal(e.code, "config.duplicate-key");
   assert.equal(e.message, "duplicate key `name` in the same map");
-  assert.deepEqual(e.where, { source: SRC, line: 6, column: 5 });
+  assert.deepEqual(e.where, { source: SRC, line: 6, column: 5, path: "spec.cluster.name" });
   assert.equal(only(`${HEAD}  cluster:\n    name: a\n    "name": b\n`).message, "duplicate key `name` in the same map");
 });
 
@@ -249,7 +250,7 @@ test("kubelet flags, nameservers, well-known kubelet config fields", () => {
     errs.map((e) => [e.where?.line, e.where?.column, e.where?.path, e.message]),
     [
       [5, 20, "spec.kubelet.flags[1]", 'kubelet flag "node-labels=a" must start with "--"'],
-      [7, 16, "spec.kubelet.config.maxPods", "maxPods must be an integer >= 1, got 0"],
+      [7, 16, "spec.kubelet.config.maxPods", "maxPods must be an integer from 1 to 2147483647, got 0"],
       [8, 33, "spec.kubelet.config.clusterDNS[1]", '"dns" is not an IP address'],
       [11, 30, "spec.instance.network.nameservers[1]", '"resolver" is not an IP address'],
     ],
@@ -339,4 +340,100 @@ test("decodeDocuments never throws (mutated conformance files)", () => {
     }),
     { numRuns: 300 },
   );
+});
+
+// ---------------------------------------------------------------- limits (issue 8)
+const CLUSTER_OK = `${HEAD}  cluster:\n    name: c\n`;
+
+test("limits: a source larger than the byte limit is refused before it is parsed", () => {
+  const e = only(`${CLUSTER_OK}    id: ${"x".repeat(200)}\n`.padEnd(DECODE_LIMITS.bytes + 1, "#"));
+  assert.equal(e.code, "config.too-large");
+  assert.equal(e.message, `the configuration is ${(DECODE_LIMITS.bytes + 1).toLocaleString("en-US")} bytes; berth reads at most 1,048,576 bytes from one source`);
+  assert.deepEqual(e.where, { source: SRC });
+  assert.ok(e.hint);
+  // Multi-byte characters count as the bytes they are.
+  assert.equal(decodeDocuments(`${CLUSTER_OK}    id: ${"é".repeat(10)}\n`, SRC, { ...DECODE_LIMITS, bytes: 60 }).ok, false);
+});
+
+test("limits: more keys and values than the limit is refused up front, counted without parsing", () => {
+  const e = only(`${HEAD}  kubelet:\n    config:\n      a: [${Array(DECODE_LIMITS.values).fill("1").join(",")}]\n`);
+  assert.equal(e.code, "config.too-many-values");
+  assert.match(e.message, /more than 50,000 keys and values/);
+  const small = { ...DECODE_LIMITS, values: 10 };
+  assert.equal(decodeDocuments(`${CLUSTER_OK}    id: "a"\n`, SRC, small).ok, true);
+  assert.equal(decodeDocuments(`${HEAD}  kubelet:\n    flags: ["--a", '--b', --c, *x, "--d", "--e"]\n`, SRC, small).ok, false);
+});
+
+test("limits: nesting deeper than the limit is an error at the first level too deep, in flow and block style", () => {
+  const flow = only(`${HEAD}  kubelet:\n    config:\n      a: ${"[".repeat(5000)}${"]".repeat(5000)}\n`);
+  assert.equal(flow.code, "config.too-deep");
+  assert.equal(flow.message, "maps and lists are nested more than 100 levels deep here");
+  assert.deepEqual(flow.where, { source: SRC, line: 6, column: 106 });
+  const block = only(`${HEAD}  kubelet:\n    config:\n${Array.from({ length: 200 }, (_, i) => `${" ".repeat(6 + i)}k:\n`).join("")}`);
+  assert.equal(block.code, "config.too-deep");
+  assert.equal(block.where?.line, 103);
+  // 100 levels are fine.
+  assert.equal(decodeDocuments(`${HEAD}  kubelet:\n    config:\n      a: ${"[".repeat(96)}${"]".repeat(96)}\n`, SRC).ok, true);
+});
+
+test("limits: aliases — a cycle, a missing anchor, a bomb, too many, and nesting through alias chains", () => {
+  const cycle = only(`${HEAD}  kubelet:\n    config: &r {self: *r}\n`);
+  assert.deepEqual([cycle.code, cycle.where], ["config.alias-cycle", { source: SRC, line: 5, column: 23, path: "spec.kubelet.config.self" }]);
+  assert.equal(only(`${HEAD}  kubelet:\n    config: {a: *nope, b: &nope 1}\n`).code, "config.unknown-alias");
+  let bomb = `${HEAD}  kubelet:\n    config:\n      l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n`;
+  for (let i = 1; i < 9; i++) bomb += `      l${i}: &l${i} [${Array(10).fill(`*l${i - 1}`).join(", ")}]\n`;
+  assert.equal(only(bomb).code, "config.too-many-aliases");
+  const many = `${HEAD}  kubelet:\n    config:\n      a: &a 1\n      b: [${Array(DECODE_LIMITS.aliases + 1).fill("*a").join(", ")}]\n`;
+  assert.equal(only(many).code, "config.too-many-aliases");
+  // Each anchored value is shallow (the text nests 6 levels), but every link of the chain nests the previous one a level deeper.
+  let chain = `${HEAD}  kubelet:\n    config:\n      c0: &c0 [x]\n`;
+  for (let i = 1; i <= 5; i++) chain += `      c${i}: &c${i} [*c${i - 1}]\n`;
+  const shallow = { ...DECODE_LIMITS, depth: 8 };
+  const deep = decodeDocuments(chain, SRC, shallow);
+  assert.ok(!deep.ok);
+  if (!deep.ok) {
+    assert.equal(deep.errors[0]!.code, "config.too-deep");
+    assert.match(deep.errors[0]!.message, /more than 8 levels deep once aliases are expanded/);
+    assert.equal(deep.errors[0]!.where?.path, "spec.kubelet.config.c5[0][0][0][0]");
+  }
+  assert.equal(decodeDocuments(chain.split("      c3")[0]!, SRC, shallow).ok, true);
+  // Ordinary anchors and merge keys still work.
+  const r = decodeDocuments(`${HEAD}  kubelet:\n    config:\n      base: &b {x: 1}\n      more:\n        <<: *b\n        z: 2\n      again: *b\n`, SRC);
+  assert.ok(r.ok, JSON.stringify(r));
+  if (r.ok && r.value[0]!.kind === "NodeConfig") assert.deepEqual(r.value[0]!.spec.kubelet?.config, { base: { x: 1 }, more: { x: 1, z: 2 }, again: { x: 1 } });
+});
+
+test("limits: 20,000 unknown keys give 20,000 located errors (linear: no key is compared with every other)", () => {
+  const lines = [`${HEAD}  kubelet:\n`];
+  for (let i = 0; i < 20_000; i++) lines.push(`    k${i}: 1\n`);
+  const e = errorsOf(lines.join(""));
+  assert.equal(e.length, 20_000);
+  assert.deepEqual(e[19_999]!.where, { source: SRC, line: 20_004, column: 5, path: "spec.kubelet.k19999" });
+  // Duplicates among thousands of keys, found by the one pass too.
+  const dups = errorsOf(`${HEAD}  featureGates:\n${Array.from({ length: 3000 }, (_, i) => `    g${i % 1500}: true\n`).join("")}`).filter((x) => x.code === "config.duplicate-key");
+  assert.equal(dups.length, 1500);
+});
+
+test("errors found after decoding (merge, render) are located by field path in the documents they came from", () => {
+  const a = decodeDocuments(`${HEAD}  kubelet:\n    flags:\n      - --a=1\n      - --b=2\n`, "file:///a.yaml");
+  const b = decodeDocuments(`${HEAD}  kubelet:\n    flags: [--c=3]\n  cluster:\n    cidr: 10.0.0.0/16\n`, "file:///b.yaml");
+  assert.ok(a.ok && b.ok);
+  const locate = configLocator([...a.value, ...b.value]);
+  // kubelet.flags append across sources: merged index 2 is b's first flag.
+  assert.deepEqual(locate("spec.kubelet.flags[1]"), { source: "file:///a.yaml", line: 7, column: 9, path: "spec.kubelet.flags[1]" });
+  assert.deepEqual(locate("spec.kubelet.flags[2]"), { source: "file:///b.yaml", line: 5, column: 13, path: "spec.kubelet.flags[0]" });
+  assert.deepEqual(locate("spec.cluster.cidr"), { source: "file:///b.yaml", line: 7, column: 11, path: "spec.cluster.cidr" });
+  // A field no source sets: the nearest enclosing one that is set (the later source wins).
+  assert.equal(locate("spec.kubelet.config.maxPods")?.source, "file:///b.yaml");
+  assert.equal(locate("spec.wibble")?.path, "spec");
+  assert.equal(locate("status.x"), undefined);
+  assert.deepEqual(parsePath('spec.a-b[3]["x.y"].z'), ["spec", "a-b", 3, "x.y", "z"]);
+  assert.equal(parsePath("spec..a"), undefined);
+  const [located] = locateErrors([{ code: "x.y", message: "m", where: { path: "spec.cluster.cidr" } }], locate);
+  assert.deepEqual(located!.where, { source: "file:///b.yaml", line: 7, column: 11, path: "spec.cluster.cidr" });
+});
+
+test("a map or list as a key is an error, as in Kubernetes' YAML-to-JSON step (not a silently stringified key)", () => {
+  const e = only(`${HEAD}  kubelet:\n    config:\n      ? {a: 1}\n      : x\n`);
+  assert.deepEqual([e.code, e.message, e.where], ["config.complex-key", "a map cannot be a key", { source: SRC, line: 6, column: 9, path: "spec.kubelet.config" }]);
 });

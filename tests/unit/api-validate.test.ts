@@ -94,3 +94,41 @@ test("no sources at all", () => {
   assert.equal(r.ok, false);
   if (!r.ok) assert.equal(r.errors[0]!.code, "config.no-config");
 });
+
+test("containerd.config: sources that mix config schema versions are refused after the merge", () => {
+  const r = validateConfig(
+    mergeConfigs([
+      { kind: "NodeConfig", source: "a", spec: { cluster: base, containerd: { config: 'version = 2\n' } } },
+      { kind: "NodeConfig", source: "b", spec: { containerd: { config: '[plugins."io.containerd.cri.v1.images"]\nx = 1\n' } } },
+    ]),
+  );
+  assert.equal(r.ok, false);
+  if (!r.ok) {
+    assert.deepEqual(r.errors.map((e) => [e.code, e.where?.path]), [["containerd.config-schema", "spec.containerd.config"]]);
+    assert.match(r.errors[0]!.message, /mixes containerd config schemas/);
+  }
+});
+
+test("maxPodsExpression: with the CEL evaluator, what fails whatever the node is refused; range is left to the node", async () => {
+  const { loadMaxPodsEvaluator } = await import("../../src/render/max-pods.ts");
+  const maxPodsEvaluator = await loadMaxPodsEvaluator();
+  const check = (expr: string) => validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "a", spec: { cluster: base, kubelet: { maxPodsExpression: expr } } }]), { maxPodsEvaluator });
+  for (const [expr, msg] of [
+    ["((", /found end of input but expecting/],
+    ["foo + 1", /unknown variable/],
+    ["true", /the result true is not an integer/],
+    ['max_pods + "a"', /no matching overload/],
+  ] as const) {
+    const r = check(expr);
+    assert.equal(r.ok, false, expr);
+    if (!r.ok) {
+      assert.equal(r.errors[0]!.code, "config.max-pods-expression", expr);
+      assert.match(r.errors[0]!.message, msg, expr);
+      assert.equal(r.errors[0]!.where?.path, "spec.kubelet.maxPodsExpression");
+    }
+  }
+  // Depends on the instance (negative on small ones, a division by zero on some): for the node to decide.
+  for (const expr of ["max_pods - 100", "max_pods / (default_enis - 3)", "max_pods + 2"]) assert.equal(check(expr).ok, true, expr);
+  // Without the evaluator, the expression waits for rendering, as before.
+  assert.equal(validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "a", spec: { cluster: base, kubelet: { maxPodsExpression: "((" } } }])).ok, true);
+});

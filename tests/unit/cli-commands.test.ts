@@ -1,16 +1,16 @@
 /**
  * The CLI words added for image builds and nodeadm parity: `berth task`,
  * `berth install`, `config dump --config-output/--format`, `init -d`.
- * Run through the bundle (dist/berth.mjs) as a child process, like users do.
+ * Run through the release executable (dist/release/berth-linux-<arch>) as a child process, like users do.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, statSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
 import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
-import { ensureBundle, NO_STACK, runBundle, scratchDirs, tree, type CliRun } from "../fixtures/cli.ts";
+import { ensureRelease, EXE, NO_STACK, runBerth, scratchDirs, tree, type CliRun } from "../fixtures/cli.ts";
 import { CLUSTER_NODECONFIG_YAML as GOOD, seedNodeRoot } from "../fixtures/node.ts";
 
 const scratchDir = scratchDirs("berth-cli-cmd-");
@@ -18,14 +18,14 @@ const scratch = scratchDir.make;
 let imds: ImdsStandIn | undefined;
 let ec2: Ec2StandIn | undefined;
 
-before(ensureBundle);
+before(ensureRelease);
 after(async () => {
   await imds?.close();
   await ec2?.close();
   await scratchDir.removeAll();
 });
 
-const berth = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> => runBundle(args, { env });
+const berth = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> => runBerth(args, { env });
 
 // ------------------------------------------------------------------ task
 
@@ -127,13 +127,21 @@ async function nodeRoot(): Promise<string> {
   return root;
 }
 
+/** An image root with berth copied in at /usr/bin/berth, as an image build does before `berth install --root`. */
+async function imageRoot(root?: string): Promise<string> {
+  const r = root ?? (await scratch());
+  await mkdir(path.join(r, "usr/bin"), { recursive: true });
+  await copyFile(EXE, path.join(r, "usr/bin/berth"));
+  return r;
+}
+
 test("install writes only berth's boot units; the first-boot config phase finds them unchanged", async () => {
-  const root = await nodeRoot();
+  const root = await imageRoot(await nodeRoot());
   const help = await berth(["install", "--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /First boot/);
 
-  const r = await berth(["install", "--root", root]);
+  const r = await berth(["install", "--root", root, "--berth-path", "/usr/bin/berth"]);
   assert.equal(r.code, 0, r.stderr);
   const units = (await tree(path.join(root, "etc/systemd/system"))).filter((f) => f.includes("."));
   assert.deepEqual(units, [
@@ -154,7 +162,7 @@ test("install writes only berth's boot units; the first-boot config phase finds 
   assert.ok(!existsSync(path.join(root, "etc/kubernetes")));
   assert.ok(!existsSync(path.join(root, "etc/containerd")));
 
-  const again = await berth(["install", "--root", root]);
+  const again = await berth(["install", "--root", root, "--berth-path", "/usr/bin/berth"]);
   assert.match(again.stdout, /^0 written, 0 removed, 9 unchanged/m);
 
   imds ??= await startImdsStandIn();
@@ -162,10 +170,10 @@ test("install writes only berth's boot units; the first-boot config phase finds 
   const init = await berth(["init", "--skip", "run", "--root", root, "-c", "file:///etc/eks/nodeadm.d/example.yaml"], {
     AWS_EC2_METADATA_DISABLED: "",
     AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
-    AWS_ENDPOINT_URL_EC2: ec2.url,
-    AWS_REGION: "us-west-2",
-    AWS_ACCESS_KEY_ID: "AKIDBERTHTEST",
-    AWS_SECRET_ACCESS_KEY: "berth-test-secret",
+    // The EC2 stand-in's https endpoint, its CA (AWS_CA_BUNDLE), region and test credentials.
+    ...ec2.env(),
+    // As on the node, where /usr/bin/berth is the executable that runs.
+    BERTH_PATH: "/usr/bin/berth",
   });
   assert.equal(init.code, 0, init.stderr);
   for (const u of ["berth-config.service", "berth-run.service", "berth-agent.service", "berth.target", "berth-tasks.target", "kubelet.service", "runtime.slice", "containerd.service.d/10-berth.conf", "multi-user.target.d/10-berth.conf"]) {
@@ -175,7 +183,9 @@ test("install writes only berth's boot units; the first-boot config phase finds 
 });
 
 test("install --berth-path: used in ExecStart= and handed to the first-boot config phase; bad paths are usage errors", async () => {
-  const root = await scratch();
+  const root = await imageRoot();
+  await mkdir(path.join(root, "opt/berth/bin"), { recursive: true });
+  await copyFile(EXE, path.join(root, "opt/berth/bin/berth"));
   const r = await berth(["install", "--root", root, "--berth-path", "/opt/berth/bin/berth"]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(await readFile(path.join(root, "etc/systemd/system/berth-run.service"), "utf8"), /^ExecStart=\/opt\/berth\/bin\/berth init --skip config$/m);
@@ -184,7 +194,7 @@ test("install --berth-path: used in ExecStart= and handed to the first-boot conf
     "# Written by berth; changes are overwritten.\n[Service]\nEnvironment=BERTH_PATH=/opt/berth/bin/berth\n",
   );
   // Back to the default path: the drop-in goes away.
-  const back = await berth(["install", "--root", root]);
+  const back = await berth(["install", "--root", root, "--berth-path", "/usr/bin/berth"]);
   assert.equal(back.code, 0, back.stderr);
   assert.match(back.stdout, /^removed +\/etc\/systemd\/system\/berth-config\.service\.d\/10-berth-path\.conf$/m);
 
@@ -193,11 +203,32 @@ test("install --berth-path: used in ExecStart= and handed to the first-boot conf
     assert.equal(u.code, 2, args.join(" "));
     assert.match(u.stderr, /^error: .+\n {2}hint: /);
   }
-  const dry = await scratch();
-  const d = await berth(["install", "--root", dry, "--dry-run"]);
+  const dry = await imageRoot();
+  const d = await berth(["install", "--root", dry, "--dry-run", "--berth-path", "/usr/bin/berth"]);
   assert.equal(d.code, 0, d.stderr);
   assert.match(d.stdout, /nothing was written/);
-  assert.deepEqual(await tree(dry), []);
+  assert.deepEqual(await tree(dry), ["usr", "usr/bin", "usr/bin/berth"]);
+});
+
+test("install refuses to write units that name an executable missing from the root; --remove takes out what it wrote", async () => {
+  const root = await scratch();
+  const missing = await berth(["install", "--root", root]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^error: .*the units would run .+berth-linux-(x64|arm64), which does not exist under --root /m);
+  assert.match(missing.stderr, /hint: copy berth into the image first .* --berth-path \/usr\/bin\/berth/);
+  assert.deepEqual(await tree(root), []);
+
+  await imageRoot(root);
+  await mkdir(path.join(root, "etc/kubernetes"), { recursive: true });
+  await writeFile(path.join(root, "etc/kubernetes/keep.conf"), "config stays\n");
+  const ok = await berth(["install", "--root", root, "--berth-path", "/usr/bin/berth"]);
+  assert.equal(ok.code, 0, ok.stderr);
+  const rm = await berth(["install", "--remove", "--root", root, "--berth-path", "/usr/bin/berth"]);
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.match(rm.stdout, /^0 written, 9 removed/m);
+  const left = (await tree(root)).filter((p) => !(p.endsWith("/") || ["etc", "etc/systemd", "etc/systemd/system", "usr", "usr/bin"].includes(p)));
+  assert.ok(!left.some((p) => p.startsWith("etc/systemd/system/") && !p.endsWith(".d")), left.join(" "));
+  assert.equal(await readFile(path.join(root, "etc/kubernetes/keep.conf"), "utf8"), "config stays\n");
 });
 
 // ------------------------------------------------------------------ --config-cache directories

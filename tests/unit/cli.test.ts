@@ -1,29 +1,29 @@
 /**
- * The CLI as users run it: the bundle (dist/berth.mjs) as a child process.
+ * The CLI as users run it: the release executable (dist/release/berth-linux-<arch>) as a child process.
  * Exit statuses (0 ok, 1 failure, 2 usage), help and version, errors printed
  * with formatError and never a stack trace, and nothing written on failure.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { cp, mkdir, utimes, writeFile, readFile } from "node:fs/promises";
+import { mkdir, symlink, writeFile, readFile } from "node:fs/promises";
 import path from "node:path";
-import { BIN, ensureBundle, NO_STACK, REPO, runBundle, runCli, scratchDirs, tree, type CliRun } from "../fixtures/cli.ts";
+import { BIN, ensureRelease, EXE, NO_STACK, REPO, runBerth, runCli, scratchDirs, tree, type CliRun } from "../fixtures/cli.ts";
 import { CLUSTER_NODECONFIG_YAML as GOOD } from "../fixtures/node.ts";
 
 const scratchDir = scratchDirs("berth-cli-");
 const scratch = scratchDir.make;
 
-before(ensureBundle);
+before(ensureRelease);
 after(scratchDir.removeAll);
 
-const berth = runBundle;
+const berth = runBerth;
 
 test("--version matches package.json", async () => {
   const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { version: string };
   const r = await berth(["--version"]);
   assert.equal(r.code, 0);
-  assert.equal(r.stdout, `berth ${pkg.version}\n`);
+  assert.ok(r.stdout.startsWith(`berth ${pkg.version} (`), r.stdout);
 });
 
 test("--help everywhere, exit 0", async () => {
@@ -137,9 +137,7 @@ test("a bad config source URL is a user error, not a crash", async () => {
   assert.deepEqual(await tree(root), []);
 });
 
-// The startup snapshot (dist/snapshot/, used by bin/berth for demo/config/init) must behave exactly like the bundle.
-const HAS_SNAPSHOT = existsSync(path.join(REPO, "dist/snapshot/berth.blob"));
-
+// bin/berth (the development launcher: the same bundle on the host's node) must behave exactly like the release executable.
 const viaBin = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> => runCli(BIN, args, { env });
 
 async function readTree(dir: string): Promise<Record<string, string>> {
@@ -152,19 +150,19 @@ async function readTree(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-test("bin/berth (startup snapshot) and the ESM bundle write the same files and print the same errors", async (t) => {
-  if (!HAS_SNAPSHOT) {
-    t.skip("no dist/snapshot/berth.blob (scripts/build.mjs printed why); bin/berth runs the bundle");
-    return;
-  }
+/** Units name the executable that wrote them: mask that one path to compare two executables' output. */
+const maskExe = (files: Record<string, string>, exe: string): Record<string, string> =>
+  Object.fromEntries(Object.entries(files).map(([k, v]) => [k, v.replaceAll(exe, "BERTH")]));
+
+test("bin/berth and the release executable write the same files and print the same errors", async () => {
   const a = await scratch();
   const b = await scratch();
-  const snap = await viaBin(["demo", "--root", a]);
-  const esm = await berth(["demo", "--root", b]);
-  assert.equal(snap.code, 0, snap.stderr);
-  assert.equal(esm.code, 0, esm.stderr);
-  assert.deepEqual(await readTree(a), await readTree(b));
-  assert.equal(snap.stdout.replaceAll(a, "ROOT"), esm.stdout.replaceAll(b, "ROOT"));
+  const dev = await viaBin(["demo", "--root", a]);
+  const rel = await berth(["demo", "--root", b]);
+  assert.equal(dev.code, 0, dev.stderr);
+  assert.equal(rel.code, 0, rel.stderr);
+  assert.deepEqual(maskExe(await readTree(a), BIN), maskExe(await readTree(b), EXE));
+  assert.equal(dev.stdout.replaceAll(a, "ROOT"), rel.stdout.replaceAll(b, "ROOT"));
 
   const root = await scratch();
   await writeFile(path.join(root, "bad.yaml"), GOOD.replace("    name: my-cluster\n", "    nmae: my-cluster\n"));
@@ -174,38 +172,35 @@ test("bin/berth (startup snapshot) and the ESM bundle write the same files and p
     ["init", "--skip", "nope"],
     ["config", "dump", "-c", "file://data/example-nodeconfig.yaml"],
   ]) {
-    const s = await viaBin(args);
-    const e = await berth(args);
-    assert.deepEqual(s, e, args.join(" "));
+    const d = await viaBin(args);
+    const r = await berth(args);
+    assert.deepEqual(d, r, args.join(" "));
   }
 });
 
-test("bin/berth hands what the snapshot does not hold to the bundle (run phase, agent, --version)", async () => {
-  const v = await viaBin(["--version"]);
+test("--version names berth's version, the commit, the Node.js inside and the architecture", async () => {
+  const v = await berth(["--version"]);
   assert.equal(v.code, 0);
-  assert.match(v.stdout, /^berth \d+\.\d+\.\d+\n$/);
-  const root = await scratch();
-  await writeFile(path.join(root, "good.yaml"), GOOD);
-  const r = await viaBin(["init", "--root", root, "-c", "file:///good.yaml"], { DBUS_SYSTEM_BUS_ADDRESS: "unix:path=/nonexistent/berth-test-bus" });
-  assert.equal(r.code, 1);
-  assert.doesNotMatch(r.stderr, NO_STACK);
-  assert.match(r.stderr, /^error: /m);
+  assert.match(v.stdout, /^berth \d+\.\d+\.\d+ \(commit [0-9a-f]{7,}(-dirty)?, node v(\d+)\.\d+\.\d+, linux\/(x64|arm64)\)\n$/);
+  const node = /node v(\d+)/.exec(v.stdout)![1];
+  assert.equal(node, JSON.parse(readFileSync(path.join(REPO, "packaging/node.json"), "utf8")).version.split(".")[0], "the release embeds the pinned Node.js");
 });
 
-test("bin/berth uses the snapshot only when the node on PATH is the one that built it (path and mtime stamp)", async (t) => {
-  if (!HAS_SNAPSHOT) {
-    t.skip("no dist/snapshot/berth.blob (scripts/build.mjs printed why); bin/berth runs the bundle");
-    return;
-  }
-  // A copy of bin/ and dist/ whose blob is junk: taking the snapshot path fails loudly, the bundle path works.
-  const home = await scratch();
-  await cp(path.join(REPO, "bin"), path.join(home, "bin"), { recursive: true, preserveTimestamps: true });
-  await cp(path.join(REPO, "dist"), path.join(home, "dist"), { recursive: true, preserveTimestamps: true });
-  await writeFile(path.join(home, "dist/snapshot/berth.blob"), "not a snapshot");
-  const run = (): Promise<CliRun> => runCli(path.join(home, "bin/berth"), ["config", "check", "--help"]);
-  const taken = await run();
-  assert.notEqual(taken.code, 0, "the stamp matches, so bin/berth must have tried the (junk) snapshot");
-  await utimes(path.join(home, "dist/snapshot/node-stamp"), new Date(0), new Date(0));
-  const fallback = await run();
-  assert.equal(fallback.code, 0, fallback.stderr);
+test("the units name the executable that wrote them, its real path; BERTH_PATH overrides", async () => {
+  const root = await scratch();
+  const r = await berth(["demo", "--root", root]);
+  assert.equal(r.code, 0, r.stderr);
+  const agent = await readFile(path.join(root, "etc/systemd/system/berth-agent.service"), "utf8");
+  assert.match(agent, new RegExp(`^ExecStart=${EXE.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} agent`, "m"));
+  // Through a symlink: still the real path.
+  const dir = await scratch();
+  await symlink(EXE, path.join(dir, "berth"));
+  const root2 = await scratch();
+  const viaLink = await runCli(path.join(dir, "berth"), ["demo", "--root", root2]);
+  assert.equal(viaLink.code, 0, viaLink.stderr);
+  assert.equal(await readFile(path.join(root2, "etc/systemd/system/berth-agent.service"), "utf8"), agent);
+  const root3 = await scratch();
+  const over = await berth(["demo", "--root", root3], { env: { BERTH_PATH: "/opt/berth/bin/berth" } });
+  assert.equal(over.code, 0, over.stderr);
+  assert.match(await readFile(path.join(root3, "etc/systemd/system/berth-agent.service"), "utf8"), /^ExecStart=\/opt\/berth\/bin\/berth agent/m);
 });

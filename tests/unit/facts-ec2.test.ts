@@ -1,6 +1,8 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import https from "node:https";
+import { readFileSync } from "node:fs";
 import { createEc2Client, resolveEc2Endpoint, resolveRegion, type Ec2ClientOptions } from "../../src/facts/ec2.ts";
 import { signRequest, awsUriEncode } from "../../src/facts/sigv4.ts";
 import { parseIni } from "../../src/facts/credentials.ts";
@@ -20,14 +22,25 @@ const ec2StandIn = async (o?: Parameters<typeof startEc2StandIn>[0]) => {
   open.push(s);
   return s;
 };
-/** Static test credentials; IMDS off so nothing can reach for an instance role. */
-const envFor = (s: { url: string }, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
-  AWS_ENDPOINT_URL_EC2: s.url,
+/** The stand-in's endpoint, CA bundle and static test credentials; IMDS off so nothing can reach for an instance role. */
+const envFor = (s: Ec2StandIn, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
+  ...s.env(),
   AWS_ACCESS_KEY_ID: "AKIDTEST",
-  AWS_SECRET_ACCESS_KEY: "secret",
   AWS_EC2_METADATA_DISABLED: "true",
   ...extra,
 });
+/** A raw POST to the stand-in (trusting its CA), for checks of the stand-in itself. */
+function post(s: Ec2StandIn, body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const r = https.request(s.url, { method: "POST", ca: readFileSync(s.caFile), headers: { "content-type": "application/x-www-form-urlencoded", ...headers } }, (res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => (text += d.toString()));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    r.on("error", reject);
+    r.end(body);
+  });
+}
 const client = (s: Ec2StandIn, o: Partial<Ec2ClientOptions> = {}) => createEc2Client({ region: "us-west-2", env: envFor(s), backoff: fast, waiterBackoff: fast, ...o });
 
 test("DescribeInstances: private DNS name, signed POST in the Query format", async () => {
@@ -49,11 +62,11 @@ test("DescribeInstanceTypes: default card ENIs and IPv4 per ENI; unknown type �
 test("stand-in: unknown type is EC2's InvalidInstanceType with HTTP 400; unsigned requests are refused", async () => {
   const s = await ec2StandIn();
   const body = "Action=DescribeInstanceTypes&Version=2016-11-15&InstanceType.1=mock-type.large";
-  const r = await fetch(s.url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", authorization: "AWS4-HMAC-SHA256 Credential=x/y" }, body });
+  const r = await post(s, body, { authorization: "AWS4-HMAC-SHA256 Credential=x/y" });
   assert.equal(r.status, 400);
-  const doc = parseXml(await r.text());
+  const doc = parseXml(r.text);
   assert.equal(textOf(child(doc, "Response", "Errors", "Error", "Code")), "InvalidInstanceType");
-  const unsigned = await fetch(s.url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body });
+  const unsigned = await post(s, body, {});
   assert.equal(unsigned.status, 401);
 });
 
@@ -66,6 +79,60 @@ test("5xx and throttling are retried", async () => {
   const t = await ec2StandIn({ failFirst: 2, throttle: true });
   assert.deepEqual(await client(t).instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
   assert.equal(t.calls.length, 3);
+});
+
+test("https: AWS_CA_BUNDLE is trusted for every call (retries and DescribeInstanceTypes too)", async () => {
+  const s = await ec2StandIn({ failFirst: 2 });
+  const c = client(s);
+  assert.equal(await c.privateDnsName("i-1234567890abcdef0"), "ip-172-16-34-43.ec2.internal");
+  assert.deepEqual(await c.instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
+  // Two failed attempts, then one answer each: all four over TLS verified against the bundle.
+  assert.deepEqual(s.calls.map((x) => x.action), ["DescribeInstances", "DescribeInstances", "DescribeInstances", "DescribeInstanceTypes"]);
+});
+
+test("https: an untrusted certificate is refused at once (not retried), naming the endpoint and AWS_CA_BUNDLE", async () => {
+  const s = await ec2StandIn();
+  const retries: string[] = [];
+  const { AWS_CA_BUNDLE: _, ...noBundle } = envFor(s);
+  const c = createEc2Client({ region: "us-west-2", env: noBundle, backoff: fast, onRetry: (i) => retries.push(i.action) });
+  for (const call of [() => c.privateDnsName("i-1234567890abcdef0"), () => c.instanceTypeInfo("m4.xlarge")]) {
+    await assert.rejects(call(), (e: unknown) => {
+      assert.ok(e instanceof BerthFailure);
+      const err = e.errors[0]!;
+      assert.equal(err.code, "facts.ec2-tls");
+      assert.ok(err.message.includes(s.url), err.message);
+      assert.match(err.message, /TLS certificate is not trusted: .+ \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)$/);
+      assert.equal(err.where?.source, s.url);
+      assert.match(err.hint ?? "", /point AWS_CA_BUNDLE at that CA's certificate/);
+      return true;
+    });
+  }
+  assert.deepEqual(retries, []);
+  assert.equal(s.calls.length, 0);
+
+  // A bundle without the signing CA: the hint names the bundle.
+  const other = await ec2StandIn();
+  const { execFileSync } = await import("node:child_process");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const os = await import("node:os");
+  const dir = mkdtempSync(`${os.tmpdir()}/berth-other-ca-`);
+  try {
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${dir}/k.pem`, "-out", `${dir}/ca.pem`, "-days", "1", "-subj", "/CN=some other CA"], { stdio: "ignore" });
+    const wrong = createEc2Client({ region: "us-west-2", env: envFor(other, { AWS_CA_BUNDLE: `${dir}/ca.pem` }), backoff: fast });
+    await assert.rejects(wrong.instanceTypeInfo("m4.xlarge"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.ec2-tls" && e.errors[0]!.hint!.includes(`AWS_CA_BUNDLE (${dir}/ca.pem) must hold`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(other.calls.length, 0);
+});
+
+test("AWS_CA_BUNDLE that cannot be read fails every call, never falls back to the system CAs", async () => {
+  const s = await ec2StandIn();
+  const c = client(s, { env: envFor(s, { AWS_CA_BUNDLE: "/nonexistent/ca.pem" }) });
+  for (const call of [() => c.privateDnsName("i-1234567890abcdef0"), () => c.instanceTypeInfo("m4.xlarge"), () => c.instanceTypeInfo("m4.xlarge")]) {
+    await assert.rejects(call(), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.aws-ca-bundle" && /\/nonexistent\/ca\.pem/.test(e.errors[0]!.message));
+  }
+  assert.equal(s.calls.length, 0);
 });
 
 test("AWS_MAX_ATTEMPTS bounds the attempts; the error says what and what to do", async () => {
@@ -101,7 +168,7 @@ test("waiter has a deadline: a name that never appears is an error with a hint",
 
 test("credentials: none → error naming the fix; instance role from IMDS", async () => {
   const s = await ec2StandIn();
-  const none = createEc2Client({ region: "us-west-2", env: { AWS_ENDPOINT_URL_EC2: s.url, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials" }, backoff: fast });
+  const none = createEc2Client({ region: "us-west-2", env: { AWS_ENDPOINT_URL_EC2: s.url, AWS_CA_BUNDLE: s.caFile, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials" }, backoff: fast });
   await assert.rejects(none.instanceTypeInfo("m4.xlarge"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.aws-credentials" && /instance profile/.test(e.errors[0]!.hint ?? ""));
   assert.equal(s.calls.length, 0);
 
@@ -109,7 +176,7 @@ test("credentials: none → error naming the fix; instance role from IMDS", asyn
   open.push(imdsS);
   imdsS.setPath("meta-data/iam/security-credentials/node-role", JSON.stringify({ Code: "Success", AccessKeyId: "ASIAROLE", SecretAccessKey: "rs", Token: "tok", Expiration: "2999-01-01T00:00:00Z" }));
   const imds = createImdsClient({ endpoint: imdsS.url, env: {} });
-  const viaRole = createEc2Client({ region: "us-west-2", env: { AWS_ENDPOINT_URL_EC2: s.url, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials" }, imds, backoff: fast });
+  const viaRole = createEc2Client({ region: "us-west-2", env: { AWS_ENDPOINT_URL_EC2: s.url, AWS_CA_BUNDLE: s.caFile, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials" }, imds, backoff: fast });
   assert.deepEqual(await viaRole.instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
   assert.match(s.authorizations.at(-1)!, /Credential=ASIAROLE\/.*SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,/);
   imds.close();
@@ -171,57 +238,47 @@ test("proxyFor: HTTPS_PROXY/HTTP_PROXY, NO_PROXY suffixes and ports, loopback ne
 });
 
 test("through an HTTPS_PROXY (CONNECT, AWS_CA_BUNDLE) and an HTTP_PROXY (absolute URI)", async () => {
-  const { execFileSync } = await import("node:child_process");
-  const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
-  const os = await import("node:os");
-  const path = await import("node:path");
   const http = await import("node:http");
   const net = await import("node:net");
-  const dir = mkdtempSync(path.join(os.tmpdir(), "berth-ec2-tls-"));
+  // The stand-in's certificate is also valid for a name that only exists inside this test.
+  const tlsEc2 = await ec2StandIn({ hostnames: ["ec2.test.invalid"] });
+  const seen: string[] = [];
+  // A loopback test proxy: every tunnel and request goes to the stand-in, whatever host was asked for.
+  const proxy = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    const up = https.request({ host: "127.0.0.1", port: new URL(tlsEc2.url).port, ca: readFileSync(tlsEc2.caFile), method: req.method, path: new URL(req.url!).pathname, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode!, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  const sockets = new Set<import("node:net").Socket>();
+  proxy.on("connect", (req, client: import("node:net").Socket) => {
+    seen.push(`CONNECT ${req.url}`);
+    const up = net.connect(Number(new URL(tlsEc2.url).port), "127.0.0.1", () => {
+      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      up.pipe(client);
+      client.pipe(up);
+    });
+    sockets.add(client).add(up);
+  });
+  await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+  const proxyUrl = `http://127.0.0.1:${(proxy.address() as import("node:net").AddressInfo).port}`;
   try {
-    // A throwaway certificate for a name that only exists inside this test.
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${dir}/k.pem`, "-out", `${dir}/c.pem`, "-days", "1", "-subj", "/CN=ec2.test.invalid", "-addext", "subjectAltName=DNS:ec2.test.invalid"], { stdio: "ignore" });
-    const tlsEc2 = await ec2StandIn({ tls: { key: readFileSync(`${dir}/k.pem`, "utf8"), cert: readFileSync(`${dir}/c.pem`, "utf8") } });
-    const plainEc2 = await ec2StandIn();
-    const seen: string[] = [];
-    // A loopback test proxy: every tunnel and request goes to a stand-in, whatever host was asked for.
-    const proxy = http.createServer((req, res) => {
-      seen.push(`${req.method} ${req.url}`);
-      const up = http.request({ host: "127.0.0.1", port: new URL(plainEc2.url).port, method: req.method, path: new URL(req.url!).pathname, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-      });
-      req.pipe(up);
-    });
-    const sockets = new Set<import("node:net").Socket>();
-    proxy.on("connect", (req, client: import("node:net").Socket) => {
-      seen.push(`CONNECT ${req.url}`);
-      const up = net.connect(Number(new URL(tlsEc2.url).port), "127.0.0.1", () => {
-        client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-        up.pipe(client);
-        client.pipe(up);
-      });
-      sockets.add(client).add(up);
-    });
-    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
-    const proxyUrl = `http://127.0.0.1:${(proxy.address() as import("node:net").AddressInfo).port}`;
-    try {
-      const creds = { AWS_ACCESS_KEY_ID: "AKIDTEST", AWS_SECRET_ACCESS_KEY: "secret", AWS_EC2_METADATA_DISABLED: "true" };
-      const viaConnect = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "https://ec2.test.invalid", HTTPS_PROXY: proxyUrl, AWS_CA_BUNDLE: `${dir}/c.pem` }, backoff: fast, maxAttempts: 1 });
-      assert.equal(await viaConnect.privateDnsName("i-1234567890abcdef0"), "ip-172-16-34-43.ec2.internal");
-      assert.equal(tlsEc2.calls.length, 1);
-      const viaHttp = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "http://ec2.test.invalid:8080", HTTP_PROXY: proxyUrl }, backoff: fast, maxAttempts: 1 });
-      assert.deepEqual(await viaHttp.instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
-      assert.deepEqual(seen, ["CONNECT ec2.test.invalid:443", "POST http://ec2.test.invalid:8080/"]);
-      // Without the CA bundle the stand-in's certificate is refused.
-      const untrusted = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "https://ec2.test.invalid", HTTPS_PROXY: proxyUrl }, backoff: fast, maxAttempts: 1 });
-      await assert.rejects(untrusted.privateDnsName("i-1234567890abcdef0"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.ec2-unreachable");
-    } finally {
-      for (const s of sockets) s.destroy();
-      proxy.closeAllConnections();
-      await new Promise<void>((r) => proxy.close(() => r()));
-    }
+    const creds = { AWS_ACCESS_KEY_ID: "AKIDTEST", AWS_SECRET_ACCESS_KEY: "secret", AWS_EC2_METADATA_DISABLED: "true" };
+    const viaConnect = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "https://ec2.test.invalid", HTTPS_PROXY: proxyUrl, AWS_CA_BUNDLE: tlsEc2.caFile }, backoff: fast, maxAttempts: 1 });
+    assert.equal(await viaConnect.privateDnsName("i-1234567890abcdef0"), "ip-172-16-34-43.ec2.internal");
+    assert.equal(tlsEc2.calls.length, 1);
+    const viaHttp = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "http://ec2.test.invalid:8080", HTTP_PROXY: proxyUrl }, backoff: fast, maxAttempts: 1 });
+    assert.deepEqual(await viaHttp.instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
+    assert.deepEqual(seen, ["CONNECT ec2.test.invalid:443", "POST http://ec2.test.invalid:8080/"]);
+    // Without the CA bundle the stand-in's certificate is refused, through the tunnel too.
+    const untrusted = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "https://ec2.test.invalid", HTTPS_PROXY: proxyUrl }, backoff: fast });
+    await assert.rejects(untrusted.privateDnsName("i-1234567890abcdef0"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.ec2-tls");
+    assert.equal(tlsEc2.calls.length, 2);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    for (const s of sockets) s.destroy();
+    proxy.closeAllConnections();
+    await new Promise<void>((r) => proxy.close(() => r()));
   }
 });

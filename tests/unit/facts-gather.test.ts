@@ -45,7 +45,7 @@ async function node(opts: { imds?: Parameters<typeof startImdsStandIn>[0]; ec2?:
   const ec2S = await startEc2StandIn(opts.ec2);
   cleanup.push(() => imdsS.close(), () => ec2S.close());
   // Static credentials and IMDS credentials off: nothing may reach past loopback.
-  const env: NodeJS.ProcessEnv = { AWS_ENDPOINT_URL_EC2: ec2S.url, AWS_ACCESS_KEY_ID: "AKIDTEST", AWS_SECRET_ACCESS_KEY: "secret", AWS_EC2_METADATA_DISABLED: "true" };
+  const env: NodeJS.ProcessEnv = { ...ec2S.env(), AWS_EC2_METADATA_DISABLED: "true" };
   const imds: ImdsHttpClient = createImdsClient({ endpoint: imdsS.url, env: {}, backoff: fast, deadlineMs: 3000 });
   cleanup.push(() => imds.close());
   let ec2Made = 0;
@@ -116,7 +116,7 @@ test("failures are error values: missing versions and EC2 refusing DescribeInsta
   const n = await node();
   const emptyRoot = new HostRoot(await mkdtemp(path.join(os.tmpdir(), "berth-gather-empty-")));
   cleanup.push(() => rm(emptyRoot.dir, { recursive: true, force: true }));
-  const env = { AWS_ENDPOINT_URL_EC2: n.ec2S.url, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent" };
+  const env = { AWS_ENDPOINT_URL_EC2: n.ec2S.url, AWS_CA_BUNDLE: n.ec2S.caFile, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent" };
   const r = await gatherFacts(spec, { root: emptyRoot, imds: n.imds, env, run: noCommands });
   assert.ok(!r.ok);
   const codes = r.errors.map((e) => e.code).sort();

@@ -9,7 +9,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { startContainerd, type ContainerdHandle } from "../helpers/containerd.ts";
-import { createCriClient, containerdVersion, waitForCriReady, CriError, type CriWaitInfo } from "../../src/host/cri.ts";
+import { createCriClient, runningContainerdVersion, waitForCriReady, CriError, type CriWaitInfo } from "../../src/host/cri.ts";
 import { retry } from "../../src/util/retry.ts";
 import { startRegistry, pushPauseImage, registryHostsToml, PAUSE_IMAGE } from "../lab/lab.ts";
 
@@ -55,7 +55,7 @@ test("ImageStatus of an absent image is undefined, not an error; ListImages is e
 
 test("containerd's own Version API matches `containerd --version`", async () => {
   const cli = execFileSync("containerd", ["--version"], { encoding: "utf8" }).trim().split(/\s+/);
-  const v = await containerdVersion(ctrd.socket);
+  const v = await runningContainerdVersion(ctrd.socket);
   assert.equal(v.version, cli[2]);
   assert.equal(v.revision, cli[3]);
   const c = createCriClient(ctrd.socket);

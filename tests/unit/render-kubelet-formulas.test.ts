@@ -8,7 +8,7 @@ import type { PlannedFile } from "../../src/plan/types.ts";
 import { parseVersion, versionAtLeast } from "../../src/util/version.ts";
 import { computeMaxPods, DEFAULT_MAX_PODS, loadMaxPodsEvaluator, maxPodsFromEnis, standardMaxPods } from "../../src/render/max-pods.ts";
 import { cpuMillicoresToReserve, kubeReserved, memoryMebibytesToReserve } from "../../src/render/reserved.ts";
-import { cidrFamily, clusterDnsFromCidr, deepMerge, stableJson } from "../../src/render/kubelet-config.ts";
+import { cidrFamily, clusterDnsFromCidr, mergeKubeletConfig, stableJson } from "../../src/render/kubelet-config.ts";
 import { decodeCertificateAuthority, kubeconfigYaml } from "../../src/render/kubeconfig.ts";
 import { renderKubelet, renderKubeletAsync } from "../../src/render/kubelet.ts";
 import { parse as parseYaml } from "yaml";
@@ -316,9 +316,9 @@ const jsonObj = fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDep
 test("deepMerge: over wins at leaves, base keys survive, idempotent (property)", () => {
   fc.assert(
     fc.property(jsonObj, jsonObj, (a, b) => {
-      const m = deepMerge(a, b);
+      const m = mergeKubeletConfig(a, b);
       for (const k of Object.keys(a)) assert.ok(k in m);
-      assert.deepEqual(deepMerge(m, b), m);
+      assert.deepEqual(mergeKubeletConfig(m, b), m);
       for (const [k, v] of Object.entries(b)) if (typeof v !== "object" || v === null || Array.isArray(v)) assert.deepEqual(m[k], v);
     }),
   );

@@ -13,7 +13,7 @@ import type { JsonObject, JsonValue, NodeConfigSpec } from "../../src/api/types.
 import type { NodeFacts } from "../../src/facts/types.ts";
 import type { PlannedFile } from "../../src/plan/types.ts";
 import { renderKubelet, renderKubeletAsync } from "../../src/render/kubelet.ts";
-import { deepMerge } from "../../src/render/kubelet-config.ts";
+import { mergeKubeletConfig } from "../../src/render/kubelet-config.ts";
 import { conformanceFacts, CONFORMANCE_INSTANCE } from "../fixtures/node.ts";
 
 const ROOT = "/work/shared/conformance/nodeadm-e2e";
@@ -75,7 +75,7 @@ function specsOf(text: string): NodeConfigSpec[] {
 function loadSpec(caseName: string, source: string): NodeConfigSpec {
   assert.ok(source.startsWith("file://"), source);
   const specs = specsOf(readFileSync(path.join(ROOT, "cases", caseName, source.slice("file://".length)), "utf8"));
-  return specs.reduce<NodeConfigSpec>((a, s) => deepMerge(a as JsonObject, s as JsonObject) as NodeConfigSpec, {});
+  return specs.reduce<NodeConfigSpec>((a, s) => mergeKubeletConfig(a as JsonObject, s as JsonObject) as NodeConfigSpec, {});
 }
 
 function text(f: PlannedFile): string {

@@ -14,19 +14,13 @@ import path from "node:path";
 import { HostRoot } from "../../src/host/root.ts";
 import type { MergedConfig, BerthSpec } from "../../src/api/types.ts";
 import { SystemdError } from "../../src/host/systemd.ts";
-import { RUN_STATUS_PATH as STATUS_PATH } from "../../src/agent/run-status.ts";
-import {
-  runPhase,
-  decideUnitAction,
-  decideReload,
-  containerdRuntimeSettings,
-  isContainerdPath,
-  isKubeletPath,
-  writeStatus,
-  type EventLogger,
-  type RunContext,
-  type RunStatus,
-} from "../../src/phases/run.ts";
+import { RUN_STATUS_PATH as STATUS_PATH } from "../../src/util/node-layout.ts";
+import { writeRunStatus, type RunStatus } from "../../src/host/run-status.ts";
+import type { Logger } from "../../src/util/log.ts";
+import { runPhase, isContainerdPath, isKubeletPath, type RunContext } from "../../src/phases/run.ts";
+import { decideUnitAction } from "../../src/phases/steps/ensure-unit.ts";
+import { decideReload } from "../../src/phases/steps/daemon-reload.ts";
+import { containerdRuntimeSettings } from "../../src/phases/steps/containerd-settings.ts";
 import { pullImages, taskStateOf } from "../../src/phases/tasks.ts";
 import { FakeSystemd, defaultUnitState } from "../fakes/systemd-fake.ts";
 import { FakeCri } from "../fakes/cri-fake.ts";
@@ -43,10 +37,17 @@ interface Logged {
   level: string;
   obj: Record<string, unknown>;
 }
-function recorder(): EventLogger & { lines: Logged[]; events(): string[] } {
+function recorder(): Logger & { lines: Logged[]; events(): string[] } {
   const lines: Logged[] = [];
   const at = (level: string) => (obj: Record<string, unknown>) => void lines.push({ level, obj });
-  return { lines, info: at("info"), warn: at("warn"), error: at("error"), debug: at("debug"), events: () => lines.filter((l) => l.level !== "debug").map((l) => String(l.obj.event)) };
+  return {
+    lines,
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    debug: at("debug"),
+    events: () => lines.filter((l) => l.level !== "debug").map((l) => String(l.obj.event)),
+  };
 }
 
 /** A temp root with containerd's config, the kubelet's config and a listening CRI socket file. */
@@ -55,14 +56,18 @@ async function makeRoot(opts: { socket?: boolean; toml?: string } = {}): Promise
   dirs.push(dir);
   const root = new HostRoot(dir);
   await mkdir(root.path("/etc/containerd"), { recursive: true });
-  await writeFile(root.path("/etc/containerd/config.toml"), opts.toml ?? `version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "${PAUSE}"\n`);
+  await writeFile(
+    root.path("/etc/containerd/config.toml"),
+    opts.toml ?? `version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "${PAUSE}"\n`,
+  );
   await mkdir(root.path("/etc/kubernetes/kubelet"), { recursive: true });
   await writeFile(root.path("/etc/kubernetes/kubelet/config.json"), "{}\n");
   await mkdir(root.path("/etc/systemd/system"), { recursive: true });
   await writeFile(root.path("/etc/systemd/system/kubelet.service"), "[Service]\nExecStart=/usr/bin/kubelet\n");
   // Config written "long ago": older than any unit's ActiveEnterTimestamp in the fake.
   const old = new Date(1_600_000_000_000);
-  for (const p of ["/etc/containerd/config.toml", "/etc/kubernetes/kubelet/config.json", "/etc/systemd/system/kubelet.service"]) await utimes(root.path(p), old, old);
+  for (const p of ["/etc/containerd/config.toml", "/etc/kubernetes/kubelet/config.json", "/etc/systemd/system/kubelet.service"])
+    await utimes(root.path(p), old, old);
   if (opts.socket ?? true) {
     await mkdir(root.path("/run/containerd"), { recursive: true });
     const srv = createServer();
@@ -85,9 +90,16 @@ function healthyUnits() {
   } as const;
 }
 
-function ctx(root: HostRoot, sd: FakeSystemd, cri: FakeCri, over: Partial<RunContext> = {}): RunContext & { log: ReturnType<typeof recorder> } {
+function ctx(
+  root: HostRoot,
+  sd: FakeSystemd,
+  cri: FakeCri,
+  over: Partial<RunContext> = {},
+): RunContext & { log: ReturnType<typeof recorder> } {
   const log = recorder();
-  return { root, config: config(), systemd: sd, log, env: {}, deps: { cri, sleep: async () => undefined }, ...over } as RunContext & { log: ReturnType<typeof recorder> };
+  return { root, config: config(), systemd: sd, log, env: {}, deps: { cri, sleep: async () => undefined }, ...over } as RunContext & {
+    log: ReturnType<typeof recorder>;
+  };
 }
 
 async function status(root: HostRoot): Promise<RunStatus> {
@@ -96,22 +108,32 @@ async function status(root: HostRoot): Promise<RunStatus> {
 
 test("fresh node: reload, start containerd, wait for CRI, pull the sandbox image, start kubelet, write status", async () => {
   const root = await makeRoot();
-  const sd = new FakeSystemd({ units: { "containerd.service": { activeState: "inactive" }, "kubelet.service": { activeState: "inactive" } } });
+  const sd = new FakeSystemd({
+    units: { "containerd.service": { activeState: "inactive" }, "kubelet.service": { activeState: "inactive" } },
+  });
   const cri = new FakeCri(root.path("/run/containerd/containerd.sock")).addRegistryImage(PAUSE);
-  const c = ctx(root, sd, cri, { applied: { written: ["/etc/containerd/config.toml", "/etc/systemd/system/kubelet.service"], unitsChanged: true } });
+  const c = ctx(root, sd, cri, {
+    applied: { written: ["/etc/containerd/config.toml", "/etc/systemd/system/kubelet.service"], unitsChanged: true },
+  });
   const r = await runPhase(c);
   assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
   assert.deepEqual(
     sd.calls.filter((x) => x.method !== "unitState").map((x) => `${x.method}${x.unit ? ` ${x.unit}` : ""}`),
     ["daemonReload", "startUnit containerd.service", "startUnit kubelet.service"],
   );
-  assert.deepEqual(cri.calls.filter((x) => x.method === "pullImage").map((x) => x.ref), [PAUSE]);
+  assert.deepEqual(
+    cri.calls.filter((x) => x.method === "pullImage").map((x) => x.ref),
+    [PAUSE],
+  );
   assert.equal(r.value.sandboxImage.action, "pulled");
   assert.equal(r.value.kubelet.action, "start");
   assert.ok(r.value.kubelet.mainPid > 0);
   const st = await status(root);
   assert.equal(st.result, "succeeded");
-  assert.deepEqual(st.steps.map((s) => s.step), ["reload", "containerd", "cri", "sandbox-image", "kubelet"]);
+  assert.deepEqual(
+    st.steps.map((s) => s.step),
+    ["reload", "containerd", "cri", "sandbox-image", "kubelet"],
+  );
   assert.ok(st.steps.every((s) => typeof s.durationMs === "number"));
   // Structured events: each has event + component, and state changes carry a cause.
   for (const l of c.log.lines) {
@@ -119,7 +141,9 @@ test("fresh node: reload, start containerd, wait for CRI, pull the sandbox image
     assert.equal(typeof l.obj.component, "string");
   }
   assert.ok(c.log.events().includes("cri.ready"));
-  assert.ok(c.log.lines.filter((l) => /\.(start|restart|reloaded)$/.test(String(l.obj.event))).every((l) => typeof l.obj.cause === "string"));
+  assert.ok(
+    c.log.lines.filter((l) => /\.(start|restart|reloaded)$/.test(String(l.obj.event))).every((l) => typeof l.obj.cause === "string"),
+  );
 });
 
 test("healthy node, nothing changed: no reload, no start, no restart, no pull", async () => {
@@ -132,7 +156,10 @@ test("healthy node, nothing changed: no reload, no start, no restart, no pull", 
   const sd = new FakeSystemd({ units: healthyUnits() });
   const r = await runPhase(ctx(root, sd, cri));
   assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
-  assert.deepEqual(sd.callNames().filter((m) => m !== "unitState"), []);
+  assert.deepEqual(
+    sd.callNames().filter((m) => m !== "unitState"),
+    [],
+  );
   assert.equal(r.value.containerd.action, "none");
   assert.equal(r.value.kubelet.action, "none");
   assert.equal(r.value.daemonReloaded, false);
@@ -197,7 +224,11 @@ test("Outposts: the kubeconfig the kubelet writes itself after TLS bootstrap doe
   await writeFile(root.path("/var/lib/kubelet/kubeconfig"), "apiVersion: v1\n");
   const newer = new Date(T + 5000);
   await utimes(root.path("/var/lib/kubelet/kubeconfig"), newer, newer);
-  const outpost: MergedConfig = { nodeConfig: { cluster: { enableOutpost: true, id: "c-1", apiServerEndpoint: "https://x" } }, berth: {}, sources: ["test"] };
+  const outpost: MergedConfig = {
+    nodeConfig: { cluster: { enableOutpost: true, id: "c-1", apiServerEndpoint: "https://x" } },
+    berth: {},
+    sources: ["test"],
+  };
   let sd = new FakeSystemd({ units: healthyUnits() });
   let r = await runPhase(ctx(root, sd, cri, { config: outpost }));
   assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
@@ -226,7 +257,15 @@ test("writeStatus that cannot rename into place leaves no temp file behind", asy
   const root = await makeRoot({ socket: false });
   // A non-empty directory where the status file goes: the rename fails.
   await mkdir(root.path(`${STATUS_PATH}/x`), { recursive: true });
-  await assert.rejects(writeStatus(root, { apiVersion: "berth.dev/v1alpha1", kind: "RunStatus", result: "running", startedAt: new Date(T).toISOString(), steps: [] }));
+  await assert.rejects(
+    writeRunStatus(root, {
+      apiVersion: "berth.dev/v1alpha1",
+      kind: "RunStatus",
+      result: "running",
+      startedAt: new Date(T).toISOString(),
+      steps: [],
+    }),
+  );
   assert.deepEqual((await readdir(root.path(path.dirname(STATUS_PATH)))).sort(), [path.basename(STATUS_PATH)]);
 });
 
@@ -244,7 +283,18 @@ test("jobs carry the configured deadline; a job past it fails with the unit and 
   const root = await makeRoot();
   const cri = new FakeCri(root.path("/run/containerd/containerd.sock")).addRegistryImage(PAUSE);
   const sd = new FakeSystemd({ units: { ...healthyUnits(), "containerd.service": { activeState: "inactive" } } });
-  sd.failOnce("startUnit", new SystemdError({ code: "systemd.job-deadline", message: "StartUnit of containerd.service: job /j/1 did not finish within 1234 ms (it is still queued in systemd)", where: { path: "containerd.service" }, hint: "check `systemctl list-jobs`" }, "containerd.service"));
+  sd.failOnce(
+    "startUnit",
+    new SystemdError(
+      {
+        code: "systemd.job-deadline",
+        message: "StartUnit of containerd.service: job /j/1 did not finish within 1234 ms (it is still queued in systemd)",
+        where: { path: "containerd.service" },
+        hint: "check `systemctl list-jobs`",
+      },
+      "containerd.service",
+    ),
+  );
   const r = await runPhase(ctx(root, sd, cri, { config: config({ run: { unitJobTimeoutMs: 1234 } }) }));
   assert.equal(r.ok, false);
   assert.ok(!r.ok);
@@ -313,7 +363,9 @@ test("CRI answering but RuntimeReady false until later: waits, then proceeds", a
   const c = ctx(root, sd, cri);
   const r = await runPhase(c);
   assert.ok(r.ok);
-  assert.ok(c.log.lines.some((l) => l.obj.event === "cri.waiting" && l.obj.phase === "status" && /RuntimeReady is false/.test(String(l.obj.cause))));
+  assert.ok(
+    c.log.lines.some((l) => l.obj.event === "cri.waiting" && l.obj.phase === "status" && /RuntimeReady is false/.test(String(l.obj.cause))),
+  );
 });
 
 test("sandbox image: present → nothing; pull retried; pull giving up names the image and the hint", async () => {
@@ -365,17 +417,38 @@ test("sandbox image: imported from berth.run.sandboxImageArchive when absent", a
 test("tasks and reboot-once are enqueued after kubelet, never awaited", async () => {
   const root = await makeRoot();
   const cri = new FakeCri(root.path("/run/containerd/containerd.sock")).addRegistryImage(PAUSE);
-  const fresh = new FakeSystemd({ units: { ...healthyUnits(), "kubelet.service": { activeState: "inactive" }, "berth-tasks.target": {}, "berth-reboot-once.service": {} } });
-  const r = await runPhase(ctx(root, fresh, cri, { config: config({ tasks: [{ name: "pull", pullImages: ["a/b:c"] }, { name: "s", script: "true" }], rebootAfterBootstrap: true }) }));
+  const fresh = new FakeSystemd({
+    units: { ...healthyUnits(), "kubelet.service": { activeState: "inactive" }, "berth-tasks.target": {}, "berth-reboot-once.service": {} },
+  });
+  const r = await runPhase(
+    ctx(root, fresh, cri, {
+      config: config({
+        tasks: [
+          { name: "pull", pullImages: ["a/b:c"] },
+          { name: "s", script: "true" },
+        ],
+        rebootAfterBootstrap: true,
+      }),
+    }),
+  );
   assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
-  assert.deepEqual(fresh.callsOf("startUnit").map((x) => x.unit), ["kubelet.service"]);
-  assert.deepEqual(fresh.callsOf("enqueueStartUnit").map((x) => x.unit), ["berth-tasks.target", "berth-reboot-once.service"]);
+  assert.deepEqual(
+    fresh.callsOf("startUnit").map((x) => x.unit),
+    ["kubelet.service"],
+  );
+  assert.deepEqual(
+    fresh.callsOf("enqueueStartUnit").map((x) => x.unit),
+    ["berth-tasks.target", "berth-reboot-once.service"],
+  );
   // kubelet's start was awaited before anything was enqueued.
   const order = fresh.calls.filter((c) => c.method === "startUnit" || c.method === "enqueueStartUnit").map((c) => c.unit);
   assert.deepEqual(order, ["kubelet.service", "berth-tasks.target", "berth-reboot-once.service"]);
   assert.deepEqual(r.value.enqueued, ["berth-tasks.target", "berth-reboot-once.service"]);
   const st = await status(root);
-  assert.deepEqual(st.tasks?.map((t) => t.unit), ["berth-task-pull.service", "berth-task-s.service"]);
+  assert.deepEqual(
+    st.tasks?.map((t) => t.unit),
+    ["berth-task-pull.service", "berth-task-s.service"],
+  );
 });
 
 test("a task that cannot be enqueued does not fail the run phase", async () => {
@@ -412,6 +485,36 @@ test("kubelet that does not stay active fails the phase with its state", async (
   assert.match(r.errors[0]?.message ?? "", /failed\/failed.*job failed/);
 });
 
+test("the status file records each step's outcome, start and end, also the failed step and the steps it stopped", async () => {
+  const root = await makeRoot();
+  const cri = new FakeCri(root.path("/run/containerd/containerd.sock")).addRegistryImage(PAUSE);
+  // No kubelet.service: the kubelet step fails, and the tasks hand-off that needs it is skipped.
+  const sd = new FakeSystemd({ units: { "containerd.service": healthyUnits()["containerd.service"], "berth-tasks.target": {} } });
+  const r = await runPhase(ctx(root, sd, cri, { config: config({ tasks: [{ name: "t", script: "true" }] }) }));
+  assert.ok(!r.ok);
+  const st = await status(root);
+  assert.deepEqual(
+    st.steps.map((s) => [s.step, s.outcome, s.action]),
+    [
+      ["reload", "changed", "reloaded"],
+      ["containerd", "ok", "none"],
+      ["cri", "ok", "ready"],
+      ["sandbox-image", "changed", "pulled"],
+      ["kubelet", "failed", undefined],
+      ["tasks", "skipped", undefined],
+    ],
+  );
+  assert.equal(st.steps[4]?.code, "run.kubelet-missing");
+  assert.equal(st.steps[5]?.cause, "needs kubelet, which failed");
+  assert.equal(sd.callsOf("enqueueStartUnit").length, 0);
+  let previousEnd = Date.parse(st.startedAt);
+  for (const s of st.steps) {
+    assert.ok(s.startMs >= previousEnd && s.endMs >= s.startMs, `${s.step}: ${s.startMs}..${s.endMs} after ${previousEnd}`);
+    assert.equal(s.durationMs, s.endMs - s.startMs);
+    previousEnd = s.endMs;
+  }
+});
+
 // ---- pure pieces
 
 test("decideUnitAction", () => {
@@ -434,8 +537,14 @@ test("decideReload", () => {
 
 test("containerdRuntimeSettings reads schema 2 and 3 and the grpc address", () => {
   assert.deepEqual(containerdRuntimeSettings(undefined), { sandboxImage: PAUSE, socket: "/run/containerd/containerd.sock" });
-  assert.equal(containerdRuntimeSettings(`version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "r/p:1"\n`).sandboxImage, "r/p:1");
-  assert.equal(containerdRuntimeSettings(`version = 3\n[plugins."io.containerd.cri.v1.images".pinned_images]\nsandbox = "r/p:3"\n`).sandboxImage, "r/p:3");
+  assert.equal(
+    containerdRuntimeSettings(`version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "r/p:1"\n`).sandboxImage,
+    "r/p:1",
+  );
+  assert.equal(
+    containerdRuntimeSettings(`version = 3\n[plugins."io.containerd.cri.v1.images".pinned_images]\nsandbox = "r/p:3"\n`).sandboxImage,
+    "r/p:3",
+  );
   assert.equal(containerdRuntimeSettings(`[grpc]\naddress = "/x.sock"\n`).socket, "/x.sock");
   assert.equal(containerdRuntimeSettings("not toml [[[").sandboxImage, PAUSE);
 });
@@ -458,7 +567,13 @@ test("pull task: present images skipped, absent pulled with retries, failure exp
   cri.failOnce("pullImage");
   let r = await pullImages(["r/a:1", "r/b:1"], { root, log, cri, sleep: async () => undefined });
   assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
-  assert.deepEqual(r.value.map((p) => [p.image, p.action, p.attempts]), [["r/a:1", "present", 0], ["r/b:1", "pulled", 2]]);
+  assert.deepEqual(
+    r.value.map((p) => [p.image, p.action, p.attempts]),
+    [
+      ["r/a:1", "present", 0],
+      ["r/b:1", "pulled", 2],
+    ],
+  );
 
   r = await pullImages(["r/missing:1"], { root, log, cri, timeoutMs: 50, backoff: { initialMs: 5, maxMs: 10 } });
   assert.ok(!r.ok);
@@ -473,4 +588,3 @@ test("taskStateOf", () => {
   assert.equal(taskStateOf(defaultUnitState({ activeState: "inactive" })), "pending");
   assert.equal(taskStateOf(defaultUnitState({ loadState: "not-found" })), "unknown");
 });
-
