@@ -11,12 +11,14 @@ set -euo pipefail
 
 # libatomic1: berth's .deb depends on it (the release executable links it)
 # and a minbase has none; busybox-static: the kubelet stand-in's nc. No
-# Node.js: berth runs from its package, as on a real node.
+# Node.js: berth runs from its package, as on a real node. xfsprogs, mdadm:
+# what instance.localStorage runs (mkfs.xfs, mdadm; blkid is util-linux's).
 PACKAGES=(
   systemd systemd-sysv dbus
   containerd runc containernetworking-plugins
   iproute2 procps curl ca-certificates
   libatomic1 busybox-static
+  xfsprogs mdadm
 )
 SUITE=bookworm
 

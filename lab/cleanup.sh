@@ -55,6 +55,10 @@ for dir in "$prefix"*/; do
       if [ -d "$cg" ]; then echo "cleanup: cgroup $cg still busy" >&2; status=1; else echo "cleanup: removed cgroup $cg"; fi
     done < <(find /sys/fs/cgroup -maxdepth 6 -type d -name "$machine" 2>/dev/null)
   fi
+  # Loop devices backed by files in the dir (the instance-store disks of tests/lab/local-storage.test.ts).
+  while IFS= read -r loop; do
+    losetup -d "$loop" 2>/dev/null && echo "cleanup: detached $loop"
+  done < <(losetup -n -l -O NAME,BACK-FILE 2>/dev/null | awk -v d="$dir/" 'index($2, d) == 1 { print $1 }')
   if awk -v d="$dir" 'index($5, d) == 1 { found=1 } END { exit !found }' /proc/self/mountinfo; then
     echo "cleanup: $dir still has mounts; not removing it" >&2; status=1
   else

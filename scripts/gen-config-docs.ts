@@ -175,6 +175,7 @@ export const BERTH_MERGE: Readonly<Record<string, string>> = {
   "tasks[].script": "—",
   rebootAfterBootstrap: "later wins",
   agent: "per field",
+  validation: "later wins",
 };
 
 /** Defaults of BerthConfig fields, from the constants the code itself uses. */
@@ -185,6 +186,7 @@ export function berthDefaults(): Record<string, string> {
     "run.sandboxImageArchive": "unset (pull)",
     tasks: "none",
     rebootAfterBootstrap: "`false`",
+    validation: "`strict`",
   };
   for (const [k, v] of Object.entries(AGENT_DEFAULTS)) out[`agent.${k}`] = typeof v === "string" ? code(v) : String(v);
   return out;
@@ -264,6 +266,8 @@ spec:
     environment:
       kubelet:
         GODEBUG: http2client=0
+    localStorage:
+      strategy: RAID0
     network:
       nameservers: [10.0.0.2]
       domains: [example.internal]
@@ -289,7 +293,17 @@ spec:
     id: 0123abcd-0000-0000-0000-000000000000
 `;
 
-/** The plans the files table is generated from: the demo, everything on (FastImagePull needs 4 CPUs), Outposts. */
+/** What the config phase looks up on an Outposts node (src/facts/dns.ts): the example's API server name, /etc/hosts. */
+const OUTPOST_FACTS: NonNullable<NodeFacts["outpost"]> = {
+  host: "example0123456789.gr7.us-west-2.eks.amazonaws.com",
+  addresses: ["10.0.1.10", "10.0.2.10"],
+  hostsFile: { text: "127.0.0.1 localhost\n", mode: 0o644 },
+};
+
+/** Two instance-store disks, for the everything-on plan's local storage. */
+const DOC_DISKS = [1, 2].map((i) => ({ device: `/dev/nvme${i}n1`, link: `/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS${i}` }));
+
+/** The plans the files table is generated from: the demo, everything on (FastImagePull needs 4 CPUs, RAID0 two disks), Outposts. */
 export function docPlans(): { demo: Plan; everything: Plan; outpost: Plan } {
   const plan = (config: MergedConfig, facts: NodeFacts): Plan => {
     const p = buildPlan(config, facts);
@@ -299,8 +313,8 @@ export function docPlans(): { demo: Plan; everything: Plan; outpost: Plan } {
   const example = exampleConfigText();
   return {
     demo: plan(configFrom(example, "data/example-nodeconfig.yaml"), demoFactsSync()),
-    everything: plan(configFrom(example + EVERYTHING_ON, "everything-on"), demoFactsSync({ cpus: 4 })),
-    outpost: plan(configFrom(example + OUTPOST, "outpost"), demoFactsSync()),
+    everything: plan(configFrom(example + EVERYTHING_ON, "everything-on"), demoFactsSync({ cpus: 4, instanceStoreDisks: DOC_DISKS })),
+    outpost: plan(configFrom(example + OUTPOST, "outpost"), demoFactsSync({ outpost: OUTPOST_FACTS })),
   };
 }
 
@@ -331,6 +345,7 @@ export const FILE_DOCS: readonly FileDoc[] = [
   { pattern: /^\/etc\/kubernetes\/pki\/ca\.crt$/, display: "/etc/kubernetes/pki/ca.crt", when: "always (decoded `cluster.certificateAuthority`)", readBy: "kubelet (kubeconfig, `authentication.x509.clientCAFile`)" },
   { pattern: /^\/var\/lib\/kubelet\/kubeconfig$/, display: "/var/lib/kubelet/kubeconfig", when: "always, except Outposts", readBy: "kubelet (`--kubeconfig`)" },
   { pattern: /^\/var\/lib\/kubelet\/bootstrap-kubeconfig$/, display: "/var/lib/kubelet/bootstrap-kubeconfig", when: "`cluster.enableOutpost: true` (instead of kubeconfig)", readBy: "kubelet (`--bootstrap-kubeconfig`)" },
+  { pattern: /^\/etc\/hosts$/, display: "/etc/hosts", when: "`cluster.enableOutpost: true`: the API server's addresses in a `# BEGIN berth: outpost api server` block; every other line kept", readBy: "the resolver (the API server's name while the Outpost is disconnected)" },
   { pattern: /^\/etc\/systemd\/system\.conf\.d\/environment\.conf$/, display: "/etc/systemd/system.conf.d/environment.conf", when: "`instance.environment.default` is non-empty; removed otherwise", readBy: "systemd manager (`DefaultEnvironment=`)" },
   { pattern: /^\/etc\/systemd\/system\/[^/]+\.service\.d\/environment\.conf$/, display: "/etc/systemd/system/<service>.service.d/environment.conf", when: "`instance.environment.<service>` is non-empty; kubelet's and containerd's are removed otherwise", readBy: "<service>.service (`Environment=`)" },
   { pattern: /^\/run\/systemd\/resolved\.conf\.d\/40-eks\.conf$/, display: "/run/systemd/resolved.conf.d/40-eks.conf", when: "`instance.network.nameservers` or `domains` is non-empty", readBy: "systemd-resolved" },
@@ -345,6 +360,18 @@ export const FILE_DOCS: readonly FileDoc[] = [
   { pattern: /^\/etc\/systemd\/system\/containerd\.service\.d\/10-berth\.conf$/, display: "/etc/systemd/system/containerd.service.d/10-berth.conf", when: "always", readBy: "containerd.service (`Restart=always`, runtime.slice)" },
   { pattern: /^\/etc\/systemd\/system\/kubelet\.service$/, display: "/etc/systemd/system/kubelet.service", when: "always", readBy: "systemd" },
   { pattern: /^\/etc\/systemd\/system\/multi-user\.target\.d\/10-berth\.conf$/, display: "/etc/systemd/system/multi-user.target.d/10-berth.conf", when: "always", readBy: "systemd (what starts at boot; no `systemctl enable`)" },
+  {
+    pattern: /^\/etc\/systemd\/system\/[^/]+\.mount$/,
+    display: "/etc/systemd/system/<mount point, systemd-escaped>.mount",
+    when: "`instance.localStorage.strategy` is set and the node has instance-store disks: `Mount`, one per disk at `<mountPath>/1`, `/2`, …; `RAID0`/`RAID10`, the array at `<mountPath>/0` and a bind mount for each state directory not in `disabledMounts`",
+    readBy: "systemd (mounted before containerd and kubelet; the run phase's local-storage step formats and starts them)",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/multi-user\.target\.d\/20-berth-local-storage\.conf$/,
+    display: "/etc/systemd/system/multi-user.target.d/20-berth-local-storage.conf",
+    when: "with the mount units above",
+    readBy: "systemd (wants every local-storage mount unit at boot)",
+  },
   { pattern: /^\/etc\/systemd\/system\/runtime\.slice$/, display: "/etc/systemd/system/runtime.slice", when: "always", readBy: "systemd (slice of containerd and kubelet)" },
 ];
 

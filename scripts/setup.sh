@@ -18,6 +18,8 @@ LAB_PACKAGES=(
   dbus iproute2 util-linux mount systemd openssl
   # Packaging (npm run package) and the arm64 executable's checks under qemu-user.
   rpm dpkg-dev qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libatomic1-arm64-cross
+  # A real browser for `berth timeline --svg` (tests/unit/timeline-cli.test.ts takes a headless screenshot).
+  chromium
 )
 missing=()
 for p in "${LAB_PACKAGES[@]}"; do

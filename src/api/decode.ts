@@ -13,7 +13,7 @@
  */
 import { isScalar, type SchemaOptions, type Scalar } from "yaml";
 import type * as z from "zod";
-import { fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
+import { ok, type BerthError, type Location, type Result } from "../util/result.ts";
 import { errorMessage } from "../util/errors.ts";
 import {
   berthConfigDocumentSchema,
@@ -21,6 +21,7 @@ import {
   type CustomIssueParams,
 } from "./schema.ts";
 import { suggest } from "./suggest.ts";
+import { isDroppable } from "./validation-mode.ts";
 import { attachLocator } from "./locate.ts";
 import { at, formatPath, locate, nodeOffset, position, sourceText, type DocContext, type Found, type Segment } from "./yaml-doc.ts";
 import { checkStructure, checkValues, DECODE_LIMITS, parseStream, type DecodeLimits } from "./yaml-limits.ts";
@@ -263,9 +264,21 @@ function decodeOne(ctx: DocContext, index: number, limits: DecodeLimits): { erro
   const proto = findProtoKey(obj, []);
   if (proto)
     return { errors: [{ code: "config.reserved-key", message: "the key `__proto__` is not allowed", where: at(ctx, nodeOffset(locate(ctx, proto).key), proto), hint: "rename or remove the `__proto__` key" }] };
-  const parsed = schema.safeParse(dropNullFields(obj, []), { reportInput: true });
-  if (!parsed.success) return { errors: parsed.error.issues.flatMap((i) => issueToErrors(ctx, schema, i)) };
-  const spec = ((parsed.data as { spec?: unknown }).spec ?? {}) as object;
+  const input = dropNullFields(obj, []);
+  let parsed = schema.safeParse(input, { reportInput: true });
+  if (parsed.success) return { errors: [], doc: toDocument(ctx, docKind, parsed.data) };
+  const errors = parsed.error.issues.flatMap((i) => issueToErrors(ctx, schema, i));
+  if (!errors.every(isDroppable)) return { errors };
+  // Unknown fields only: the document as nodeadm reads it, without them, for `--validate=warn`.
+  // Dropping keys cannot reveal new problems, but a second failure is reported rather than trusted.
+  dropUnknownKeys(input, parsed.error.issues);
+  parsed = schema.safeParse(input, { reportInput: true });
+  if (!parsed.success) return { errors: [...errors, ...parsed.error.issues.flatMap((i) => issueToErrors(ctx, schema, i))] };
+  return { errors, doc: toDocument(ctx, docKind, parsed.data) };
+}
+
+function toDocument(ctx: DocContext, docKind: ConfigDocument["kind"], data: unknown): ConfigDocument {
+  const spec = ((data as { spec?: unknown }).spec ?? {}) as object;
   const doc: ConfigDocument =
     docKind === "NodeConfig"
       ? { kind: "NodeConfig", source: ctx.source, spec: spec as NodeConfigSpec }
@@ -276,7 +289,19 @@ function decodeOne(ctx: DocContext, index: number, limits: DecodeLimits): { erro
     const f = locate(ctx, path);
     return f.complete ? at(ctx, nodeOffset(f.node), path) : undefined;
   });
-  return { errors: [], doc };
+  return doc;
+}
+
+/** Delete the keys that `unrecognized_keys` issues name, in place (`data` is this decode's own copy). */
+function dropUnknownKeys(data: unknown, issues: readonly z.core.$ZodIssue[]): void {
+  for (const issue of issues) {
+    if (issue.code !== "unrecognized_keys") continue;
+    let target: unknown = data;
+    for (const seg of issue.path)
+      target = target !== null && typeof target === "object" ? (target as Record<PropertyKey, unknown>)[seg] : undefined;
+    if (target === null || typeof target !== "object") continue;
+    for (const k of issue.keys) delete (target as Record<string, unknown>)[k];
+  }
 }
 
 /** Paths whose contents are free-form: null there is data, not "absent". */
@@ -322,36 +347,56 @@ function byPosition(a: BerthError, b: BerthError): number {
   return (a.where?.line ?? 0) - (b.where?.line ?? 0) || (a.where?.column ?? 0) - (b.where?.column ?? 0) || a.message.localeCompare(b.message);
 }
 
+/** One source text decoded: what both validation modes need (validation-mode.ts). */
+export interface DecodedSource {
+  /**
+   * Every document that has no problem other than unknown fields, with those
+   * fields dropped (what nodeadm reads), in order.
+   */
+  docs: ConfigDocument[];
+  /** Every problem, each document's ordered by position: what strict decoding reports. */
+  problems: BerthError[];
+}
+
 /**
- * Decode a YAML/JSON stream of NodeConfig and BerthConfig documents.
- * Empty documents are skipped. Every error in every document is reported,
- * ordered by position. Input beyond `limits` is refused with one error
- * before it is parsed or expanded. Never throws.
+ * Decode a YAML/JSON stream of NodeConfig and BerthConfig documents for
+ * either validation mode. Empty documents are skipped. Input beyond `limits`
+ * is refused with one problem before it is parsed or expanded. Never throws.
  */
-export function decodeDocuments(text: string, source: string, limits: DecodeLimits = DECODE_LIMITS): Result<ConfigDocument[]> {
+export function decodeSource(text: string, source: string, limits: DecodeLimits = DECODE_LIMITS): DecodedSource {
   try {
     const parsed = parseStream(text, source, limits, dropTimestamp);
-    if (!parsed.ok) return parsed;
+    if (!parsed.ok) return { docs: [], problems: parsed.errors };
     const { docs: list, lc } = parsed.value;
-    const out: ConfigDocument[] = [];
-    const errors: BerthError[] = [];
+    const docs: ConfigDocument[] = [];
+    const problems: BerthError[] = [];
     list.forEach((doc, i) => {
       const r = decodeOne({ doc, source, text, lc, aliases: new Map(), index: new WeakMap() }, i, limits);
       // One by one: spreading 100,000 errors into push() would overflow the stack.
-      for (const e of r.errors.sort(byPosition)) errors.push(e);
-      if (r.doc) out.push(r.doc);
+      for (const e of r.errors.sort(byPosition)) problems.push(e);
+      if (r.doc) docs.push(r.doc);
     });
-    // Not fail(...errors): that spreads every error into one call's arguments.
-    return errors.length ? { ok: false, errors } : ok(out);
+    return { docs, problems };
   } catch (e) {
-    return fail({
+    const error: BerthError = {
       code: "config.internal",
       message: `could not decode the configuration: ${errorMessage(e)}`,
       where: { source },
       hint: "this is a bug in berth; please report it with the input",
       cause: e,
-    });
+    };
+    return { docs: [], problems: [error] };
   }
+}
+
+/**
+ * Decode strictly: every problem in every document is an error (unknown
+ * fields included), ordered by position within each document. Never throws.
+ */
+export function decodeDocuments(text: string, source: string, limits: DecodeLimits = DECODE_LIMITS): Result<ConfigDocument[]> {
+  const d = decodeSource(text, source, limits);
+  // Not fail(...problems): that spreads every error into one call's arguments.
+  return d.problems.length ? { ok: false, errors: d.problems } : ok(d.docs);
 }
 
 type Tags = Exclude<NonNullable<SchemaOptions["customTags"]>, (tags: never) => unknown>;

@@ -130,6 +130,7 @@ function berthShape(b: BerthSpec): JsonObject {
   if (b.tasks) out["tasks"] = b.tasks.map((t): JsonObject => (t.script !== undefined ? { name: t.name, script: t.script } : { name: t.name, pullImages: [...t.pullImages] }));
   if (b.rebootAfterBootstrap !== undefined) out["rebootAfterBootstrap"] = b.rebootAfterBootstrap;
   if (b.agent) out["agent"] = ordered(b.agent, AGENT_ORDER);
+  if (b.validation !== undefined) out["validation"] = b.validation;
   return out;
 }
 

@@ -155,7 +155,13 @@ export function mergeBerthSpecs(a: BerthSpec, b: BerthSpec): BerthSpec {
   const run = a.run || b.run ? (compact({ ...(a.run ?? {}), ...(b.run ?? {}) }) as RunSettings) : undefined;
   const agent = a.agent || b.agent ? (compact({ ...(a.agent ?? {}), ...(b.agent ?? {}) }) as AgentSettings) : undefined;
   if (run && b.run?.sandboxImageArchive === "" && a.run?.sandboxImageArchive) run.sandboxImageArchive = a.run.sandboxImageArchive;
-  return compact({ run, tasks: mergeTasks(a.tasks, b.tasks), rebootAfterBootstrap: pick(a.rebootAfterBootstrap, b.rebootAfterBootstrap), agent });
+  return compact({
+    run,
+    tasks: mergeTasks(a.tasks, b.tasks),
+    rebootAfterBootstrap: pick(a.rebootAfterBootstrap, b.rebootAfterBootstrap),
+    agent,
+    validation: pick(a.validation, b.validation),
+  });
 }
 
 /** Merge every document in order (later wins); NodeConfig and BerthConfig merge separately. */

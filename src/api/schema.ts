@@ -37,6 +37,7 @@ import {
 export const FEATURES = ["InstanceIdNodeName", "FastImagePull"] as const;
 export const LOCAL_STORAGE_STRATEGIES = ["RAID0", "RAID10", "Mount"] as const;
 export const DISABLED_MOUNTS = ["Containerd", "PodLogs", "SOCI"] as const;
+export const VALIDATION_MODES = ["strict", "warn"] as const;
 
 /** The `params` of a custom issue raised by a refinement here. */
 export interface CustomIssueParams {
@@ -398,6 +399,10 @@ export const berthSpecSchema = z
     tasks: tasksSchema.describe("Ordered post-bootstrap tasks.").optional(),
     rebootAfterBootstrap: z.boolean().describe("Reboot once after the first successful bootstrap.").optional(),
     agent: agentSettingsSchema.optional(),
+    validation: z
+      .enum(VALIDATION_MODES)
+      .describe("`warn`: unknown fields in any source are dropped with a warning, as nodeadm drops them; `--validate` wins.")
+      .optional(),
   })
   .describe("BerthConfig spec.");
 

@@ -20,6 +20,8 @@ export const BERTH_KIND = "BerthConfig";
 export type Feature = "InstanceIdNodeName" | "FastImagePull";
 export type LocalStorageStrategy = "RAID0" | "RAID10" | "Mount";
 export type DisabledMount = "Containerd" | "PodLogs" | "SOCI";
+/** How unknown fields are treated (src/api/validation-mode.ts): rejected, or dropped with a warning as nodeadm drops them. */
+export type ValidationMode = "strict" | "warn";
 
 export interface ClusterDetails {
   name?: string;
@@ -118,6 +120,8 @@ export interface BerthSpec {
   /** Reboot once after the first successful bootstrap. */
   rebootAfterBootstrap?: boolean;
   agent?: AgentSettings;
+  /** `warn`: unknown fields are dropped with a warning instead of rejected (a `--validate` flag wins). */
+  validation?: ValidationMode;
 }
 
 /** One decoded document with where it came from, in source order. */

@@ -3,7 +3,8 @@
  * error is a value (exit status 2), never an exception with a stack trace.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { formatError, type BerthError } from "../util/result.ts";
+import { formatError, formatWarning, type BerthError } from "../util/result.ts";
+import type { ValidationMode } from "../api/types.ts";
 import { errorMessage } from "../util/errors.ts";
 
 export const EXIT_OK = 0;
@@ -66,19 +67,43 @@ export const MAX_PRINTED_ERRORS = 20;
  * exit status.
  */
 export function printErrors(errors: BerthError[]): number {
-  const shown = errors.length > MAX_PRINTED_ERRORS ? errors.slice(0, MAX_PRINTED_ERRORS) : errors;
-  let out = shown.map((e) => formatError(e) + "\n").join("");
-  const more = errors.length - shown.length;
+  process.stderr.write(cappedReport(errors, "error"));
+  return EXIT_FAIL;
+}
+
+/** Print warnings as printErrors prints errors (`warning:` lines, the same cap). */
+export function printWarnings(warnings: readonly BerthError[]): void {
+  if (warnings.length > 0) process.stderr.write(cappedReport(warnings, "warning"));
+}
+
+function cappedReport(list: readonly BerthError[], what: "error" | "warning"): string {
+  const shown = list.length > MAX_PRINTED_ERRORS ? list.slice(0, MAX_PRINTED_ERRORS) : list;
+  const format = what === "error" ? formatError : formatWarning;
+  let out = shown.map((e) => format(e) + "\n").join("");
+  const more = list.length - shown.length;
+  const all = list.length.toLocaleString("en-US");
   if (more > 0)
     out +=
-      formatError({
-        code: "cli.more-errors",
-        message: `… and ${more.toLocaleString("en-US")} more error${more === 1 ? "" : "s"} (${errors.length.toLocaleString("en-US")} in all)`,
-        hint: "fix the errors above and run the command again to see the rest",
+      format({
+        code: `cli.more-${what}s`,
+        message: `… and ${more.toLocaleString("en-US")} more ${what}${more === 1 ? "" : "s"} (${all} in all)`,
+        hint: `fix the ${what === "error" ? "errors" : "fields"} above and run the command again to see the rest`,
       }) + "\n";
   // One write: the lines of one report stay together.
-  process.stderr.write(out);
-  return EXIT_FAIL;
+  return out;
+}
+
+/** `--validate MODE` of the commands that read config sources. */
+export const VALIDATE_OPTION = { validate: { type: "string" } } as const;
+
+/**
+ * The `--validate` value: undefined when not given (the config's own
+ * setting then decides), else the mode, or the usage error's exit status.
+ */
+export function validationFlag(value: string | undefined, command: string): ValidationMode | undefined | number {
+  if (value === undefined) return undefined;
+  if (value === "strict" || value === "warn") return value;
+  return usageError(`unknown --validate mode '${value}' (expected strict or warn)`, command);
 }
 
 /** nodeadm's default when no -c is given. */

@@ -2,16 +2,39 @@
 import { writeFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { HostRoot } from "../host/root.ts";
-import { BERTH_API_VERSION, BERTH_KIND, NODECONFIG_API_VERSION, NODECONFIG_KIND, type JsonObject, type JsonValue, type MergedConfig } from "../api/types.ts";
+import {
+  BERTH_API_VERSION,
+  BERTH_KIND,
+  NODECONFIG_API_VERSION,
+  NODECONFIG_KIND,
+  type JsonObject,
+  type JsonValue,
+  type MergedConfig,
+  type ValidationMode,
+} from "../api/types.ts";
 import { sortKeys } from "../util/json.ts";
 import type { Result } from "../util/result.ts";
 import { errorMessage, toBerthErrors } from "../util/errors.ts";
-import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
+import {
+  CONFIG_SOURCE_OPTION,
+  DEFAULT_CONFIG_SOURCE,
+  EXIT_FAIL,
+  EXIT_OK,
+  parseCommand,
+  printErrors,
+  printWarnings,
+  usageError,
+  VALIDATE_OPTION,
+  validationFlag,
+} from "./args.ts";
+import type { SourcesReport } from "../sources/index.ts";
 
 export const CONFIG_HELP = `Usage: berth config check [options]
        berth config dump [options]
 
-check  decode, merge and validate the configuration from every source; writes nothing
+check  decode, merge and validate the configuration from every source; writes
+       nothing; ends with a summary per file (ok, N warnings, N errors) and
+       exits 0 unless there are errors
 dump   print the merged NodeConfig (or write it to -o FILE); JSON by default,
        as nodeadm prints it; berth's own settings, when present, ride along
        under "berth" (for tools; to feed a dump back to -c, use --format yaml)
@@ -23,12 +46,16 @@ Options:
       --config-output FILE (dump) the same as -o (nodeadm's name)
       --format FORMAT      (dump) json (default, nodeadm's) or yaml (NodeConfig and
                            BerthConfig documents, readable back with -c)
+      --validate MODE      strict (default): unknown fields are errors; warn: they
+                           are dropped with a warning, as nodeadm drops them (wins
+                           over the BerthConfig's spec.validation)
       --root DIR           resolve file:// sources and the cache under DIR
   -h, --help               this help
 `;
 
 const CHECK_OPTIONS = {
   ...CONFIG_SOURCE_OPTION,
+  ...VALIDATE_OPTION,
   root: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -59,10 +86,25 @@ function dumpJson(config: MergedConfig, toNodeadmJson: (s: MergedConfig["nodeCon
   return JSON.stringify(doc) + "\n";
 }
 
-async function resolve(sources: string[], cachePath: string | undefined, root: HostRoot): Promise<Result<MergedConfig>> {
+interface ResolveOptions {
+  validation: ValidationMode | undefined;
+  onSources: (report: SourcesReport) => void;
+}
+
+async function resolve(
+  sources: string[],
+  cachePath: string | undefined,
+  root: HostRoot,
+  opts: ResolveOptions,
+): Promise<Result<MergedConfig>> {
   const [{ resolveConfig }, { lazyImds }] = await Promise.all([import("../sources/cache.ts"), import("../phases/config.ts")]);
   try {
-    const r = await resolveConfig(sources, cachePath, { root, imds: lazyImds(process.env) });
+    const r = await resolveConfig(sources, cachePath, {
+      root,
+      imds: lazyImds(process.env),
+      ...(opts.validation ? { validation: opts.validation } : {}),
+      onSources: opts.onSources,
+    });
     return r.ok ? { ok: true, value: r.value.config } : r;
   } catch (e) {
     return { ok: false, errors: toBerthErrors(e, "config.resolve", "could not load the configuration") };
@@ -72,10 +114,25 @@ async function resolve(sources: string[], cachePath: string | undefined, root: H
 export async function checkCommand(args: string[]): Promise<number> {
   const p = parseCommand(args, CHECK_OPTIONS, "config check", CONFIG_HELP);
   if (typeof p === "number") return p;
+  const validation = validationFlag(p.values.validate, "config check");
+  if (typeof validation === "number") return validation;
   const sources = p.values["config-source"]?.length ? p.values["config-source"] : [DEFAULT_CONFIG_SOURCE];
-  const r = await resolve(sources, undefined, new HostRoot(p.values.root ?? "/"));
-  // resolveConfig decodes strictly, merges and validates.
-  if (!r.ok) return printErrors(r.errors);
+  let report: SourcesReport | undefined;
+  // resolveConfig decodes (in the validation mode), merges and validates.
+  const r = await resolve(sources, undefined, new HostRoot(p.values.root ?? "/"), {
+    validation,
+    onSources: (rep) => {
+      report = rep;
+      printWarnings(rep.warnings);
+    },
+  });
+  const { checkSummary } = await import("./check-summary.ts");
+  if (!r.ok) {
+    printErrors(r.errors);
+    process.stdout.write(checkSummary(report, r.errors));
+    return EXIT_FAIL;
+  }
+  process.stdout.write(checkSummary(report, []));
   process.stdout.write(`configuration is valid (${r.value.sources.join(", ") || sources.join(", ")})\n`);
   return EXIT_OK;
 }
@@ -91,7 +148,11 @@ export async function dumpCommand(args: string[]): Promise<number> {
   const cache = p.values["config-cache"];
   if (cache !== undefined && !cache.startsWith("/")) return usageError(`--config-cache must be an absolute path on the node, not '${cache}'`, "config dump");
   const sources = p.values["config-source"]?.length ? p.values["config-source"] : [DEFAULT_CONFIG_SOURCE];
-  const r = await resolve(sources, p.values["config-cache"], new HostRoot(p.values.root ?? "/"));
+  const validation = validationFlag(p.values.validate, "config dump");
+  if (typeof validation === "number") return validation;
+  // In warn mode the dropped fields are said on stderr and are not in the dump.
+  const onSources = (rep: SourcesReport): void => printWarnings(rep.warnings);
+  const r = await resolve(sources, p.values["config-cache"], new HostRoot(p.values.root ?? "/"), { validation, onSources });
   if (!r.ok) return printErrors(r.errors);
   const { encodeNodeConfigYaml, toNodeadmJson } = await import("../api/encode.ts");
   const text = format === "yaml" ? encodeNodeConfigYaml(r.value) : dumpJson(r.value, toNodeadmJson);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { HostRoot } from "../host/root.ts";
-import { EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
+import { EXIT_OK, parseCommand, printErrors, printWarnings, usageError } from "./args.ts";
 import { printApplyReport } from "./output.ts";
 import { berthExecutable } from "./self.ts";
 import { toBerthErrors } from "../util/errors.ts";
@@ -93,6 +93,8 @@ async function demoRun(sources: string[], label: string, root: HostRoot, dryRun:
       getBytes: () => Promise.reject(new Error("the demo does not use IMDS")),
     },
     log: (l) => process.stderr.write(l + "\n"),
+    // A BerthConfig `validation: warn` in the demo's sources: its warnings as `berth init` prints them.
+    onSources: (report) => printWarnings(report.warnings),
   });
   if (!r.ok) return printErrors(r.errors);
   if (r.value.apply) printApplyReport(r.value.apply, root, dryRun);

@@ -56,7 +56,9 @@ export function formatDoctorTable(report: DoctorReport, opts: { colour: boolean;
   const timeWidth = Math.max(...report.checks.map((c) => String(c.durationMs).length));
   const indent = " ".repeat(2 + idWidth + 2 + 4 + 2 + timeWidth + 3 + 2);
   for (const c of report.checks) {
-    lines.push(`  ${c.id.padEnd(idWidth)}  ${paint(c.status, STATUS_LABEL[c.status])}  ${String(c.durationMs).padStart(timeWidth)} ms  ${c.finding}`);
+    lines.push(
+      `  ${c.id.padEnd(idWidth)}  ${paint(c.status, STATUS_LABEL[c.status])}  ${String(c.durationMs).padStart(timeWidth)} ms  ${c.finding}`,
+    );
     if (c.status !== "pass") lines.push(`${indent}hint: ${c.hint}`);
     for (const d of c.detail ?? []) lines.push(`${indent}| ${d}`);
   }
@@ -70,7 +72,14 @@ export function formatDoctorTable(report: DoctorReport, opts: { colour: boolean;
 
 /** The JSON output: exactly `{node, checks: [{id, status, finding, hint, durationMs, detail?}]}`. Pure (exported for tests). */
 export function formatDoctorJson(report: DoctorReport): string {
-  const checks = report.checks.map((c) => ({ id: c.id, status: c.status, finding: c.finding, hint: c.hint, durationMs: c.durationMs, ...(c.detail ? { detail: c.detail } : {}) }));
+  const checks = report.checks.map((c) => ({
+    id: c.id,
+    status: c.status,
+    finding: c.finding,
+    hint: c.hint,
+    durationMs: c.durationMs,
+    ...(c.detail ? { detail: c.detail } : {}),
+  }));
   return JSON.stringify({ node: { name: report.node.name, instanceId: report.node.instanceId }, checks }, null, 2) + "\n";
 }
 
@@ -81,15 +90,24 @@ export async function doctorCommand(args: string[]): Promise<number> {
   const output = v.output ?? "table";
   if (output !== "table" && output !== "json") return usageError(`unknown --output '${output}' (expected table or json)`, "doctor");
   const cache = v["config-cache"];
-  if (cache !== undefined && !cache.startsWith("/")) return usageError(`--config-cache must be an absolute path on the node, not '${cache}'`, "doctor");
+  if (cache !== undefined && !cache.startsWith("/"))
+    return usageError(`--config-cache must be an absolute path on the node, not '${cache}'`, "doctor");
   const healthz = v["kubelet-healthz"];
-  if (healthz !== undefined && !/^http:\/\/[^/]+/.test(healthz)) return usageError(`--kubelet-healthz must be an http:// URL, not '${healthz}'`, "doctor");
+  if (healthz !== undefined && !/^http:\/\/[^/]+/.test(healthz))
+    return usageError(`--kubelet-healthz must be an http:// URL, not '${healthz}'`, "doctor");
   const root = new HostRoot(v.root ?? "/");
   if (root.isHost && typeof process.getuid === "function" && process.getuid() !== 0) {
-    process.stderr.write("note: berth doctor is not running as root: checks that read kubelet's credentials, the journal or containerd's socket may fail for that reason alone\n");
+    process.stderr.write(
+      "note: berth doctor is not running as root: checks that read kubelet's credentials, the journal or containerd's socket may fail " +
+        "for that reason alone\n",
+    );
   }
   const started = Date.now();
-  const [{ createDoctorDeps }, { runDoctor }, { doctorExitStatus }] = await Promise.all([import("../doctor/deps.ts"), import("../doctor/checks.ts"), import("../doctor/run.ts")]);
+  const [{ createDoctorDeps }, { runDoctor }, { doctorExitStatus }] = await Promise.all([
+    import("../doctor/deps.ts"),
+    import("../doctor/checks.ts"),
+    import("../doctor/run.ts"),
+  ]);
   const deps = createDoctorDeps({
     root,
     env: process.env,
@@ -107,6 +125,8 @@ export async function doctorCommand(args: string[]): Promise<number> {
     deps.close();
   }
   const colour = process.stdout.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== "dumb";
-  process.stdout.write(output === "json" ? formatDoctorJson(report) : formatDoctorTable(report, { colour, elapsedMs: Date.now() - started }));
+  process.stdout.write(
+    output === "json" ? formatDoctorJson(report) : formatDoctorTable(report, { colour, elapsedMs: Date.now() - started }),
+  );
   return doctorExitStatus(report.checks);
 }

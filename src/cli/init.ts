@@ -2,7 +2,18 @@
 import { parseArgs } from "node:util";
 import type { BerthLock } from "../host/lock.ts";
 import { HostRoot } from "../host/root.ts";
-import { CONFIG_SOURCE_OPTION, DEFAULT_CONFIG_SOURCE, EXIT_OK, parseCommand, printErrors, refuseNonRoot, usageError } from "./args.ts";
+import {
+  CONFIG_SOURCE_OPTION,
+  DEFAULT_CONFIG_SOURCE,
+  EXIT_OK,
+  parseCommand,
+  printErrors,
+  printWarnings,
+  refuseNonRoot,
+  usageError,
+  VALIDATE_OPTION,
+  validationFlag,
+} from "./args.ts";
 import { printApplyReport } from "./output.ts";
 import { berthExecutable } from "./self.ts";
 
@@ -20,6 +31,9 @@ Options:
                            spec is unchanged, used when no source yields a config
       --root DIR           treat DIR as the node's / for every path read or written
       --dry-run            print a unified diff of what would change; write nothing
+      --validate MODE      strict (default): unknown fields are errors; warn: they
+                           are dropped with a warning, as nodeadm drops them (wins
+                           over the BerthConfig's spec.validation)
   -d, --daemon NAME        nodeadm's testing switch (containerd | kubelet) to
                            handle one daemon only; berth always configures and
                            runs both, so only naming both is accepted
@@ -36,6 +50,7 @@ const OPTIONS = {
   "config-cache": { type: "string" },
   root: { type: "string" },
   "dry-run": { type: "boolean" },
+  ...VALIDATE_OPTION,
   daemon: { type: "string", short: "d", multiple: true },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -94,6 +109,8 @@ export async function initCommand(args: string[]): Promise<number> {
   if (v["config-cache"] !== undefined && !v["config-cache"].startsWith("/")) {
     return usageError(`--config-cache must be an absolute path on the node (like /run/eks/nodeadm/config.json), not '${v["config-cache"]}'`, "init");
   }
+  const validation = validationFlag(v.validate, "init");
+  if (typeof validation === "number") return validation;
   const root = new HostRoot(v.root ?? "/");
   const sources = v["config-source"]?.length ? v["config-source"] : [DEFAULT_CONFIG_SOURCE];
   const dryRun = v["dry-run"] ?? false;
@@ -127,6 +144,9 @@ export async function initCommand(args: string[]): Promise<number> {
       berthPath: berthExecutable(),
       log: (l) => process.stderr.write(l + "\n"),
       ...(lock ? { lock } : {}),
+      ...(validation ? { validation } : {}),
+      // Before anything else is reported, so also ahead of the errors of a config that then fails.
+      onSources: (report) => printWarnings(report.warnings),
     });
     if (!r.ok) return printErrors(r.errors);
     if (r.value.skipped) process.stderr.write("config phase skipped (--skip config)\n");

@@ -19,6 +19,7 @@ Usage:
   berth agent [options]
   berth status [--json]
   berth doctor [-c URL]... [--config-cache PATH] [-o table|json] [--root DIR]
+  berth timeline [-o text|json] [--svg FILE] [--root DIR]
   berth --version | --help
 
 Commands:
@@ -31,6 +32,7 @@ Commands:
   agent         the long-running health agent: probe and repair containerd and kubelet
   status        the node's state: phases done, component health, last repairs
   doctor        what stands between this node and Ready, and what to do about it (each check with a deadline; <= 10 s)
+  timeline      where the boot's time went: systemd's timestamps and the run phase's steps from boot, critical path, berth's share
 
 Config sources (repeatable, later wins): imds://user-data (default), file:///path/to/file.yaml, file:///dir/
 Run 'berth COMMAND --help' for a command's options.
@@ -77,6 +79,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import("./status.ts")).statusCommand(rest);
     case "doctor":
       return (await import("./doctor.ts")).doctorCommand(rest);
+    case "timeline":
+      return (await import("./timeline.ts")).timelineCommand(rest);
     default:
       process.stderr.write(`error: unknown command '${cmd}'\n  hint: run 'berth --help' for the list of commands\n`);
       return 2;

@@ -49,7 +49,7 @@ export interface DoctorDeps {
   /** `--kubelet-healthz URL`: overrides the BerthConfig's kubeletHealthzUrl and the default. */
   kubeletHealthzUrl?: string;
   /** kubelet's last lines (journal, or a file); rejects when they cannot be read. */
-  kubeletLog(timeoutMs: number): Promise<KubeletLog>;
+  kubeletLog(timeoutMs: number, signal?: AbortSignal): Promise<KubeletLog>;
 }
 
 /** What checks learn for the checks after them. */
@@ -96,10 +96,21 @@ export function doctorBusAddress(root: HostRoot, env: NodeJS.ProcessEnv, explici
   return explicit || env.BERTH_BUS_ADDRESS || env.DBUS_SYSTEM_BUS_ADDRESS || `unix:path=${root.path("/run/dbus/system_bus_socket")}`;
 }
 
-function journalLines(root: HostRoot, timeoutMs: number): Promise<KubeletLog> {
-  const args = [...(root.isHost ? [] : ["--root", root.dir]), "-u", "kubelet.service", "-n", String(KUBELET_LOG_LINES), "-o", "cat", "--no-pager", "-q"];
+function journalLines(root: HostRoot, timeoutMs: number, signal?: AbortSignal): Promise<KubeletLog> {
+  const args = [
+    ...(root.isHost ? [] : ["--root", root.dir]),
+    "-u",
+    "kubelet.service",
+    "-n",
+    String(KUBELET_LOG_LINES),
+    "-o",
+    "cat",
+    "--no-pager",
+    "-q",
+  ];
   return new Promise((resolve, reject) => {
-    execFile("journalctl", args, { timeout: timeoutMs, encoding: "utf8", maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+    const o = { timeout: timeoutMs, encoding: "utf8" as const, maxBuffer: 4 << 20, ...(signal ? { signal } : {}) };
+    execFile("journalctl", args, o, (err, stdout, stderr) => {
       const source = `journalctl ${args.join(" ")}`;
       if (err && !stdout) {
         reject(new Error(`${source}: ${(stderr || err.message).trim().split("\n")[0]}`));
@@ -126,7 +137,17 @@ export function createDoctorDeps(o: DoctorOptions): DoctorDeps & { close(): void
   const ec2 = (region: string): Ec2Client => {
     let c = ec2Clients.get(region);
     if (!c) {
-      const raw = createEc2Client({ region, env: o.env, imds, timeoutMs: 2000, callDeadlineMs: 2500, dnsWaitMs: 2500, maxAttempts: 2, backoff: { initialMs: 100, maxMs: 400 }, waiterBackoff: { initialMs: 300, maxMs: 800 } });
+      const raw = createEc2Client({
+        region,
+        env: o.env,
+        imds,
+        timeoutMs: 2000,
+        callDeadlineMs: 2500,
+        dnsWaitMs: 2500,
+        maxAttempts: 2,
+        backoff: { initialMs: 100, maxMs: 400 },
+        waiterBackoff: { initialMs: 300, maxMs: 800 },
+      });
       const names = new Map<string, Promise<string>>();
       const types = new Map<string, Promise<{ defaultEnis: number; ipv4PerEni: number } | undefined>>();
       c = {
@@ -163,10 +184,16 @@ export function createDoctorDeps(o: DoctorOptions): DoctorDeps & { close(): void
       return c;
     },
     ...(o.kubeletHealthzUrl !== undefined ? { kubeletHealthzUrl: o.kubeletHealthzUrl } : {}),
-    kubeletLog: async (timeoutMs) => {
-      if (o.kubeletLogFile === undefined) return journalLines(o.root, timeoutMs);
+    kubeletLog: async (timeoutMs, signal) => {
+      if (o.kubeletLogFile === undefined) return journalLines(o.root, timeoutMs, signal);
       const text = await readFile(o.kubeletLogFile, "utf8");
-      return { source: o.kubeletLogFile, lines: text.split("\n").filter((l) => l.trim() !== "").slice(-KUBELET_LOG_LINES) };
+      return {
+        source: o.kubeletLogFile,
+        lines: text
+          .split("\n")
+          .filter((l) => l.trim() !== "")
+          .slice(-KUBELET_LOG_LINES),
+      };
     },
     close() {
       for (const c of opened.splice(0)) {

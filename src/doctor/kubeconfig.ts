@@ -62,9 +62,25 @@ function named(list: unknown, name: string | undefined, key: string): Obj | unde
 function execConfig(e: Obj): Result<ExecConfig> {
   const command = text(e.command);
   const apiVersion = text(e.apiVersion);
-  if (!command || !apiVersion) return fail({ code: "kubeconfig.exec", message: "the kubeconfig's exec entry lacks command or apiVersion", hint: "berth init rewrites kubelet's kubeconfig" });
-  const env = Array.isArray(e.env) ? e.env.map(obj).filter((x): x is Obj => x !== undefined).map((x) => ({ name: String(x.name ?? ""), value: String(x.value ?? "") })) : [];
-  return ok({ apiVersion, command, args: Array.isArray(e.args) ? e.args.map(String) : [], env, provideClusterInfo: e.provideClusterInfo === true });
+  if (!command || !apiVersion)
+    return fail({
+      code: "kubeconfig.exec",
+      message: "the kubeconfig's exec entry lacks command or apiVersion",
+      hint: "berth init rewrites kubelet's kubeconfig",
+    });
+  const env = Array.isArray(e.env)
+    ? e.env
+        .map(obj)
+        .filter((x): x is Obj => x !== undefined)
+        .map((x) => ({ name: text(x.name) ?? "", value: typeof x.value === "string" ? x.value : "" }))
+    : [];
+  return ok({
+    apiVersion,
+    command,
+    args: Array.isArray(e.args) ? e.args.map(String) : [],
+    env,
+    provideClusterInfo: e.provideClusterInfo === true,
+  });
 }
 
 /** The cluster and user of the kubeconfig's current context. Pure. */
@@ -73,17 +89,41 @@ export function parseKubeconfig(yamlText: string, source: string): Result<Kubeco
   try {
     doc = obj(parseYaml(yamlText));
   } catch (e) {
-    return fail({ code: "kubeconfig.invalid", message: `${source} is not valid YAML: ${errorMessage(e)}`, where: { source }, hint: "berth init rewrites kubelet's kubeconfig" });
+    return fail({
+      code: "kubeconfig.invalid",
+      message: `${source} is not valid YAML: ${errorMessage(e)}`,
+      where: { source },
+      hint: "berth init rewrites kubelet's kubeconfig",
+    });
   }
-  if (!doc) return fail({ code: "kubeconfig.invalid", message: `${source} is not a kubeconfig`, where: { source }, hint: "berth init rewrites kubelet's kubeconfig" });
+  if (!doc)
+    return fail({
+      code: "kubeconfig.invalid",
+      message: `${source} is not a kubeconfig`,
+      where: { source },
+      hint: "berth init rewrites kubelet's kubeconfig",
+    });
   const ctxName = text(doc["current-context"]);
   const context = named(doc.contexts, ctxName, "context");
   const cluster = named(doc.clusters, text(context?.cluster), "cluster");
   const user = named(doc.users, text(context?.user), "user") ?? {};
   const server = text(cluster?.server);
-  if (!server) return fail({ code: "kubeconfig.invalid", message: `${source} names no server for context ${ctxName ?? "(first)"}`, where: { source }, hint: "berth init rewrites kubelet's kubeconfig" });
+  if (!server)
+    return fail({
+      code: "kubeconfig.invalid",
+      message: `${source} names no server for context ${ctxName ?? "(first)"}`,
+      where: { source },
+      hint: "berth init rewrites kubelet's kubeconfig",
+    });
   const u: KubeconfigUser = {};
-  for (const [k, f] of [["token", "token"], ["tokenFile", "tokenFile"], ["client-certificate", "clientCertificate"], ["client-key", "clientKey"], ["client-certificate-data", "clientCertificateData"], ["client-key-data", "clientKeyData"]] as const) {
+  for (const [k, f] of [
+    ["token", "token"],
+    ["tokenFile", "tokenFile"],
+    ["client-certificate", "clientCertificate"],
+    ["client-key", "clientKey"],
+    ["client-certificate-data", "clientCertificateData"],
+    ["client-key-data", "clientKeyData"],
+  ] as const) {
     const v = text(user[k]);
     if (v) u[f] = v;
   }
@@ -95,19 +135,33 @@ export function parseKubeconfig(yamlText: string, source: string): Result<Kubeco
   }
   const caData = text(cluster?.["certificate-authority-data"]);
   const caFile = text(cluster?.["certificate-authority"]);
-  return ok({ server, ...(caData ? { caData: Buffer.from(caData, "base64").toString("utf8") } : {}), ...(caFile ? { caFile } : {}), user: u });
+  return ok({
+    server,
+    ...(caData ? { caData: Buffer.from(caData, "base64").toString("utf8") } : {}),
+    ...(caFile ? { caFile } : {}),
+    user: u,
+  });
 }
 
 /** The KUBERNETES_EXEC_INFO value client-go sets (cluster info only when the entry asks for it). */
 export function execInfo(exec: ExecConfig, cluster?: { server: string; caData?: string }): string {
   const spec: Obj = { interactive: false };
-  if (exec.provideClusterInfo && cluster) spec.cluster = { server: cluster.server, ...(cluster.caData ? { "certificate-authority-data": Buffer.from(cluster.caData).toString("base64") } : {}) };
+  if (exec.provideClusterInfo && cluster)
+    spec.cluster = {
+      server: cluster.server,
+      ...(cluster.caData ? { "certificate-authority-data": Buffer.from(cluster.caData).toString("base64") } : {}),
+    };
   return JSON.stringify({ kind: "ExecCredential", apiVersion: exec.apiVersion, spec });
 }
 
 /** A plugin's stdout as client-go checks it. Pure. */
 export function parseExecCredential(stdout: string, apiVersion: string): Result<ExecCredentialStatus> {
-  const bad = (why: string) => fail<ExecCredentialStatus>({ code: "kubeconfig.exec-output", message: `the credential plugin's output ${why}`, hint: "run the kubeconfig's exec command by hand and check what it prints" });
+  const bad = (why: string) =>
+    fail<ExecCredentialStatus>({
+      code: "kubeconfig.exec-output",
+      message: `the credential plugin's output ${why}`,
+      hint: "run the kubeconfig's exec command by hand and check what it prints",
+    });
   let o: Obj | undefined;
   try {
     o = obj(JSON.parse(stdout));
@@ -122,7 +176,8 @@ export function parseExecCredential(stdout: string, apiVersion: string): Result<
     const v = text(s?.[k]);
     if (v) st[k] = v;
   }
-  if (!st.token && !(st.clientCertificateData && st.clientKeyData)) return bad("has neither status.token nor status.clientCertificateData and clientKeyData");
+  if (!st.token && !(st.clientCertificateData && st.clientKeyData))
+    return bad("has neither status.token nor status.clientCertificateData and clientKeyData");
   return ok(st);
 }
 
@@ -133,7 +188,15 @@ export function parseExecCredential(stdout: string, apiVersion: string): Result<
  */
 export function runExecPlugin(
   exec: ExecConfig,
-  opts: { env: NodeJS.ProcessEnv; root: HostRoot; kubeconfigPath: string; timeoutMs: number; cluster?: { server: string; caData?: string } },
+  opts: {
+    env: NodeJS.ProcessEnv;
+    root: HostRoot;
+    kubeconfigPath: string;
+    timeoutMs: number;
+    cluster?: { server: string; caData?: string };
+    /** Kills the plugin when aborted (the check's deadline passed). */
+    signal?: AbortSignal;
+  },
 ): Promise<Result<ExecCredentialStatus>> {
   let cmd = exec.command;
   if (cmd.startsWith("/")) cmd = opts.root.path(cmd);
@@ -142,18 +205,32 @@ export function runExecPlugin(
   for (const e of exec.env) env[e.name] = e.value;
   const shown = [exec.command, ...exec.args].join(" ");
   return new Promise((resolve) => {
-    const child = execFile(cmd, exec.args, { env, timeout: opts.timeoutMs, encoding: "utf8", maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-      if (err) {
-        const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: unknown; signal?: string | null };
-        const last = stderr.trim().split("\n").filter(Boolean).pop();
-        const why =
-          e.code === "ENOENT" ? `executable ${exec.command} not found` : e.killed ? `no answer within ${opts.timeoutMs} ms` : `failed (exit ${String(e.code ?? e.signal)})${last ? `: ${last}` : ""}`;
-        const hint = e.code === "ENOENT" ? `install it (the aws CLI for aws eks get-token) or fix the kubeconfig's exec command` : "run it by hand to see why; for aws eks get-token the instance role's credentials must be reachable (see the imds check)";
-        resolve(fail({ code: "kubeconfig.exec-failed", message: `the kubeconfig's credential plugin \`${shown}\` ${why}`, hint, cause: err }));
-        return;
-      }
-      resolve(parseExecCredential(stdout, exec.apiVersion));
-    });
+    const child = execFile(
+      cmd,
+      exec.args,
+      { env, timeout: opts.timeoutMs, encoding: "utf8", maxBuffer: 1 << 20, ...(opts.signal ? { signal: opts.signal } : {}) },
+      (err, stdout, stderr) => {
+        if (err) {
+          const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: unknown; signal?: string | null };
+          const last = stderr.trim().split("\n").filter(Boolean).pop();
+          const why =
+            e.code === "ENOENT"
+              ? `executable ${exec.command} not found`
+              : e.killed
+                ? `no answer within ${opts.timeoutMs} ms`
+                : `failed (exit ${String(e.code ?? e.signal)})${last ? `: ${last}` : ""}`;
+          const hint =
+            e.code === "ENOENT"
+              ? `install it (the aws CLI for aws eks get-token) or fix the kubeconfig's exec command`
+              : "run it by hand to see why; for aws eks get-token the instance role's credentials must be reachable (see the imds check)";
+          resolve(
+            fail({ code: "kubeconfig.exec-failed", message: `the kubeconfig's credential plugin \`${shown}\` ${why}`, hint, cause: err }),
+          );
+          return;
+        }
+        resolve(parseExecCredential(stdout, exec.apiVersion));
+      },
+    );
     child.stdin?.end();
   });
 }
@@ -164,7 +241,12 @@ export async function readKubeconfig(root: HostRoot, hostPath: string): Promise<
   try {
     yamlText = await readFile(root.path(hostPath), "utf8");
   } catch (e) {
-    return fail({ code: "kubeconfig.unreadable", message: `cannot read kubelet's kubeconfig ${hostPath}: ${errorMessage(e)}`, where: { source: hostPath }, hint: "berth init writes it (the config phase)" });
+    return fail({
+      code: "kubeconfig.unreadable",
+      message: `cannot read kubelet's kubeconfig ${hostPath}: ${errorMessage(e)}`,
+      where: { source: hostPath },
+      hint: "berth init writes it (the config phase)",
+    });
   }
   return parseKubeconfig(yamlText, hostPath);
 }

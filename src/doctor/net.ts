@@ -99,11 +99,25 @@ export function tlsHandshake(socket: net.Socket, opts: { host: string; ca: strin
     s.once("secureConnect", () => {
       const peer = s.getPeerCertificate();
       if (!peer || Object.keys(peer).length === 0) return end({ ok: false, code: "ENOCERT", message: "the server sent no certificate" });
-      const cert = { subject: dn(peer.subject as unknown as Record<string, unknown>), issuer: dn(peer.issuer as unknown as Record<string, unknown>), validFrom: peer.valid_from, validTo: peer.valid_to, subjectAltName: peer.subjectaltname ?? "" };
+      const cert = {
+        subject: dn(peer.subject),
+        issuer: dn(peer.issuer),
+        validFrom: peer.valid_from,
+        validTo: peer.valid_to,
+        subjectAltName: peer.subjectaltname ?? "",
+      };
+      // Node gives OpenSSL's reason as an Error with `code`, or (older versions) as the code string itself.
       const authErr = s.authorizationError as unknown;
-      const authorizationError = authErr === null || authErr === undefined ? undefined : String((authErr as { code?: unknown }).code ?? authErr);
+      const code = typeof authErr === "object" && authErr !== null ? (authErr as { code?: unknown }).code : authErr;
+      const authorizationError = typeof code === "string" ? code : authErr instanceof Error ? authErr.message : undefined;
       const hostError = tls.checkServerIdentity(opts.host, peer)?.message;
-      end({ ok: true, authorized: s.authorized, ...(authorizationError ? { authorizationError } : {}), ...(hostError ? { hostError } : {}), cert });
+      end({
+        ok: true,
+        authorized: s.authorized,
+        ...(authorizationError ? { authorizationError } : {}),
+        ...(hostError ? { hostError } : {}),
+        cert,
+      });
     });
     s.once("error", (e: NodeJS.ErrnoException) => end({ ok: false, code: e.code ?? "ETLS", message: `TLS handshake: ${e.message}` }));
   });
@@ -130,25 +144,51 @@ export function httpsGet(
     };
     const headers: Record<string, string> = { accept: opts.accept ?? "application/json", "user-agent": "berth-doctor" };
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    const req = https.request(url, { method: "GET", agent: false, headers, ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.cert ? { cert: opts.cert } : {}), ...(opts.key ? { key: opts.key } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on("data", (c: Buffer) => {
-        if (size < 1 << 20) chunks.push(c);
-        size += c.length;
-      });
-      res.on("end", () => finish({ ok: true, status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
-      res.on("error", (e) => finish({ ok: false, code: "ERESPONSE", message: `GET ${url.href}: ${e.message}` }));
-    });
+    const req = https.request(
+      url,
+      {
+        method: "GET",
+        agent: false,
+        headers,
+        ...(opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.cert ? { cert: opts.cert } : {}),
+        ...(opts.key ? { key: opts.key } : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on("data", (c: Buffer) => {
+          if (size < 1 << 20) chunks.push(c);
+          size += c.length;
+        });
+        res.on("end", () => finish({ ok: true, status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+        res.on("error", (e) => finish({ ok: false, code: "ERESPONSE", message: `GET ${url.href}: ${e.message}` }));
+      },
+    );
     const timer = setTimeout(() => finish(timeoutError(`GET ${url.href}`, opts.timeoutMs)), opts.timeoutMs);
-    req.on("error", (e: NodeJS.ErrnoException) => finish({ ok: false, code: e.code ?? "EREQUEST", message: `GET ${url.href}: ${errorMessage(e)}` }));
+    req.on("error", (e: NodeJS.ErrnoException) =>
+      finish({ ok: false, code: e.code ?? "EREQUEST", message: `GET ${url.href}: ${errorMessage(e)}` }),
+    );
     req.end();
   });
 }
 
 const PRIVATE = new net.BlockList();
-for (const [a, bits] of [["10.0.0.0", 8], ["172.16.0.0", 12], ["192.168.0.0", 16], ["100.64.0.0", 10], ["127.0.0.0", 8], ["169.254.0.0", 16]] as const) PRIVATE.addSubnet(a, bits, "ipv4");
-for (const [a, bits] of [["fc00::", 7], ["fe80::", 10], ["::1", 128]] as const) PRIVATE.addSubnet(a, bits, "ipv6");
+for (const [a, bits] of [
+  ["10.0.0.0", 8],
+  ["172.16.0.0", 12],
+  ["192.168.0.0", 16],
+  ["100.64.0.0", 10],
+  ["127.0.0.0", 8],
+  ["169.254.0.0", 16],
+] as const)
+  PRIVATE.addSubnet(a, bits, "ipv4");
+for (const [a, bits] of [
+  ["fc00::", 7],
+  ["fe80::", 10],
+  ["::1", 128],
+] as const)
+  PRIVATE.addSubnet(a, bits, "ipv6");
 
 /** An address only reachable from inside a private network (RFC 1918, CGNAT, ULA, link-local, loopback). */
 export function isPrivateAddress(ip: string): boolean {

@@ -78,7 +78,11 @@ async function runOne(c: CheckSpec, deadline: number, now: () => number, results
     ...(o.detail && o.detail.length ? { detail: o.detail.map(escapeControl) } : {}),
   });
   if (ms <= 0) {
-    return finish({ status: "fail", finding: "not run: the doctor's overall time budget was spent by the checks before it", hint: "run berth doctor again; the checks before it are slow" });
+    return finish({
+      status: "fail",
+      finding: "not run: the doctor's overall time budget was spent by the checks before it",
+      hint: "run berth doctor again; the checks before it are slow",
+    });
   }
   const ac = new AbortController();
   let current: { label: string; hint?: string } = { label: "the check" };
@@ -108,7 +112,11 @@ async function runOne(c: CheckSpec, deadline: number, now: () => number, results
     return finish(await Promise.race([c.run(ctx), timedOut]));
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    return finish({ status: "fail", finding: `internal error in the ${c.id} check: ${msg}`, hint: "this is a bug in berth; please report it with the output of `berth doctor -o json`" });
+    return finish({
+      status: "fail",
+      finding: `internal error in the ${c.id} check: ${msg}`,
+      hint: "this is a bug in berth; please report it with the output of `berth doctor -o json`",
+    });
   } finally {
     clearTimeout(timer);
   }

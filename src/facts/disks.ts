@@ -53,5 +53,7 @@ export async function instanceStoreDisks(root: HostRoot): Promise<InstanceStoreD
     if (device !== undefined && !byDevice.has(device)) byDevice.set(device, link);
   }
   // By link, not by device: a link names the disk by its serial, so disk N stays disk N across reboots.
-  return [...byDevice.entries()].map(([device, link]) => ({ device, link })).sort((a, b) => (a.link < b.link ? -1 : a.link > b.link ? 1 : 0));
+  return [...byDevice.entries()]
+    .map(([device, link]) => ({ device, link }))
+    .sort((a, b) => (a.link < b.link ? -1 : a.link > b.link ? 1 : 0));
 }

@@ -14,6 +14,7 @@ import { containerdVersion, kubeletVersion, runCommand, type CommandRunner } fro
 import { hasNvidiaGpu } from "./devices.ts";
 import { nodeMemory } from "./memory.ts";
 import { instanceStoreDisks } from "./disks.ts";
+import { outpostFacts } from "./dns.ts";
 
 export type { Ec2Client, ImdsClient, NodeFacts } from "./types.ts";
 export { createImdsClient } from "./imds.ts";
@@ -106,6 +107,8 @@ const trimOrUndef = (s: string | undefined) => {
 
 export async function gatherFacts(spec: NodeConfigSpec, deps: GatherDeps): Promise<Result<NodeFacts>> {
   const { imds } = deps;
+  // Outposts only: the API server's DNS lookup runs beside the IMDS reads (never rejects).
+  const outpostP = outpostFacts(spec, deps.root);
   const warn = deps.onWarning ?? (() => {});
   const identityP = imds
     .get(IDENTITY_PATH)
@@ -160,6 +163,7 @@ export async function gatherFacts(spec: NodeConfigSpec, deps: GatherDeps): Promi
   ) {
     return fail(...oneImdsFailure(errors));
   }
+  const outpost = await outpostP;
   return ok({
     instance: instanceOf(identity.value, mac.value!, localIpv4.value, ipv6.value, dns.value),
     instanceType: itype.value ?? { origin: "unknown" },
@@ -171,6 +175,7 @@ export async function gatherFacts(spec: NodeConfigSpec, deps: GatherDeps): Promi
     nvidiaGpu: local.gpu,
     memoryBytes: memory.ok ? memory.value.bytes : 0,
     ...(local.disks.length > 0 ? { instanceStoreDisks: local.disks } : {}),
+    ...(outpost ? { outpost } : {}),
   });
 }
 

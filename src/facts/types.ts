@@ -2,6 +2,7 @@
  * Facts about the node that rendering needs, gathered at the edge (IMDS, EC2,
  * sysfs, version probes) and passed into the pure core.
  */
+import type { OutpostFacts } from "./dns.ts";
 import type { InstanceStoreDisk } from "./disks.ts";
 
 export interface InstanceFacts {
@@ -52,6 +53,8 @@ export interface NodeFacts {
   memoryBytes: number;
   /** EC2 instance-store NVMe disks (src/facts/disks.ts); absent or empty: none. */
   instanceStoreDisks?: InstanceStoreDisk[];
+  /** Outposts: the API server's addresses and /etc/hosts (src/facts/dns.ts); absent unless cluster.enableOutpost. */
+  outpost?: OutpostFacts;
 }
 
 /** The smallest IMDS surface berth needs; one real implementation (IMDSv2 over HTTP). */

@@ -11,17 +11,17 @@ import type { UnitState } from "./systemd.ts";
 const UNIT = "org.freedesktop.systemd1.Unit";
 const SERVICE = "org.freedesktop.systemd1.Service";
 
-function asNumber(v: unknown): number {
+export function asNumber(v: unknown): number {
   if (typeof v === "bigint") return Number(v);
   if (typeof v === "number") return v;
   return 0;
 }
-function asString(v: unknown): string {
+export function asString(v: unknown): string {
   return typeof v === "string" ? v : "";
 }
 
 /** `a{sv}` from GetAll → plain values. */
-function unvariant(body: unknown): Record<string, unknown> {
+export function unvariant(body: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (typeof body !== "object" || body === null) return out;
   for (const [k, v] of Object.entries(body)) {

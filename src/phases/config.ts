@@ -12,7 +12,7 @@
  * (src/host/lock.ts), from reading the cache to writing it: the caller's
  * (`berth init` holds it through the run phase too) or one taken here.
  */
-import type { MergedConfig } from "../api/types.ts";
+import type { MergedConfig, ValidationMode } from "../api/types.ts";
 import type { ImdsClient, NodeFacts } from "../facts/types.ts";
 import type { HostRoot } from "../host/root.ts";
 import type { ApplyReport } from "../host/fs.ts";
@@ -22,6 +22,7 @@ import { escapeControl, fail, ok, type Result } from "../util/result.ts";
 import { errorMessage, toBerthErrors } from "../util/errors.ts";
 import { locateErrors } from "../api/locate.ts";
 import { resolveConfig, writeCache, type CacheState, type ResolvedConfig } from "../sources/cache.ts";
+import type { SourcesReport } from "../sources/index.ts";
 import { buildPlan, type PlanOptions } from "../plan/plan.ts";
 import { applyPlan } from "../host/fs.ts";
 
@@ -43,6 +44,10 @@ export interface ConfigPhaseOptions {
   log?: (line: string) => void;
   /** The berth lock, when the caller holds it; otherwise the phase takes it (not for a dry run). */
   lock?: BerthLock;
+  /** `--validate`; the sources' BerthConfig `spec.validation` otherwise (src/sources/cache.ts). */
+  validation?: ValidationMode;
+  /** What reading the sources found: the validation mode and the unknown fields warn mode dropped (printed by the CLI). */
+  onSources?: (report: SourcesReport) => void;
 }
 
 export interface ConfigPhaseReport {
@@ -97,7 +102,12 @@ async function configPhase(opts: ConfigPhaseOptions): Promise<Result<ConfigPhase
 
   let resolved;
   try {
-    resolved = await resolveConfig(opts.sources, opts.cachePath, { root: opts.root, imds });
+    resolved = await resolveConfig(opts.sources, opts.cachePath, {
+      root: opts.root,
+      imds,
+      ...(opts.validation ? { validation: opts.validation } : {}),
+      ...(opts.onSources ? { onSources: opts.onSources } : {}),
+    });
   } catch (e) {
     return fail(...toBerthErrors(e, "config.resolve", "could not load the configuration", NOTHING_WRITTEN));
   }

@@ -1,6 +1,7 @@
 /**
  * The run phase: bring the node up on what the config phase wrote, as a list
- * of steps (src/phases/steps/): daemon-reload → containerd → CRI ready →
+ * of steps (src/phases/steps/): daemon-reload → local storage (with
+ * instance.localStorage) → containerd → CRI ready →
  * sandbox image → kubelet → hand off tasks and reboot-once. This module picks
  * the steps and their parameters, runs them, and writes the run status file
  * at the start and at the end. It decides nothing about a unit itself: the
@@ -11,6 +12,8 @@ import path from "node:path";
 import type { MergedConfig } from "../api/types.ts";
 import type { NodeFacts } from "../facts/types.ts";
 import type { CriClient, CriReady, WaitForCriReadyOptions } from "../host/cri.ts";
+import { runDiskCommand, type DiskCommandRunner } from "../host/disks.ts";
+import { instanceStoreDisks, type InstanceStoreDisk } from "../facts/disks.ts";
 import { ctrImport } from "../host/ctr-import.ts";
 import type { BerthLock } from "../host/lock.ts";
 import { readTextIfPresent } from "../host/read.ts";
@@ -40,6 +43,7 @@ import { criReadyStep } from "./steps/cri-ready.ts";
 import { daemonReloadStep } from "./steps/daemon-reload.ts";
 import { activeReadiness, doneOrRestartingReadiness, ensureUnitStep, restartsFor } from "./steps/ensure-unit.ts";
 import { handOffStep } from "./steps/hand-off.ts";
+import { localStorageStep } from "./steps/local-storage.ts";
 import { sandboxImageStep } from "./steps/sandbox-image.ts";
 import { runSteps } from "./steps/step.ts";
 
@@ -122,6 +126,19 @@ export interface RunDeps {
   /** Sleep used by the pull retries (tests pass an instant one). */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   now?: () => number;
+  /** Runs blkid, mkfs.xfs, mdadm, cp for instance.localStorage (default: src/host/disks.ts runDiskCommand). */
+  diskCommands?: DiskCommandRunner;
+  /** The node's instance-store disks (default: src/facts/disks.ts instanceStoreDisks). */
+  instanceStoreDisks?: (root: HostRoot) => Promise<InstanceStoreDisk[]>;
+}
+
+/** With instance.localStorage.strategy set: the local-storage step, which containerd's step then needs. */
+function localStorageSteps(ctx: RunContext, jobTimeoutMs: number): RunStep[] {
+  const localStorage = ctx.config.nodeConfig.instance?.localStorage;
+  if (!localStorage?.strategy) return [];
+  const deps = ctx.deps ?? {};
+  const disks = deps.instanceStoreDisks ?? instanceStoreDisks;
+  return [localStorageStep({ needs: ["reload"], localStorage, disks, run: deps.diskCommands ?? runDiskCommand, jobTimeoutMs })];
 }
 
 export interface RunReport {
@@ -143,12 +160,14 @@ function planSteps(ctx: RunContext, sandboxImage: string, recordedFingerprint: s
   const deps = ctx.deps ?? {};
   const jobTimeoutMs = run.unitJobTimeoutMs ?? DEFAULTS.unitJobTimeoutMs;
   const unitsChanged = ctx.applied?.unitsChanged ?? ctx.unitsChanged ?? false;
+  const storage = localStorageSteps(ctx, jobTimeoutMs);
   const steps: RunStep[] = [
     daemonReloadStep({ unitsChanged, ...(recordedFingerprint ? { recorded: recordedFingerprint } : {}) }),
+    ...storage,
     ensureUnitStep({
       name: "containerd",
       unit: UNITS.containerd,
-      needs: ["reload"],
+      needs: ["reload", ...storage.map((s) => s.name)],
       ...CONTAINERD_FILES,
       jobTimeoutMs,
       missing: {

@@ -11,6 +11,8 @@ import { renderContainerd } from "../render/containerd.ts";
 import { renderEnvironment } from "../render/environment.ts";
 import { renderResolved } from "../render/resolved.ts";
 import { renderUnits } from "../render/units.ts";
+import { renderLocalStorage } from "../render/local-storage.ts";
+import { renderOutpostHosts } from "../render/hosts.ts";
 import { DEFAULT_BERTH_PATH } from "../util/node-layout.ts";
 
 export interface PlanOptions {
@@ -39,6 +41,8 @@ export function buildPlan(config: MergedConfig, facts: NodeFacts, opts: PlanOpti
     env.ok ? { files: env.value.files, absent: env.value.absent } : { errors: env.errors },
     toPart(renderResolved(spec)),
     toPart(renderUnits(spec, config.berth, { berthPath: opts.berthPath ?? DEFAULT_BERTH_PATH })),
+    toPart(renderLocalStorage(spec, facts.instanceStoreDisks ?? [])),
+    toPart(renderOutpostHosts(spec, facts)),
   ]);
 }
 

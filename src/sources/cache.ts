@@ -15,6 +15,9 @@
  * The file is JSON: `{apiVersion, kind, spec}` like nodeadm's, so
  * `jq .spec` gives nodeadm's spec JSON, plus `berth` (the BerthConfig
  * document) when berth settings are present, which nodeadm ignores.
+ * It holds the config as validated: in warn mode the unknown fields the
+ * sources had are not in it (nodeadm's cache has none either), so the cache
+ * itself always decodes strictly.
  */
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../host/fs.ts";
@@ -29,6 +32,7 @@ import {
   type JsonObject,
   type JsonValue,
   type MergedConfig,
+  type ValidationMode,
 } from "../api/types.ts";
 import { canonicalJson, sortKeys } from "../util/json.ts";
 import { BerthFailure, fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
@@ -40,15 +44,25 @@ import {
   defaultEncode,
   defaultMerge,
   defaultValidate,
-  readSources,
+  readConfigDocuments,
   type EncodeFn,
   type SourceDeps,
+  type SourcesReport,
   type ValidateFn,
 } from "./index.ts";
 
 export interface CacheDeps extends SourceDeps {
   validate?: ValidateFn;
   encode?: EncodeFn;
+  /** `--validate`: wins over the sources' BerthConfig `spec.validation`; strict when neither is set. */
+  validation?: ValidationMode;
+  /**
+   * Called once the sources are read, before the merged config is validated
+   * (so also when it then fails): the texts read, the validation mode and the
+   * unknown fields warn mode dropped. Without it those warnings are added to
+   * ResolvedConfig.warnings.
+   */
+  onSources?: (report: SourcesReport) => void;
 }
 
 export type CacheState = "none" | "unchanged" | "changed" | "from-cache";
@@ -152,7 +166,9 @@ export async function resolveConfig(
     if (c.ok) cached = c.value;
     else warnings.push(...c.errors.map((e) => ({ ...e, message: `ignoring the config cache: ${e.message}` })));
   }
-  const docs = await readSources(urls, deps);
+  const { docs, report } = await readConfigDocuments(urls, deps, deps.validation);
+  if (deps.onSources) deps.onSources(report);
+  else for (const w of report.warnings) warnings.push(w);
   if (!docs.ok) return docs;
   const validate = deps.validate ?? (await defaultValidate());
 

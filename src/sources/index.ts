@@ -7,14 +7,17 @@
  */
 import type { HostRoot } from "../host/root.ts";
 import type { ImdsClient } from "../facts/types.ts";
-import type { ConfigDocument, JsonObject, MergedConfig, NodeConfigSpec } from "../api/types.ts";
+import type { ConfigDocument, JsonObject, MergedConfig, NodeConfigSpec, ValidationMode } from "../api/types.ts";
 import type { ValidateOptions } from "../api/validate.ts";
+import type { DecodedSource } from "../api/decode.ts";
+import { applyValidationMode, effectiveMode, type EffectiveMode } from "../api/validation-mode.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { errorMessage } from "../util/errors.ts";
 import { readFileSource } from "./files.ts";
 import { decodeUserData, USERDATA_SOURCE, type SourceText } from "./userdata.ts";
 
 export type DecodeFn = (text: string, source: string) => Result<ConfigDocument[]>;
+export type DecodeSourceFn = (text: string, source: string) => DecodedSource;
 export type MergeFn = (docs: ConfigDocument[]) => MergedConfig;
 export type ValidateFn = (merged: MergedConfig, opts?: ValidateOptions) => Result<MergedConfig>;
 export type EncodeFn = (spec: NodeConfigSpec) => JsonObject;
@@ -34,6 +37,9 @@ export const DEFAULT_SOURCES = ["imds://user-data"] as const;
 
 export async function defaultDecode(): Promise<DecodeFn> {
   return (await import("../api/decode.ts")).decodeDocuments;
+}
+async function defaultDecodeSource(): Promise<DecodeSourceFn> {
+  return (await import("../api/decode.ts")).decodeSource;
 }
 export async function defaultMerge(): Promise<MergeFn> {
   return (await import("../api/merge.ts")).mergeConfigs;
@@ -85,32 +91,82 @@ function withNote(errors: BerthError[], t: SourceText): BerthError[] {
   );
 }
 
-/**
- * Reads every source in the given order and decodes its documents. All
- * errors of all sources are collected; documents keep source order.
- */
-export async function readSources(urls: readonly string[], deps: SourceDeps): Promise<Result<ConfigDocument[]>> {
-  const decode = deps.decode ?? (await defaultDecode());
-  const docs: ConfigDocument[] = [];
-  const errors: BerthError[] = [];
+/** Every source read and decoded for either validation mode (src/api/validation-mode.ts). */
+interface DecodedSources {
+  /** Each text read (a file, a user-data part), in order. */
+  texts: string[];
+  /** Documents with unknown fields dropped (see DecodedSource in src/api/decode.ts). */
+  docs: ConfigDocument[];
+  /** Every problem of every source, in order: what strict validation reports. */
+  problems: BerthError[];
+}
+
+async function decodeSources(urls: readonly string[], deps: SourceDeps): Promise<DecodedSources> {
+  // An injected decoder (tests) is strict: its errors are problems, its documents those of a clean text.
+  const injected = deps.decode;
+  const decode: DecodeSourceFn = injected
+    ? (text, source) => {
+        const r = injected(text, source);
+        return r.ok ? { docs: r.value, problems: [] } : { docs: [], problems: r.errors };
+      }
+    : await defaultDecodeSource();
+  const out: DecodedSources = { texts: [], docs: [], problems: [] };
   for (const url of urls) {
     const texts = await readSourceTexts(url, deps);
     if (!texts.ok) {
-      errors.push(...texts.errors);
+      out.problems.push(...texts.errors);
       continue;
     }
     for (const t of texts.value) {
-      let r: Result<ConfigDocument[]>;
+      out.texts.push(t.source);
+      let r: DecodedSource;
       try {
         r = decode(t.text, t.source);
       } catch (e) {
-        r = fail({ code: "config.decode", message: `could not decode: ${errorMessage(e)}`, where: { source: t.source }, cause: e });
+        const problem = { code: "config.decode", message: `could not decode: ${errorMessage(e)}`, where: { source: t.source }, cause: e };
+        r = { docs: [], problems: [problem] };
       }
-      if (r.ok) docs.push(...r.value);
-      else errors.push(...withNote(r.errors, t));
+      out.docs.push(...r.docs);
+      for (const p of withNote(r.problems, t)) out.problems.push(p);
     }
   }
-  return errors.length ? { ok: false, errors } : ok(docs);
+  return out;
+}
+
+/**
+ * Reads every source in the given order and decodes its documents strictly.
+ * All errors of all sources are collected; documents keep source order.
+ */
+export async function readSources(urls: readonly string[], deps: SourceDeps): Promise<Result<ConfigDocument[]>> {
+  const d = await decodeSources(urls, deps);
+  return d.problems.length ? { ok: false, errors: d.problems } : ok(d.docs);
+}
+
+/** What reading the sources found besides their documents (for `config check`'s summary and warnings). */
+export interface SourcesReport {
+  /** Each text read (a file, a user-data part), in order. */
+  texts: string[];
+  /** The validation mode in effect and where it came from. */
+  mode: EffectiveMode;
+  /** Unknown fields dropped in warn mode, each once, in order. */
+  warnings: BerthError[];
+}
+
+/**
+ * Reads and decodes every source in the validation mode `flag` asks for,
+ * else the one the sources' BerthConfig sets (`spec.validation`), else
+ * strict: in warn mode unknown fields are dropped and reported as warnings.
+ */
+export async function readConfigDocuments(
+  urls: readonly string[],
+  deps: SourceDeps,
+  flag?: ValidationMode,
+): Promise<{ docs: Result<ConfigDocument[]>; report: SourcesReport }> {
+  const d = await decodeSources(urls, deps);
+  const mode = effectiveMode(flag, d.docs);
+  const { errors, warnings } = applyValidationMode(d.problems, mode.mode);
+  const report: SourcesReport = { texts: d.texts, mode, warnings };
+  return { docs: errors.length ? { ok: false, errors } : ok(d.docs), report };
 }
 
 /** Reads and merges; `undefined` when no source yielded any document. Not validated (see cache.ts resolveConfig). */

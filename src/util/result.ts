@@ -78,10 +78,19 @@ export function escapeControl(s: string): string {
  * escaped: one error is always exactly its `error:` line and its `hint:` line.
  */
 export function formatError(e: BerthError): string {
+  return formatProblem("error", e);
+}
+
+/** A problem that did not stop berth (e.g. an unknown field `--validate=warn` dropped), printed as formatError prints errors. */
+export function formatWarning(e: BerthError): string {
+  return formatProblem("warning", e);
+}
+
+function formatProblem(label: "error" | "warning", e: BerthError): string {
   const w = e.where;
   const parts: string[] = [];
   if (w?.source) parts.push(w.line !== undefined ? `${escapeControl(w.source)}:${w.line}:${w.column ?? 1}` : escapeControl(w.source));
   if (w?.path) parts.push(escapeControl(w.path));
   const head = parts.length ? `${parts.join(": ")}: ` : "";
-  return `error: ${head}${escapeControl(e.message)}${e.hint ? `\n  hint: ${escapeControl(e.hint)}` : ""}`;
+  return `${label}: ${head}${escapeControl(e.message)}${e.hint ? `\n  hint: ${escapeControl(e.hint)}` : ""}`;
 }

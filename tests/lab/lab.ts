@@ -66,6 +66,8 @@ export interface BootOptions {
   /** Short name, used in the machine name and temp dir (default "node"). */
   name?: string;
   binds?: BindSpec[];
+  /** Extra systemd-nspawn arguments, e.g. a block device: `--bind=/dev/loop3`, `--property=DeviceAllow=/dev/loop3 rwm`. */
+  nspawnArgs?: string[];
   /** Files written into the node's root before boot: node path → content. */
   files?: Record<string, FileSpec>;
   /** Deadline for reaching running/degraded, per boot (default 60 s). */
@@ -497,6 +499,7 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
     machine,
     `--bind=${busDir}:/run/dbus`,
     ...(opts.binds ?? []).map((b) => `--bind${b.readOnly ? "-ro" : ""}=${b.host}:${b.node}`),
+    ...(opts.nspawnArgs ?? []),
   ];
 
   /** Starts nspawn on the prepared root and waits until the node's systemd says running or degraded. */

@@ -55,6 +55,8 @@ export interface RunNodeOptions {
   /** Let berth-agent.service run (the package enables it; these nodes keep it off by default). */
   agent?: boolean;
   files?: Record<string, FileSpec>;
+  /** Extra systemd-nspawn arguments (bootNode's `nspawnArgs`), e.g. block devices. */
+  nspawnArgs?: string[];
 }
 
 /** With `agent`, this file exists in the node; berth-agent.service's lab drop-in requires it. */
@@ -149,7 +151,13 @@ export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
       [FAKE_SYSTEMCTL]: { mode: 0o755, content: `#!/bin/sh\nmkdir -p ${path.dirname(REBOOT_RECORD)}\necho "$(date +%s.%N) $*" >> ${REBOOT_RECORD}\n` },
       ...(opts.files ?? {}),
     };
-    const node = await bootNode({ name: opts.name ?? "run", files, rebootAfterInstall: opts.rebootAfterInstall ?? false, bootTimeoutMs: 90_000 });
+    const node = await bootNode({
+      name: opts.name ?? "run",
+      files,
+      rebootAfterInstall: opts.rebootAfterInstall ?? false,
+      bootTimeoutMs: 90_000,
+      ...(opts.nspawnArgs ? { nspawnArgs: opts.nspawnArgs } : {}),
+    });
     cleanups.push(() => node.shutdown());
 
     const show = async (unit: string, props: string[]): Promise<Record<string, string>> => {

@@ -60,9 +60,20 @@ function nodeJson(name: string, n: StandInNode): string {
   const conditions = [
     { type: "MemoryPressure", status: "False", reason: "KubeletHasSufficientMemory", lastHeartbeatTime: now },
     { type: "DiskPressure", status: "False", reason: "KubeletHasNoDiskPressure", lastHeartbeatTime: now },
-    { type: "Ready", status: n.ready, reason: n.reason ?? (n.ready === "True" ? "KubeletReady" : "KubeletNotReady"), message: n.message ?? "", lastHeartbeatTime: now },
+    {
+      type: "Ready",
+      status: n.ready,
+      reason: n.reason ?? (n.ready === "True" ? "KubeletReady" : "KubeletNotReady"),
+      message: n.message ?? "",
+      lastHeartbeatTime: now,
+    },
   ];
-  return JSON.stringify({ kind: "Node", apiVersion: "v1", metadata: { name }, status: { conditions, nodeInfo: { kubeletVersion: n.kubeletVersion ?? "v1.33.0" } } });
+  return JSON.stringify({
+    kind: "Node",
+    apiVersion: "v1",
+    metadata: { name },
+    status: { conditions, nodeInfo: { kubeletVersion: n.kubeletVersion ?? "v1.33.0" } },
+  });
 }
 
 export async function startApiServerStandIn(opts: ApiServerStandInOptions = {}): Promise<ApiServerStandIn> {
@@ -84,14 +95,27 @@ export async function startApiServerStandIn(opts: ApiServerStandInOptions = {}):
     const user = token !== undefined ? tokens[token] : undefined;
     if (path === "/readyz" || path === "/version") {
       if (!opts.anonymous && user === undefined) return send(401, status(401, "Unauthorized", "Unauthorized"));
-      if (path === "/readyz") return send(opts.readyzStatus ?? 200, opts.readyzStatus && opts.readyzStatus !== 200 ? "[-]etcd failed: reason withheld\nreadyz check failed" : "ok", "text/plain");
+      if (path === "/readyz")
+        return send(
+          opts.readyzStatus ?? 200,
+          opts.readyzStatus && opts.readyzStatus !== 200 ? "[-]etcd failed: reason withheld\nreadyz check failed" : "ok",
+          "text/plain",
+        );
       return send(200, JSON.stringify({ major: "1", minor: "33", gitVersion: "v1.33.0-standin", platform: "linux/amd64" }));
     }
     const m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
     if (!m) return send(404, status(404, "NotFound", "the server could not find the requested resource"));
     if (user === undefined) return send(401, status(401, "Unauthorized", "Unauthorized"));
     const name = decodeURIComponent(m[1]!);
-    if (user !== name) return send(403, status(403, "Forbidden", `nodes "${name}" is forbidden: User "system:node:${user}" cannot get resource "nodes" in API group "" at the cluster scope: node '${user}' cannot read '${name}', only its own Node object`));
+    if (user !== name)
+      return send(
+        403,
+        status(
+          403,
+          "Forbidden",
+          `nodes "${name}" is forbidden: User "system:node:${user}" cannot get resource "nodes" in API group "" at the cluster scope: node '${user}' cannot read '${name}', only its own Node object`,
+        ),
+      );
     const n = nodes[name];
     if (!n) return send(404, status(404, "NotFound", `nodes "${name}" not found`));
     return send(200, nodeJson(name, n));

@@ -168,7 +168,8 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
       if (form.get("Version") !== "2016-11-15") return send(400, errorXml("InvalidParameterValue", `Invalid API version: ${form.get("Version") ?? ""}`));
       if (opts.deny?.includes(action)) {
         const who = "arn:aws:sts::123456789012:assumed-role/berth-standin-node-role/i-1234567890abcdef0";
-        return send(403, errorXml("UnauthorizedOperation", `You are not authorized to perform this operation. User: ${who} is not authorized to perform: ec2:${action} because no identity-based policy allows the ec2:${action} action`));
+        const why = `User: ${who} is not authorized to perform: ec2:${action} because no identity-based policy allows the ec2:${action} action`;
+        return send(403, errorXml("UnauthorizedOperation", `You are not authorized to perform this operation. ${why}`));
       }
       const list = (prefix: string) => [...form.keys()].filter((k) => k.startsWith(prefix + ".")).sort().map((k) => form.get(k)!);
       const requestId = randomUUID();

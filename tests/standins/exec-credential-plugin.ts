@@ -21,11 +21,19 @@ export interface ExecPluginStandIn {
   callsFile: string;
 }
 
-export async function writeExecPluginStandIn(dir: string, opts: { token: string; name?: string; fail?: string; apiVersion?: string }): Promise<ExecPluginStandIn> {
+export async function writeExecPluginStandIn(
+  dir: string,
+  opts: { token: string; name?: string; fail?: string; apiVersion?: string },
+): Promise<ExecPluginStandIn> {
   const file = path.join(dir, opts.name ?? "aws");
   const callsFile = path.join(dir, "exec-plugin-calls");
   const apiVersion = opts.apiVersion ?? "client.authentication.k8s.io/v1beta1";
-  const credential = JSON.stringify({ kind: "ExecCredential", apiVersion, spec: {}, status: { expirationTimestamp: "2099-01-01T00:00:00Z", token: opts.token } });
+  const credential = JSON.stringify({
+    kind: "ExecCredential",
+    apiVersion,
+    spec: {},
+    status: { expirationTimestamp: "2099-01-01T00:00:00Z", token: opts.token },
+  });
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const script = [
     "#!/bin/sh",

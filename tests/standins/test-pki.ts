@@ -31,9 +31,25 @@ export async function createTestCa(label = "berth test CA"): Promise<TestCa> {
   const caFile = path.join(dir, "ca.pem");
   const keyFile = path.join(dir, "ca.key");
   await run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", caFile,
-    "-days", "2", "-subj", `/CN=${label} ${randomUUID()}`,
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    caFile,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${label} ${randomUUID()}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
   ]);
   const pem = readFileSync(caFile, "utf8");
   return {
@@ -45,16 +61,50 @@ export async function createTestCa(label = "berth test CA"): Promise<TestCa> {
     async issue(names, opts = {}) {
       const base = path.join(dir, `leaf-${randomUUID()}`);
       const san = [...(opts.noIp ? [] : ["IP:127.0.0.1"]), ...names.map((n) => `DNS:${n}`)];
-      writeFileSync(`${base}.ext`, [
-        ...(san.length ? [`subjectAltName=${san.join(",")}`] : []),
-        "basicConstraints=critical,CA:FALSE",
-        "keyUsage=critical,digitalSignature",
-        `extendedKeyUsage=${opts.client ? "clientAuth" : "serverAuth"}`,
-        "authorityKeyIdentifier=keyid",
-        "",
-      ].join("\n"));
-      await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${base}.key`, "-out", `${base}.csr`, "-subj", `/CN=${opts.cn ?? names[0] ?? "127.0.0.1"}`]);
-      await run("openssl", ["x509", "-req", "-in", `${base}.csr`, "-CA", caFile, "-CAkey", keyFile, "-set_serial", `0x${randomUUID().replace(/-/g, "")}`, "-days", "2", "-extfile", `${base}.ext`, "-out", `${base}.pem`]);
+      writeFileSync(
+        `${base}.ext`,
+        [
+          ...(san.length ? [`subjectAltName=${san.join(",")}`] : []),
+          "basicConstraints=critical,CA:FALSE",
+          "keyUsage=critical,digitalSignature",
+          `extendedKeyUsage=${opts.client ? "clientAuth" : "serverAuth"}`,
+          "authorityKeyIdentifier=keyid",
+          "",
+        ].join("\n"),
+      );
+      await run("openssl", [
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        `${base}.key`,
+        "-out",
+        `${base}.csr`,
+        "-subj",
+        `/CN=${opts.cn ?? names[0] ?? "127.0.0.1"}`,
+      ]);
+      await run("openssl", [
+        "x509",
+        "-req",
+        "-in",
+        `${base}.csr`,
+        "-CA",
+        caFile,
+        "-CAkey",
+        keyFile,
+        "-set_serial",
+        `0x${randomUUID().replace(/-/g, "")}`,
+        "-days",
+        "2",
+        "-extfile",
+        `${base}.ext`,
+        "-out",
+        `${base}.pem`,
+      ]);
       return { cert: readFileSync(`${base}.pem`, "utf8"), key: readFileSync(`${base}.key`, "utf8") };
     },
   };

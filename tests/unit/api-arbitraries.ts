@@ -86,6 +86,7 @@ export const berthSpec: fc.Arbitrary<BerthSpec> = fc.record(
       },
       { requiredKeys: [] },
     ),
+    validation: fc.constantFrom("strict" as const, "warn" as const),
   },
   { requiredKeys: [] },
 );

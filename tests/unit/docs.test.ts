@@ -23,6 +23,8 @@ import {
   undocumentedMergeRules,
 } from "../../scripts/gen-config-docs.ts";
 import { resolveConfig } from "../../src/sources/cache.ts";
+import type { SourcesReport } from "../../src/sources/index.ts";
+import { checkSummary } from "../../src/cli/check-summary.ts";
 import { HostRoot } from "../../src/host/root.ts";
 import { formatError } from "../../src/util/result.ts";
 import { memoryMebibytesToReserve } from "../../src/render/reserved.ts";
@@ -115,10 +117,12 @@ test("the `berth config check` example in config.md is real output", async () =>
   await mkdir(path.join(root, path.dirname(file)), { recursive: true });
   await writeFile(path.join(root, file), input);
   const noImds = { get: () => Promise.reject(new Error("no IMDS in this test")), getBytes: () => Promise.reject(new Error("no IMDS in this test")) };
-  const r = await resolveConfig([dirUrl], undefined, { root: new HostRoot(root), imds: noImds });
+  let report: SourcesReport | undefined;
+  const r = await resolveConfig([dirUrl], undefined, { root: new HostRoot(root), imds: noImds, onSources: (rep) => (report = rep) });
   assert.equal(r.ok, false, "the example config must fail");
   if (r.ok) return;
-  const actual = r.errors.map(formatError).join("\n").split("\n");
+  // stderr (the errors), then the summary on stdout.
+  const actual = [...r.errors.map(formatError), checkSummary(report, r.errors).trimEnd()].join("\n").split("\n");
   assert.deepEqual(actual, expectedLines);
 });
 

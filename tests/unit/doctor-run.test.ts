@@ -20,17 +20,27 @@ const byId = (rs: CheckResult[]) => Object.fromEntries(rs.map((r) => [r.id, r]))
 
 test("a check starts only after what it needs; results come back in the listed order", async () => {
   const log: string[] = [];
-  const step = (id: CheckId, ms: number): CheckSpec["run"] => async () => {
-    log.push(`start ${id}`);
-    await new Promise((r) => setTimeout(r, ms));
-    log.push(`end ${id}`);
-    return outcome("pass");
-  };
+  const step =
+    (id: CheckId, ms: number): CheckSpec["run"] =>
+    async () => {
+      log.push(`start ${id}`);
+      await new Promise((r) => setTimeout(r, ms));
+      log.push(`end ${id}`);
+      return outcome("pass");
+    };
   const rs = await runChecks(
-    [check("registration", ["apiserver"], step("registration", 1)), check("config", [], step("config", 20)), check("apiserver", ["config"], step("apiserver", 1)), check("clock", [], step("clock", 1))],
+    [
+      check("registration", ["apiserver"], step("registration", 1)),
+      check("config", [], step("config", 20)),
+      check("apiserver", ["config"], step("apiserver", 1)),
+      check("clock", [], step("clock", 1)),
+    ],
     { totalMs: 5000 },
   );
-  assert.deepEqual(rs.map((r) => r.id), ["registration", "config", "apiserver", "clock"]);
+  assert.deepEqual(
+    rs.map((r) => r.id),
+    ["registration", "config", "apiserver", "clock"],
+  );
   assert.ok(log.indexOf("end config") < log.indexOf("start apiserver"), log.join(", "));
   assert.ok(log.indexOf("end apiserver") < log.indexOf("start registration"), log.join(", "));
   // Independent checks overlap: clock does not wait for config.
@@ -42,14 +52,14 @@ test("a failed or skipped prerequisite skips its dependents; a warning does not;
   const rs = byId(
     await runChecks(
       [
-        check("config", [], async () => outcome("fail", "bad config")),
-        check("apiserver", ["config"], async () => outcome("pass")),
-        check("registration", ["config", "apiserver"], async () => outcome("pass")),
-        check("imds", [], async () => outcome("warn")),
-        check("ec2", ["imds"], async () => outcome("pass"), { after: ["config"] }),
-        check("files", ["ec2"], async () => {
+        check("config", [], () => Promise.resolve(outcome("fail", "bad config"))),
+        check("apiserver", ["config"], () => Promise.resolve(outcome("pass"))),
+        check("registration", ["config", "apiserver"], () => Promise.resolve(outcome("pass"))),
+        check("imds", [], () => Promise.resolve(outcome("warn"))),
+        check("ec2", ["imds"], () => Promise.resolve(outcome("pass")), { after: ["config"] }),
+        check("files", ["ec2"], () => {
           ranFiles = true;
-          return outcome("pass");
+          return Promise.resolve(outcome("pass"));
         }),
       ],
       { totalMs: 5000 },
@@ -57,10 +67,10 @@ test("a failed or skipped prerequisite skips its dependents; a warning does not;
   );
   assert.equal(rs.config?.status, "fail");
   assert.equal(rs.apiserver?.status, "skip");
-  assert.match(rs.apiserver!.finding, /needs config \(failed\)/);
-  assert.match(rs.apiserver!.hint, /fix config first/);
+  assert.match(rs.apiserver.finding, /needs config \(failed\)/);
+  assert.match(rs.apiserver.hint, /fix config first/);
   assert.equal(rs.registration?.status, "skip");
-  assert.match(rs.registration!.finding, /config \(failed\), apiserver \(skipped\)/);
+  assert.match(rs.registration.finding, /config \(failed\), apiserver \(skipped\)/);
   assert.equal(rs.registration?.durationMs, 0);
   assert.equal(rs.ec2?.status, "pass", "a warned need and a failed `after` do not skip");
   assert.ok(ranFiles);
@@ -79,8 +89,8 @@ test("a check that never answers costs its deadline and names the step it was on
           },
           { deadlineMs: 60 },
         ),
-        check("ec2", ["imds"], async () => outcome("pass")),
-        check("clock", [], async () => outcome("pass")),
+        check("ec2", ["imds"], () => Promise.resolve(outcome("pass"))),
+        check("clock", [], () => Promise.resolve(outcome("pass"))),
       ],
       { totalMs: 5000 },
     ),
@@ -88,7 +98,7 @@ test("a check that never answers costs its deadline and names the step it was on
   assert.equal(rs.imds?.status, "fail");
   assert.equal(rs.imds?.finding, "IMDSv2 token PUT: no answer within 60 ms");
   assert.equal(rs.imds?.hint, "raise the hop limit");
-  assert.ok(rs.imds!.durationMs >= 50, String(rs.imds?.durationMs));
+  assert.ok(rs.imds.durationMs >= 50, String(rs.imds?.durationMs));
   assert.equal(rs.ec2?.status, "skip");
   assert.equal(rs.clock?.status, "pass");
 });
@@ -127,8 +137,8 @@ test("the run's budget clips the deadline of a check that starts late", async ()
   );
   assert.equal(rs.config?.status, "pass");
   assert.equal(rs.apiserver?.status, "fail");
-  assert.match(rs.apiserver!.finding, /no answer within \d+ ms/);
-  const ms = Number(/within (\d+) ms/.exec(rs.apiserver!.finding)?.[1]);
+  assert.match(rs.apiserver.finding, /no answer within \d+ ms/);
+  const ms = Number(/within (\d+) ms/.exec(rs.apiserver.finding)?.[1]);
   assert.ok(ms < 150, `clipped to the budget, got ${ms}`);
 });
 
@@ -136,26 +146,37 @@ test("a check that throws is a failure naming the bug, not a crash; findings sta
   const rs = byId(
     await runChecks(
       [
-        check("host", [], async () => {
-          throw new Error("boom");
-        }),
-        check("kubelet", [], async () => ({ status: "fail", finding: "line one\nerror: forged", hint: "a\rb", detail: ["x\u001b[31my"] })),
+        check("host", [], () => Promise.reject(new Error("boom"))),
+        check("kubelet", [], () =>
+          Promise.resolve<CheckOutcome>({ status: "fail", finding: "line one\nerror: forged", hint: "a\rb", detail: ["x\u001b[31my"] }),
+        ),
       ],
       { totalMs: 5000 },
     ),
   );
   assert.equal(rs.host?.status, "fail");
-  assert.match(rs.host!.finding, /internal error in the host check: boom/);
-  assert.match(rs.host!.hint, /bug in berth/);
+  assert.match(rs.host.finding, /internal error in the host check: boom/);
+  assert.match(rs.host.hint, /bug in berth/);
   assert.equal(rs.kubelet?.finding, "line one\\nerror: forged");
   assert.equal(rs.kubelet?.hint, "a\\rb");
   assert.deepEqual(rs.kubelet?.detail, ["x\\u001b[31my"]);
 });
 
-test("dependency order: unknown ids and cycles are bugs, caught before anything runs", () => {
-  assert.throws(() => dependencyOrder([check("ec2", ["imds"], async () => outcome("pass"))]), /depends on imds, which is not in the run/);
+test("dependency order: an `after` not in the run is ignored; unknown needs and cycles are bugs, caught before anything runs", () => {
+  assert.deepEqual(
+    dependencyOrder([check("ec2", [], () => Promise.resolve(outcome("pass")), { after: ["config"] })]).map((c) => c.id),
+    ["ec2"],
+  );
   assert.throws(
-    () => dependencyOrder([check("config", ["files"], async () => outcome("pass")), check("files", ["config"], async () => outcome("pass"))]),
+    () => dependencyOrder([check("ec2", ["imds"], () => Promise.resolve(outcome("pass")))]),
+    /depends on imds, which is not in the run/,
+  );
+  assert.throws(
+    () =>
+      dependencyOrder([
+        check("config", ["files"], () => Promise.resolve(outcome("pass"))),
+        check("files", ["config"], () => Promise.resolve(outcome("pass"))),
+      ]),
     /cycle: config → files → config/,
   );
 });

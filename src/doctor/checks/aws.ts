@@ -20,7 +20,8 @@ import { excerpt, failed, findCause, fromErrors, passed, warned } from "../outco
 import type { CheckOutcome, CheckSpec } from "../types.ts";
 
 export const HOP_LIMIT_HINT =
-  "if berth runs in a container, IMDSv2's answer needs 2 hops: aws ec2 modify-instance-metadata-options --instance-id ID --http-put-response-hop-limit 2; " +
+  "if berth runs in a container, IMDSv2's answer needs 2 hops: aws ec2 modify-instance-metadata-options --instance-id ID " +
+  "--http-put-response-hop-limit 2; " +
   "otherwise check that the metadata endpoint is enabled (--http-endpoint enabled)";
 
 const truthy = (v: string | undefined): boolean => v?.trim().toLowerCase() === "true";
@@ -32,9 +33,16 @@ export function imdsFailure(e: unknown, endpoint: string): CheckOutcome {
     return failed(`the IMDSv2 token PUT to ${endpoint} got no answer (${excerpt(transport.message, 120)})`, HOP_LIMIT_HINT);
   }
   if (transport && /ECONNREFUSED/.test(transport.message)) {
-    return failed(`nothing answers at the IMDS endpoint ${endpoint} (connection refused)`, "check AWS_EC2_METADATA_SERVICE_ENDPOINT, or that the instance's metadata endpoint is enabled");
+    return failed(
+      `nothing answers at the IMDS endpoint ${endpoint} (connection refused)`,
+      "check AWS_EC2_METADATA_SERVICE_ENDPOINT, or that the instance's metadata endpoint is enabled",
+    );
   }
-  return fromErrors("fail", toBerthErrors(e, "facts.imds-unreachable", `reading the instance identity from IMDS at ${endpoint}`), HOP_LIMIT_HINT);
+  return fromErrors(
+    "fail",
+    toBerthErrors(e, "facts.imds-unreachable", `reading the instance identity from IMDS at ${endpoint}`),
+    HOP_LIMIT_HINT,
+  );
 }
 
 export function imdsCheck(deps: DoctorDeps, state: DoctorState, deadlineMs: number): CheckSpec {
@@ -45,7 +53,10 @@ export function imdsCheck(deps: DoctorDeps, state: DoctorState, deadlineMs: numb
     async run(ctx) {
       const endpoint = deps.imds.endpoint || "(no endpoint)";
       if (truthy(deps.env.AWS_EC2_METADATA_DISABLED)) {
-        return failed("IMDS is turned off (AWS_EC2_METADATA_DISABLED=true)", "unset AWS_EC2_METADATA_DISABLED: berth reads the instance's identity, and by default its NodeConfig, from IMDS");
+        return failed(
+          "IMDS is turned off (AWS_EC2_METADATA_DISABLED=true)",
+          "unset AWS_EC2_METADATA_DISABLED: berth reads the instance's identity, and by default its NodeConfig, from IMDS",
+        );
       }
       ctx.step(`IMDSv2 token and identity document from ${endpoint}`, HOP_LIMIT_HINT);
       let text: string | undefined;
@@ -80,14 +91,23 @@ const DENIED = new Set(["UnauthorizedOperation", "AccessDenied", "AccessDeniedEx
 export function ec2Failure(action: string, e: unknown, endpoint: string, profileArn: string | undefined): CheckOutcome {
   const api = findCause(e, (x): x is Ec2ApiError => x instanceof Ec2ApiError);
   if (api && DENIED.has(api.code)) {
-    const who = profileArn ? `the instance role (profile ${profileArn})` : "the credentials berth found (instance role, environment or shared file)";
-    const bypass = action === "DescribeInstances" ? "; or set spec.featureGates.InstanceIdNodeName: true so the node is named by instance id and berth skips this call" : "";
+    const who = profileArn
+      ? `the instance role (profile ${profileArn})`
+      : "the credentials berth found (instance role, environment or shared file)";
+    const bypass =
+      action === "DescribeInstances"
+        ? "; or set spec.featureGates.InstanceIdNodeName: true so the node is named by instance id and berth skips this call"
+        : "";
     return failed(
       `EC2 ${action} at ${endpoint} is denied: ${api.code}: ${excerpt(api.message, 140)}`,
       `allow ec2:${action} for ${who} — the managed policy AmazonEKSWorkerNodePolicy includes it${bypass}`,
     );
   }
-  return fromErrors("fail", toBerthErrors(e, "facts.ec2-unreachable", `EC2 ${action} at ${endpoint}`), "check the route to the EC2 API (VPC endpoint or NAT), HTTPS_PROXY/NO_PROXY, AWS_REGION");
+  return fromErrors(
+    "fail",
+    toBerthErrors(e, "facts.ec2-unreachable", `EC2 ${action} at ${endpoint}`),
+    "check the route to the EC2 API (VPC endpoint or NAT), HTTPS_PROXY/NO_PROXY, AWS_REGION",
+  );
 }
 
 export function ec2Check(deps: DoctorDeps, state: DoctorState, deadlineMs: number): CheckSpec {
@@ -103,7 +123,8 @@ export function ec2Check(deps: DoctorDeps, state: DoctorState, deadlineMs: numbe
       const endpoint = resolveEc2Endpoint(deps.env, region);
       const client = deps.ec2(id.region);
       const byInstanceId = state.config?.nodeConfig.featureGates?.InstanceIdNodeName === true;
-      const unreachable = "the EC2 API is not answering: check the route to it (a VPC endpoint for ec2, or a NAT gateway) and HTTPS_PROXY/NO_PROXY";
+      const unreachable =
+        "the EC2 API is not answering: check the route to it (a VPC endpoint for ec2, or a NAT gateway) and HTTPS_PROXY/NO_PROXY";
       const done: string[] = [];
       if (!byInstanceId) {
         ctx.step(`EC2 DescribeInstances at ${endpoint}`, unreachable);
@@ -115,13 +136,18 @@ export function ec2Check(deps: DoctorDeps, state: DoctorState, deadlineMs: numbe
         }
       }
       if (await tableLookup(id.instanceType)) {
-        if (done.length === 0) return passed(`no EC2 call needed: InstanceIdNodeName names the node, and ${id.instanceType} is in berth's instance table`);
+        if (done.length === 0)
+          return passed(`no EC2 call needed: InstanceIdNodeName names the node, and ${id.instanceType} is in berth's instance table`);
         return passed(`EC2 API at ${endpoint}: ${done.join("; ")}`);
       }
       ctx.step(`EC2 DescribeInstanceTypes at ${endpoint}`, unreachable);
       try {
         const info = await client.instanceTypeInfo(id.instanceType);
-        if (!info) return warned(`EC2 does not know the instance type ${id.instanceType}; maxPods falls back to 110`, "set spec.kubelet.config.maxPods (or kubelet.maxPodsExpression) for this type");
+        if (!info)
+          return warned(
+            `EC2 does not know the instance type ${id.instanceType}; maxPods falls back to 110`,
+            "set spec.kubelet.config.maxPods (or kubelet.maxPodsExpression) for this type",
+          );
         done.push(`DescribeInstanceTypes allowed (${id.instanceType}: ${info.defaultEnis} ENIs × ${info.ipv4PerEni} IPv4)`);
       } catch (e) {
         const f = ec2Failure("DescribeInstanceTypes", e, endpoint, state.instanceProfileArn);

@@ -22,18 +22,20 @@ export function clockOutcome(ntpSynchronized: boolean, ntpEnabled: boolean | und
   if (ntpEnabled === false) {
     return warned(
       "the clock is not synchronised and no time-sync service is enabled (NTPSynchronized=no, NTP=no)",
-      "enable one: timedatectl set-ntp true (chronyd or systemd-timesyncd; on EC2 the Amazon Time Sync Service is at 169.254.169.123); a skewed clock breaks TLS and aws eks get-token",
+      "enable one: timedatectl set-ntp true (chronyd or systemd-timesyncd; on EC2 the Amazon Time Sync Service is at " +
+        "169.254.169.123); a skewed clock breaks TLS and aws eks get-token",
     );
   }
   return warned(
     "a time-sync service is enabled but the clock is not synchronised yet (NTPSynchronized=no)",
-    "check it: chronyc tracking or timedatectl timesync-status; it must reach a time source (169.254.169.123 on EC2) — a skewed clock breaks TLS and aws eks get-token",
+    "check it: chronyc tracking or timedatectl timesync-status; it must reach a time source (169.254.169.123 on EC2) — a skewed clock " +
+      "breaks TLS and aws eks get-token",
   );
 }
 
 /** A D-Bus property value: dbus-next hands a Variant (`{ signature, value }`). */
 function variantValue(v: unknown): unknown {
-  return typeof v === "object" && v !== null && "value" in v ? (v as { value: unknown }).value : v;
+  return typeof v === "object" && v !== null && "value" in v ? v.value : v;
 }
 
 export function clockCheck(deps: DoctorDeps, deadlineMs: number): CheckSpec {
@@ -42,16 +44,25 @@ export function clockCheck(deps: DoctorDeps, deadlineMs: number): CheckSpec {
     needs: [],
     deadlineMs,
     async run(ctx) {
-      const unknown = "check the clock by hand (timedatectl); run berth doctor as root on the node, where systemd-timedated answers on the system bus";
+      const unknown =
+        "check the clock by hand (timedatectl); run berth doctor as root on the node, where systemd-timedated answers on the system bus";
       ctx.step(`systemd-timedated over D-Bus (${deps.busAddress})`, unknown);
       const get = async (prop: string): Promise<unknown> => {
         const bus = await deps.bus();
-        const r = await bus.call("Get", { destination: TIMEDATE_SERVICE, path: TIMEDATE_PATH, iface: PROPS, signature: "ss", body: [TIMEDATE_SERVICE, prop], timeoutMs: ctx.remaining() });
+        const r = await bus.call("Get", {
+          destination: TIMEDATE_SERVICE,
+          path: TIMEDATE_PATH,
+          iface: PROPS,
+          signature: "ss",
+          body: [TIMEDATE_SERVICE, prop],
+          timeoutMs: ctx.remaining(),
+        });
         return variantValue(r.body[0]);
       };
       try {
         const [synced, ntp] = await Promise.all([get("NTPSynchronized"), get("NTP").catch(() => undefined)]);
-        if (typeof synced !== "boolean") return warned(`systemd-timedated answered NTPSynchronized=${JSON.stringify(synced)}, not a boolean`, unknown);
+        if (typeof synced !== "boolean")
+          return warned(`systemd-timedated answered NTPSynchronized=${JSON.stringify(synced)}, not a boolean`, unknown);
         return clockOutcome(synced, typeof ntp === "boolean" ? ntp : undefined);
       } catch (e) {
         return warned(`cannot ask systemd-timedated whether the clock is synchronised: ${excerpt(errorMessage(e), 200)}`, unknown);

@@ -47,17 +47,24 @@ export function firstChange(diffText: string): string {
 /** The files finding from a dry run's diffs. Pure. */
 export function driftOutcome(diffs: readonly FileDiff[], planned: number): CheckOutcome {
   if (diffs.length === 0) return passed(`all ${planned} files berth writes match what the NodeConfig gives now`);
-  const what = (d: FileDiff): string => (d.kind === "create" ? `${d.path} (missing)` : d.kind === "remove" ? `${d.path} (should not exist)` : `${d.path} (${firstChange(d.text)})`);
+  const what = (d: FileDiff): string =>
+    d.kind === "create"
+      ? `${d.path} (missing)`
+      : d.kind === "remove"
+        ? `${d.path} (should not exist)`
+        : `${d.path} (${firstChange(d.text)})`;
   const detail: string[] = [];
   for (const d of diffs.slice(0, DIFF_FILES)) {
     const lines = d.text.replace(/\n$/, "").split("\n");
     detail.push(...lines.slice(0, DIFF_LINES));
-    if (lines.length > DIFF_LINES) detail.push(`… ${lines.length - DIFF_LINES} more diff lines (berth init --skip run --dry-run shows them all)`);
+    if (lines.length > DIFF_LINES)
+      detail.push(`… ${lines.length - DIFF_LINES} more diff lines (berth init --skip run --dry-run shows them all)`);
   }
   if (diffs.length > DIFF_FILES) detail.push(`… and ${diffs.length - DIFF_FILES} more file(s)`);
   return failed(
     `${diffs.length} file(s) differ from what berth would write now: ${diffs.map(what).join("; ")}`,
-    "rewrite them from the NodeConfig with `berth init --skip run` (its --dry-run shows the diff); a change meant to stay belongs in the NodeConfig (spec.kubelet.config, spec.containerd.config)",
+    "rewrite them from the NodeConfig with `berth init --skip run` (its --dry-run shows the diff); a change meant to stay belongs in " +
+      "the NodeConfig (spec.kubelet.config, spec.containerd.config)",
     detail,
   );
 }
@@ -70,15 +77,27 @@ export function filesCheck(deps: DoctorDeps, state: DoctorState, deadlineMs: num
     async run(ctx) {
       const config = state.config;
       if (!config) return failed("no NodeConfig from the config check", "see the config check");
-      ctx.step("gathering the node's facts (IMDS, EC2, version files, sysfs)", "see the imds and ec2 checks; a version probe (kubelet --version) may hang");
+      ctx.step(
+        "gathering the node's facts (IMDS, EC2, version files, sysfs)",
+        "see the imds and ec2 checks; a version probe (kubelet --version) may hang",
+      );
       const region = state.identity?.region ?? "";
       let facts;
       try {
-        const f = await gatherFacts(config.nodeConfig, { root: deps.root, imds: deps.imds, ec2: () => Promise.resolve(deps.ec2(region)), env: deps.env });
+        const f = await gatherFacts(config.nodeConfig, {
+          root: deps.root,
+          imds: deps.imds,
+          ec2: () => Promise.resolve(deps.ec2(region)),
+          env: deps.env,
+        });
         if (!f.ok) return fromErrors("fail", f.errors, "the config phase would fail the same way: fix this first");
         facts = f.value;
       } catch (e) {
-        return fromErrors("fail", toBerthErrors(e, "facts.failed", "could not gather node facts"), "the config phase would fail the same way: fix this first");
+        return fromErrors(
+          "fail",
+          toBerthErrors(e, "facts.failed", "could not gather node facts"),
+          "the config phase would fail the same way: fix this first",
+        );
       }
       state.facts = facts;
       const opts: PlanOptions = { berthPath: (await unitsBerthPath(deps.root)) ?? deps.berthPath };

@@ -72,9 +72,17 @@ function diskProblems(d: DiskUsage): Problem[] {
     if (value === undefined) continue;
     const what = signal.endsWith("available") ? "space" : "inodes";
     if (value < threshold) {
-      out.push({ status: "fail", what: `${d.hostPath}: ${pct(value)} ${what} free, under kubelet's eviction threshold ${signal}<${threshold}%`, hint: `free ${what} on the filesystem of ${d.hostPath} (old images: crictl rmi --prune; logs: journalctl --vacuum-size), or grow the volume` });
+      out.push({
+        status: "fail",
+        what: `${d.hostPath}: ${pct(value)} ${what} free, under kubelet's eviction threshold ${signal}<${threshold}%`,
+        hint: `free ${what} on the filesystem of ${d.hostPath} (old images: crictl rmi --prune; journalctl --vacuum-size), or grow it`,
+      });
     } else if (value < threshold + WARN_MARGIN) {
-      out.push({ status: "warn", what: `${d.hostPath}: ${pct(value)} ${what} free, close to kubelet's eviction threshold ${signal}<${threshold}%`, hint: `free ${what} on the filesystem of ${d.hostPath} before kubelet starts evicting pods` });
+      out.push({
+        status: "warn",
+        what: `${d.hostPath}: ${pct(value)} ${what} free, close to kubelet's eviction threshold ${signal}<${threshold}%`,
+        hint: `free ${what} on the filesystem of ${d.hostPath} before kubelet starts evicting pods`,
+      });
     }
   }
   return out;
@@ -84,26 +92,59 @@ function diskProblems(d: DiskUsage): Problem[] {
 export function judgeHost(h: HostFacts): CheckOutcome {
   const problems: Problem[] = [];
   const ok: string[] = [];
-  const swapLines = h.swaps?.split("\n").slice(1).filter((l) => l.trim() !== "");
-  if (swapLines === undefined) problems.push({ status: "warn", what: "cannot read /proc/swaps", hint: "check swap by hand (swapon --show); kubelet refuses to start with swap on unless failSwapOn is false" });
+  const swapLines = h.swaps
+    ?.split("\n")
+    .slice(1)
+    .filter((l) => l.trim() !== "");
+  if (swapLines === undefined)
+    problems.push({
+      status: "warn",
+      what: "cannot read /proc/swaps",
+      hint: "check swap by hand (swapon --show); kubelet refuses to start with swap on unless failSwapOn is false",
+    });
   else if (swapLines.length === 0) ok.push("swap off");
   else {
     const devs = swapLines.map((l) => l.split(/\s+/)[0]).join(", ");
     problems.push(
       h.swapAllowed
-        ? { status: "warn", what: `swap is on (${devs}); the kubelet config allows it (failSwapOn: false)`, hint: "make sure memorySwap.swapBehavior is what you want" }
-        : { status: "fail", what: `swap is on (${devs}): kubelet refuses to start (failSwapOn)`, hint: "turn it off (swapoff -a, and remove it from /etc/fstab), or set spec.kubelet.config.failSwapOn: false" },
+        ? {
+            status: "warn",
+            what: `swap is on (${devs}); the kubelet config allows it (failSwapOn: false)`,
+            hint: "make sure memorySwap.swapBehavior is what you want",
+          }
+        : {
+            status: "fail",
+            what: `swap is on (${devs}): kubelet refuses to start (failSwapOn)`,
+            hint: "turn it off (swapoff -a, and remove it from /etc/fstab), or set spec.kubelet.config.failSwapOn: false",
+          },
     );
   }
   if (h.cgroupV2) ok.push("cgroup v2");
-  else problems.push({ status: "warn", what: "no cgroup v2 (/sys/fs/cgroup/cgroup.controllers is missing: cgroup v1 or hybrid)", hint: "boot with the unified hierarchy (systemd.unified_cgroup_hierarchy=1); Kubernetes has deprecated cgroup v1" });
+  else
+    problems.push({
+      status: "warn",
+      what: "no cgroup v2 (/sys/fs/cgroup/cgroup.controllers is missing: cgroup v1 or hybrid)",
+      hint: "boot with the unified hierarchy (systemd.unified_cgroup_hierarchy=1); Kubernetes has deprecated cgroup v1",
+    });
   const fwd = h.ipForward?.trim();
   if (fwd === "1") ok.push("net.ipv4.ip_forward=1");
-  else if (fwd === undefined) problems.push({ status: "warn", what: "cannot read /proc/sys/net/ipv4/ip_forward", hint: "check it by hand: sysctl net.ipv4.ip_forward (pods need 1)" });
-  else problems.push({ status: "warn", what: `net.ipv4.ip_forward=${fwd}: the node will not route pod traffic`, hint: "sysctl -w net.ipv4.ip_forward=1, and set it in /etc/sysctl.d/ so it survives a reboot" });
+  else if (fwd === undefined)
+    problems.push({
+      status: "warn",
+      what: "cannot read /proc/sys/net/ipv4/ip_forward",
+      hint: "check it by hand: sysctl net.ipv4.ip_forward (pods need 1)",
+    });
+  else
+    problems.push({
+      status: "warn",
+      what: `net.ipv4.ip_forward=${fwd}: the node will not route pod traffic`,
+      hint: "sysctl -w net.ipv4.ip_forward=1, and set it in /etc/sysctl.d/ so it survives a reboot",
+    });
   for (const e of h.diskErrors) problems.push({ status: "warn", what: e, hint: "check the filesystem by hand (df -h, df -i)" });
   for (const d of h.disks) problems.push(...diskProblems(d));
-  const free = h.disks.map((d) => `${d.hostPath} ${pct(d.availablePct)}${d.inodesFreePct !== undefined ? `/${pct(d.inodesFreePct)} inodes` : ""}`);
+  const free = h.disks.map(
+    (d) => `${d.hostPath} ${pct(d.availablePct)}${d.inodesFreePct !== undefined ? `/${pct(d.inodesFreePct)} inodes` : ""}`,
+  );
   if (free.length) ok.push(`free: ${free.join(", ")}`);
   const worst = problems.find((p) => p.status === "fail") ?? problems[0];
   if (!worst) return { status: "pass", finding: ok.join("; "), hint: "nothing to do" };
@@ -145,7 +186,14 @@ export async function gatherHost(root: HostRoot, swapAllowed: boolean): Promise<
       diskErrors.push(`cannot measure ${d.hostPath}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  return { ...(swaps !== undefined ? { swaps } : {}), cgroupV2, ...(ipForward !== undefined ? { ipForward } : {}), disks, diskErrors, swapAllowed };
+  return {
+    ...(swaps !== undefined ? { swaps } : {}),
+    cgroupV2,
+    ...(ipForward !== undefined ? { ipForward } : {}),
+    disks,
+    diskErrors,
+    swapAllowed,
+  };
 }
 
 export function hostCheck(deps: DoctorDeps, state: DoctorState, deadlineMs: number): CheckSpec {
@@ -155,7 +203,10 @@ export function hostCheck(deps: DoctorDeps, state: DoctorState, deadlineMs: numb
     after: ["config"],
     deadlineMs,
     async run(ctx) {
-      ctx.step("reading /proc, /sys and the filesystems under /var", "a filesystem is not answering (a hung network mount?): check df by hand");
+      ctx.step(
+        "reading /proc, /sys and the filesystems under /var",
+        "a filesystem is not answering (a hung network mount?): check df by hand",
+      );
       const swapAllowed = state.config?.nodeConfig.kubelet?.config?.["failSwapOn"] === false;
       return judgeHost(await gatherHost(deps.root, swapAllowed));
     },

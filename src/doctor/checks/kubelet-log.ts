@@ -24,7 +24,9 @@ export const KUBELET_LOG_PATTERNS: readonly Pattern[] = [
     test: /x509: certificate signed by unknown authority/,
     status: "fail",
     cause: "CA mismatch: the API server's certificate is not signed by the CA kubelet trusts (/etc/kubernetes/pki/ca.crt)",
-    hint: "set spec.cluster.certificateAuthority to the cluster's CA (aws eks describe-cluster --query cluster.certificateAuthority.data), then berth init",
+    hint:
+      "set spec.cluster.certificateAuthority to the cluster's CA (aws eks describe-cluster --query " +
+      "cluster.certificateAuthority.data), then berth init",
   },
   {
     key: "cert-time",
@@ -38,14 +40,18 @@ export const KUBELET_LOG_PATTERNS: readonly Pattern[] = [
     test: /\bUnauthorized\b/,
     status: "fail",
     cause: "the API server rejects the node's credentials (Unauthorized): the node role has no access entry or aws-auth mapping",
-    hint: "create an access entry for the node's role (aws eks create-access-entry --cluster-name C --principal-arn ROLE_ARN --type EC2_LINUX), or map the role in the aws-auth ConfigMap (groups system:bootstrappers, system:nodes)",
+    hint:
+      "create an access entry for the node's role (aws eks create-access-entry --cluster-name C --principal-arn ROLE_ARN --type " +
+      "EC2_LINUX), or map the role in the aws-auth ConfigMap (groups system:bootstrappers, system:nodes)",
   },
   {
     key: "exec-plugin",
     test: /getting credentials: exec|executable \S+ not found|exec: executable \S+ failed/,
     status: "fail",
     cause: "the kubeconfig's credential plugin (aws eks get-token) fails, so kubelet has no token",
-    hint: "see the registration check, which runs the plugin the way kubelet does; the aws CLI must be installed and find the instance role's credentials",
+    hint:
+      "see the registration check, which runs the plugin the way kubelet does; the aws CLI must be installed and find the " +
+      "instance role's credentials",
   },
   {
     key: "swap",

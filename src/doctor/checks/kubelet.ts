@@ -31,20 +31,40 @@ export interface CertJudgement {
 
 /** kubelet's client certificate (PEM, the key may follow) judged at `now`. Pure. */
 export function judgeClientCert(pem: string | undefined, now: number): CertJudgement {
-  if (pem === undefined) return { status: "pass", text: "no client certificate (kubelet authenticates through the kubeconfig's exec plugin)" };
+  if (pem === undefined)
+    return { status: "pass", text: "no client certificate (kubelet authenticates through the kubeconfig's exec plugin)" };
   const block = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0];
   let cert: X509Certificate;
   try {
     if (!block) throw new Error("no CERTIFICATE block");
     cert = new X509Certificate(block);
   } catch (e) {
-    return { status: "warn", text: `${KUBELET_CLIENT_CERT_PATH} holds no readable certificate (${errorMessage(e)})`, hint: `remove it and restart kubelet so it requests a new one` };
+    return {
+      status: "warn",
+      text: `${KUBELET_CLIENT_CERT_PATH} holds no readable certificate (${errorMessage(e)})`,
+      hint: `remove it and restart kubelet so it requests a new one`,
+    };
   }
   const from = Date.parse(cert.validFrom);
   const to = Date.parse(cert.validTo);
-  if (to <= now) return { status: "fail", text: `kubelet's client certificate expired ${humanDuration(now - to)} ago (${cert.validTo})`, hint: `remove ${KUBELET_CLIENT_CERT_PATH} and restart kubelet so it bootstraps a new one; check the clock` };
-  if (from > now) return { status: "fail", text: `kubelet's client certificate is not valid before ${cert.validFrom}: the clock is behind`, hint: "see the clock check (timedatectl)" };
-  if (to - now < 24 * 3_600_000) return { status: "warn", text: `kubelet's client certificate expires in ${humanDuration(to - now)} (${cert.validTo})`, hint: "kubelet rotates it by itself when rotateCertificates is on; check that it can reach the API server" };
+  if (to <= now)
+    return {
+      status: "fail",
+      text: `kubelet's client certificate expired ${humanDuration(now - to)} ago (${cert.validTo})`,
+      hint: `remove ${KUBELET_CLIENT_CERT_PATH} and restart kubelet so it bootstraps a new one; check the clock`,
+    };
+  if (from > now)
+    return {
+      status: "fail",
+      text: `kubelet's client certificate is not valid before ${cert.validFrom}: the clock is behind`,
+      hint: "see the clock check (timedatectl)",
+    };
+  if (to - now < 24 * 3_600_000)
+    return {
+      status: "warn",
+      text: `kubelet's client certificate expires in ${humanDuration(to - now)} (${cert.validTo})`,
+      hint: "kubelet rotates it by itself when rotateCertificates is on; check that it can reach the API server",
+    };
   return { status: "pass", text: `client certificate valid until ${cert.validTo}` };
 }
 
@@ -56,16 +76,30 @@ export interface KubeletFacts {
   log: { source: string; cause?: KubeletLogCause & { line: string; quote: string } } | { error: string };
 }
 
-const NOT_RUNNING_HINT = "berth-run.service starts it (systemctl start berth-run, or berth init --skip config); see why it stopped: journalctl -u kubelet -n 50";
+const NOT_RUNNING_HINT =
+  "berth-run.service starts it (systemctl start berth-run, or berth init --skip config); see why it stopped: journalctl -u kubelet -n 50";
 
 /** The kubelet finding. Pure. */
 export function judgeKubelet(k: KubeletFacts): CheckOutcome {
   const problems: Array<{ status: "warn" | "fail"; what: string; hint: string }> = [];
   if ("state" in k.unit) {
     const p = unitProblem(UNITS.kubelet, k.unit.state);
-    if (p) problems.push({ status: "fail", what: p, hint: k.unit.state.loadState === "not-found" ? "install kubelet, then berth init (the config phase writes kubelet.service)" : NOT_RUNNING_HINT });
+    if (p)
+      problems.push({
+        status: "fail",
+        what: p,
+        hint:
+          k.unit.state.loadState === "not-found"
+            ? "install kubelet, then berth init (the config phase writes kubelet.service)"
+            : NOT_RUNNING_HINT,
+      });
   }
-  if (!k.healthz.ok) problems.push({ status: "fail", what: `/healthz: ${k.healthz.cause ?? "failed"}`, hint: `kubelet is not healthy: journalctl -u kubelet -n 50 (healthz URL ${k.healthzUrl})` });
+  if (!k.healthz.ok)
+    problems.push({
+      status: "fail",
+      what: `/healthz: ${k.healthz.cause ?? "failed"}`,
+      hint: `kubelet is not healthy: journalctl -u kubelet -n 50 (healthz URL ${k.healthzUrl})`,
+    });
   if (k.cert.status !== "pass") problems.push({ status: k.cert.status, what: k.cert.text, hint: k.cert.hint ?? "" });
   const cause = "cause" in k.log ? k.log.cause : undefined;
   const quoted = cause ? `${cause.cause}: "${cause.quote}"` : undefined;
@@ -78,7 +112,7 @@ export function judgeKubelet(k: KubeletFacts): CheckOutcome {
   }
   const status = failing || cause?.status === "fail" ? "fail" : "warn";
   // The log's cause explains the symptoms (a crash loop, a failing /healthz): its hint is the one to act on.
-  const hint = cause?.status === "fail" ? cause.hint : (failing ?? problems[0])?.hint ?? cause?.hint ?? "";
+  const hint = cause?.status === "fail" ? cause.hint : ((failing ?? problems[0])?.hint ?? cause?.hint ?? "");
   const parts = problems.length ? problems.map((p) => p.what) : [`${unitText}; /healthz ok`];
   return { status, finding: [...parts, ...(quoted ? [quoted] : [])].join("; "), hint, ...detail };
 }
@@ -97,7 +131,7 @@ export function kubeletCheck(deps: DoctorDeps, state: DoctorState, deadlineMs: n
         readUnit(deps, UNITS.kubelet),
         kubeletProbe(healthzUrl)(budget),
         readTextIfPresent(deps.root.path(KUBELET_CLIENT_CERT_PATH)),
-        deps.kubeletLog(budget).then(
+        deps.kubeletLog(budget, ctx.signal).then(
           (l) => {
             const cause = classifyKubeletLog(l.lines);
             return { source: l.source, ...(cause ? { cause } : {}) };

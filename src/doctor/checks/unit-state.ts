@@ -29,7 +29,8 @@ export function unitProblem(unit: string, s: UnitState): string | undefined {
   if (s.loadState === "not-found") return `${unit} is not installed (systemd does not know it)`;
   if (s.loadState === "masked") return `${unit} is masked`;
   if (s.activeState === "active") return undefined;
-  if (s.activeState === "activating" && s.subState === "auto-restart") return `${unit} keeps exiting and systemd keeps restarting it: ${unitSummary(s)}`;
+  if (s.activeState === "activating" && s.subState === "auto-restart")
+    return `${unit} keeps exiting and systemd keeps restarting it: ${unitSummary(s)}`;
   if (s.activeState === "activating" || s.activeState === "reloading") return `${unit} is still starting: ${unitSummary(s)}`;
   return `${unit} is not running: ${unitSummary(s)}`;
 }
