@@ -25,9 +25,12 @@ import { parseArgs } from "node:util";
 import { bootRunNode } from "../tests/lab/run-node.ts";
 import { AGENT_UNIT, AgentJournal, type AgentLogLine } from "../tests/lab/agent-log.ts";
 import { lastBootTimings } from "../tests/lab/lab.ts";
-import { AGENT_DEFAULTS } from "../src/agent/settings.ts";
+import { AGENT_DEFAULTS } from "../src/api/agent-settings.ts";
 
-const { values } = parseArgs({ options: { runs: { type: "string" }, "idle-seconds": { type: "string" }, "idle-only": { type: "boolean" } }, strict: false });
+const { values } = parseArgs({
+  options: { runs: { type: "string" }, "idle-seconds": { type: "string" }, "idle-only": { type: "boolean" } },
+  strict: false,
+});
 const RUNS = Math.max(1, Math.min(5, Number(values.runs ?? 3)));
 const IDLE_S = Number(values["idle-seconds"] ?? 60);
 const IDLE_ONLY = values["idle-only"] === true;
@@ -45,11 +48,15 @@ async function main(): Promise<void> {
   const n = rn.node;
   const log = new AgentJournal(n);
   try {
-    if ((await rn.waitSettled("berth-run.service", 180_000)) !== "active") throw new Error(`berth-run did not finish on the bench node:\n${await n.journal("berth-run.service", { lines: 30 })}`);
+    if ((await rn.waitSettled("berth-run.service", 180_000)) !== "active")
+      throw new Error(`berth-run did not finish on the bench node:\n${await n.journal("berth-run.service", { lines: 30 })}`);
     const sh = (cmd: string) => n.exec(["sh", "-c", cmd], { check: true });
-    const pidOf = async (u: string) => Number((await n.exec(["systemctl", "show", "-p", "MainPID", "--value", u], { check: true })).stdout.trim());
+    const pidOf = async (u: string) =>
+      Number((await n.exec(["systemctl", "show", "-p", "MainPID", "--value", u], { check: true })).stdout.trim());
     const procStat = async (pid: number) => {
-      const r = await n.exec(["sh", "-c", `cat /proc/${pid}/stat; grep -E '^(VmRSS|RssAnon|RssFile):' /proc/${pid}/status`], { check: true });
+      const r = await n.exec(["sh", "-c", `cat /proc/${pid}/stat; grep -E '^(VmRSS|RssAnon|RssFile):' /proc/${pid}/status`], {
+        check: true,
+      });
       const [stat = "", ...status] = r.stdout.trim().split("\n");
       const f = stat.split(") ")[1]?.split(" ") ?? [];
       const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`).exec(status.find((l) => l.startsWith(k)) ?? "")?.[1] ?? NaN);
@@ -61,14 +68,21 @@ async function main(): Promise<void> {
     const freshAgent = async (): Promise<number> => {
       const t0 = Date.now();
       await n.exec(["systemctl", "restart", AGENT_UNIT], { check: true });
-      await log.until("containerd and kubelet healthy", () => log.health("containerd", t0) === "healthy" && log.health("kubelet", t0) === "healthy", t0, 60_000);
+      await log.until(
+        "containerd and kubelet healthy",
+        () => log.health("containerd", t0) === "healthy" && log.health("kubelet", t0) === "healthy",
+        t0,
+        60_000,
+      );
       return Date.now() - t0;
     };
 
     const idle = async (label: string) => {
       const startupMs = await freshAgent();
       const pid = await pidOf(AGENT_UNIT);
-      const env = (await n.exec(["sh", "-c", `tr '\\0' '\\n' < /proc/${pid}/environ | grep '^NODE_OPTIONS=' || true`])).stdout.trim() || "NODE_OPTIONS unset";
+      const env =
+        (await n.exec(["sh", "-c", `tr '\\0' '\\n' < /proc/${pid}/environ | grep '^NODE_OPTIONS=' || true`])).stdout.trim() ||
+        "NODE_OPTIONS unset";
       const jit = Number((await n.exec(["sh", "-c", `grep -c ' rwxp ' /proc/${pid}/maps || true`])).stdout.trim()) > 0;
       const s0 = await procStat(pid);
       const t0 = Date.now();
@@ -81,7 +95,18 @@ async function main(): Promise<void> {
       }
       const cpuPct = ((last.cpuMs - s0.cpuMs) / (Date.now() - t0)) * 100;
       const mem = (await rn.show(AGENT_UNIT, ["MemoryCurrent"])).MemoryCurrent ?? "";
-      return { label, env, jit, startupMs, cpuPct, rssMedianMb: median(rss) / 1024, rssMaxMb: Math.max(...rss) / 1024, anonMb: last.anon / 1024, fileMb: last.file / 1024, cgroupMb: Number(mem) / 1024 / 1024 };
+      return {
+        label,
+        env,
+        jit,
+        startupMs,
+        cpuPct,
+        rssMedianMb: median(rss) / 1024,
+        rssMaxMb: Math.max(...rss) / 1024,
+        anonMb: last.anon / 1024,
+        fileMb: last.file / 1024,
+        cgroupMb: Number(mem) / 1024 / 1024,
+      };
     };
 
     // As the unit runs it (NODE_OPTIONS=--jitless), then with NODE_OPTIONS cleared.
@@ -103,8 +128,18 @@ async function main(): Promise<void> {
         const t0 = Date.now();
         await inject();
         try {
-          const det = await log.waitFor(`${name} detection`, (l) => l.component === "containerd" && l.event === "agent.state" && l.from === "healthy", t0, 120_000);
-          const ok = await log.waitFor(`${name} healthy`, (l) => l.component === "containerd" && l.event === "agent.state" && l.to === "healthy", t0, 120_000);
+          const det = await log.waitFor(
+            `${name} detection`,
+            (l) => l.component === "containerd" && l.event === "agent.state" && l.from === "healthy",
+            t0,
+            120_000,
+          );
+          const ok = await log.waitFor(
+            `${name} healthy`,
+            (l) => l.component === "containerd" && l.event === "agent.state" && l.to === "healthy",
+            t0,
+            120_000,
+          );
           (results[name] ??= { detect: [], healed: [] }).detect.push(det.atMs - t0);
           results[name].healed.push(ok.atMs - t0);
         } finally {
@@ -137,21 +172,30 @@ async function main(): Promise<void> {
 
     const fmt = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
     const out: string[] = [];
-    out.push(`berth agent from the package (berth-agent.service → /usr/bin/berth, no Node.js in the node; node boot ${lastBootTimings?.bootMs.toFixed(0)} ms, dpkg -i ${lastBootTimings?.installMs.toFixed(0)} ms, reboot ${lastBootTimings?.rebootMs?.toFixed(0)} ms)`);
-    out.push(`default settings (interval ${AGENT_DEFAULTS.intervalMs} ms, deadline ${AGENT_DEFAULTS.probeTimeoutMs} ms, ${AGENT_DEFAULTS.failureThreshold} failures and ${AGENT_DEFAULTS.failureWindowMs} ms window, minUptime ${AGENT_DEFAULTS.minUptimeMs} ms), ${RUNS} run(s) each, medians [min–max]`);
+    out.push(
+      `berth agent from the package (berth-agent.service → /usr/bin/berth, no Node.js in the node; node boot ${lastBootTimings?.bootMs.toFixed(0)} ms, dpkg -i ${lastBootTimings?.installMs.toFixed(0)} ms, reboot ${lastBootTimings?.rebootMs?.toFixed(0)} ms)`,
+    );
+    out.push(
+      `default settings (interval ${AGENT_DEFAULTS.intervalMs} ms, deadline ${AGENT_DEFAULTS.probeTimeoutMs} ms, ${AGENT_DEFAULTS.failureThreshold} failures and ${AGENT_DEFAULTS.failureWindowMs} ms window, minUptime ${AGENT_DEFAULTS.minUptimeMs} ms), ${RUNS} run(s) each, medians [min–max]`,
+    );
     out.push(`${"fault".padEnd(46)} ${"detected".padEnd(22)} ${"healthy again".padEnd(22)}`);
     for (const [k, r] of Object.entries(results)) {
       const span = (xs: number[]) => `${fmt(median(xs))} [${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}]`;
       out.push(`${k.padEnd(46)} ${span(r.detect).padEnd(22)} ${span(r.healed).padEnd(22)}`);
     }
-    out.push(`${"Gardener node agent defaults (reference)".padEnd(46)} ${"≤ 30 s (check interval)".padEnd(22)} ${"≥ 60 s (restart after 60 s unhealthy)".padEnd(22)}`);
+    out.push(
+      `${"Gardener node agent defaults (reference)".padEnd(46)} ${"≤ 30 s (check interval)".padEnd(22)} ${"≥ 60 s (restart after 60 s unhealthy)".padEnd(22)}`,
+    );
     if (!IDLE_ONLY) out.push(`agent restarts issued during the faults: ${restartsSeen} (kubelet: ${kubeletRestarts})`);
     for (const r of [idleUnit, idleJit]) {
       out.push(
         `idle ${IDLE_S} s, ${r.label} (${r.env}; JIT code range ${r.jit ? "mapped" : "absent"}): restart → both healthy ${r.startupMs} ms; CPU ${r.cpuPct.toFixed(2)} % of one core; RSS median ${r.rssMedianMb.toFixed(1)} MB, max ${r.rssMaxMb.toFixed(1)} MB (anon ${r.anonMb.toFixed(1)}, file ${r.fileMb.toFixed(1)}); unit MemoryCurrent ${r.cgroupMb.toFixed(1)} MB`,
       );
     }
-    if (!IDLE_ONLY) out.push(`the agent after the faults: RSS ${(after.rss / 1024).toFixed(1)} MB (anon ${(after.anon / 1024).toFixed(1)}, file ${(after.file / 1024).toFixed(1)})`);
+    if (!IDLE_ONLY)
+      out.push(
+        `the agent after the faults: RSS ${(after.rss / 1024).toFixed(1)} MB (anon ${(after.anon / 1024).toFixed(1)}, file ${(after.file / 1024).toFixed(1)})`,
+      );
     const crash = results["crash, systemd Restart=always"];
     const hang = results["hang (SIGSTOP)"];
     if (!IDLE_ONLY) {

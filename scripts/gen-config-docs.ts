@@ -27,7 +27,7 @@ import { buildPlan } from "../src/plan/plan.ts";
 import type { Plan } from "../src/plan/types.ts";
 import type { NodeFacts } from "../src/facts/types.ts";
 import { staticFacts } from "../src/facts/index.ts";
-import { AGENT_DEFAULTS } from "../src/agent/settings.ts";
+import { AGENT_DEFAULTS } from "../src/api/agent-settings.ts";
 import { DEFAULTS as RUN_DEFAULTS } from "../src/phases/run.ts";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -73,11 +73,16 @@ function code(s: string): string {
   return `\`${s}\``;
 }
 
+/** An enum value as the tables show it: strings bare, anything else as JSON. */
+function scalarText(v: unknown): string {
+  return typeof v === "string" ? v : JSON.stringify(v);
+}
+
 /** A short type description of a JSON Schema node. */
 export function typeOf(s: Schema): string {
   if (typeof s["$ref"] === "string") return s["$ref"].endsWith("/JsonValue") ? "any JSON value" : s["$ref"];
   const enumValues = s["enum"];
-  if (Array.isArray(enumValues) && s["const"] === undefined) return `one of ${enumValues.map((v) => code(String(v))).join(", ")}`;
+  if (Array.isArray(enumValues) && s["const"] === undefined) return `one of ${enumValues.map((v) => code(scalarText(v))).join(", ")}`;
   const t = s["type"];
   if (t === "array") {
     const items = isObj(s["items"]) ? typeOf(s["items"]) : "any";
@@ -86,7 +91,10 @@ export function typeOf(s: Schema): string {
   }
   if (t === "object") {
     if (isObj(s["properties"])) return "object";
-    const keys = isObj(s["propertyNames"]) && Array.isArray(s["propertyNames"]["enum"]) ? (s["propertyNames"]["enum"] as JsonValue[]).map((v) => code(String(v))).join(" or ") : "string";
+    const keys =
+      isObj(s["propertyNames"]) && Array.isArray(s["propertyNames"]["enum"])
+        ? s["propertyNames"]["enum"].map((v) => code(scalarText(v))).join(" or ")
+        : "string";
     const values = isObj(s["additionalProperties"]) ? typeOf(s["additionalProperties"]) : "any";
     return `map of ${keys} → ${values}`;
   }
@@ -119,11 +127,16 @@ export function fieldRows(node: Schema, prefix = ""): FieldRow[] {
   const rows: FieldRow[] = [];
   const props = node["properties"];
   if (!isObj(props)) return rows;
-  const required = Array.isArray(node["required"]) ? (node["required"] as JsonValue[]).map(String) : [];
+  const required = Array.isArray(node["required"]) ? node["required"].map(String) : [];
   for (const [name, child] of Object.entries(props)) {
     if (!isObj(child)) continue;
     const p = prefix ? `${prefix}.${name}` : name;
-    rows.push({ path: p, type: typeOf(child), description: typeof child["description"] === "string" ? child["description"] : "", required: required.includes(name) });
+    rows.push({
+      path: p,
+      type: typeOf(child),
+      description: typeof child["description"] === "string" ? child["description"] : "",
+      required: required.includes(name),
+    });
     if (child["type"] === "object" && isObj(child["properties"])) rows.push(...fieldRows(child, p));
     const items = child["items"];
     if (child["type"] === "array" && isObj(items) && isObj(items["properties"])) rows.push(...fieldRows(items, `${p}[]`));
@@ -157,7 +170,7 @@ export const NODECONFIG_MERGE: Readonly<Record<string, string>> = {
   "instance.network.nameservers": "later non-empty list replaces",
   "instance.network.domains": "later non-empty list replaces",
   kubelet: "per field",
-  "kubelet.config": "JSON deep merge: objects merge, later leaf wins (also `\"\"`, `0`, `false`, `null`), arrays replace",
+  "kubelet.config": 'JSON deep merge: objects merge, later leaf wins (also `""`, `0`, `false`, `null`), arrays replace',
   "kubelet.flags": "appended in source order",
   "kubelet.maxPodsExpression": "later non-empty wins",
   featureGates: "per gate; later wins",
@@ -203,7 +216,8 @@ function mergeRuleFor(table: Readonly<Record<string, string>>, p: string): strin
 export function undocumentedMergeRules(): string[] {
   const { node, berth } = loadSchemas();
   const missing: string[] = [];
-  for (const r of fieldRows(specOf(node))) if (mergeRuleFor(NODECONFIG_MERGE, r.path) === undefined) missing.push(`NodeConfig spec.${r.path}`);
+  for (const r of fieldRows(specOf(node)))
+    if (mergeRuleFor(NODECONFIG_MERGE, r.path) === undefined) missing.push(`NodeConfig spec.${r.path}`);
   for (const r of fieldRows(specOf(berth))) if (mergeRuleFor(BERTH_MERGE, r.path) === undefined) missing.push(`BerthConfig spec.${r.path}`);
   return missing;
 }
@@ -220,7 +234,9 @@ function specOf(doc: Schema): Schema {
 }
 
 export function schemaTable(spec: Schema, merge: Readonly<Record<string, string>>, defaults?: Record<string, string>): string {
-  const head = defaults ? ["Field (`spec.`…)", "Type", "Default", "Merge", "Description"] : ["Field (`spec.`…)", "Type", "Merge", "Description"];
+  const head = defaults
+    ? ["Field (`spec.`…)", "Type", "Default", "Merge", "Description"]
+    : ["Field (`spec.`…)", "Type", "Merge", "Description"];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => " --- ").join("|")}|`];
   for (const r of fieldRows(spec)) {
     const depth = r.path.split(".").length - 1;
@@ -334,32 +350,162 @@ export interface FileDoc {
  * no row or a row matches no planned path, so the table follows the renderers.
  */
 export const FILE_DOCS: readonly FileDoc[] = [
-  { pattern: /^\/etc\/containerd\/base-runtime-spec\.json$/, display: "/etc/containerd/base-runtime-spec.json", when: "always", readBy: "containerd (`base_runtime_spec` in config.toml)" },
-  { pattern: /^\/etc\/containerd\/config\.toml$/, display: "/etc/containerd/config.toml", when: "always (schema `version = 2` on containerd 1.x, `version = 3` on 2.x)", readBy: "containerd.service" },
-  { pattern: /^\/etc\/soci-snapshotter-grpc\/config\.toml$/, display: "/etc/soci-snapshotter-grpc/config.toml", when: "`featureGates.FastImagePull: true` and the node has ≥ 4 CPUs and ≥ 7 GiB", readBy: "soci-snapshotter.service" },
-  { pattern: /^\/etc\/systemd\/system\/containerd\.service\.d\/10-soci-snapshotter\.conf$/, display: "/etc/systemd/system/containerd.service.d/10-soci-snapshotter.conf", when: "as the SOCI config above", readBy: "systemd (containerd.service Requires/After soci-snapshotter.service)" },
-  { pattern: /^\/etc\/eks\/image-credential-provider\/config\.json$/, display: "/etc/eks/image-credential-provider/config.json", when: "always", readBy: "kubelet (`--image-credential-provider-config`)" },
-  { pattern: /^\/etc\/eks\/kubelet\/environment$/, display: "/etc/eks/kubelet/environment", when: "always", readBy: "kubelet.service (`EnvironmentFile=`, `$NODEADM_KUBELET_ARGS`)" },
-  { pattern: /^\/etc\/kubernetes\/kubelet\/config\.json$/, display: "/etc/kubernetes/kubelet/config.json", when: "always", readBy: "kubelet (`--config`)" },
-  { pattern: /^\/etc\/kubernetes\/kubelet\/config\.json\.d\/40-nodeadm\.conf$/, display: "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf", when: "`kubelet.config` is non-empty and kubelet ≥ 1.29 (below 1.29 it is merged into config.json instead)", readBy: "kubelet (`--config-dir`)" },
-  { pattern: /^\/etc\/kubernetes\/pki\/ca\.crt$/, display: "/etc/kubernetes/pki/ca.crt", when: "always (decoded `cluster.certificateAuthority`)", readBy: "kubelet (kubeconfig, `authentication.x509.clientCAFile`)" },
-  { pattern: /^\/var\/lib\/kubelet\/kubeconfig$/, display: "/var/lib/kubelet/kubeconfig", when: "always, except Outposts", readBy: "kubelet (`--kubeconfig`)" },
-  { pattern: /^\/var\/lib\/kubelet\/bootstrap-kubeconfig$/, display: "/var/lib/kubelet/bootstrap-kubeconfig", when: "`cluster.enableOutpost: true` (instead of kubeconfig)", readBy: "kubelet (`--bootstrap-kubeconfig`)" },
-  { pattern: /^\/etc\/hosts$/, display: "/etc/hosts", when: "`cluster.enableOutpost: true`: the API server's addresses in a `# BEGIN berth: outpost api server` block; every other line kept", readBy: "the resolver (the API server's name while the Outpost is disconnected)" },
-  { pattern: /^\/etc\/systemd\/system\.conf\.d\/environment\.conf$/, display: "/etc/systemd/system.conf.d/environment.conf", when: "`instance.environment.default` is non-empty; removed otherwise", readBy: "systemd manager (`DefaultEnvironment=`)" },
-  { pattern: /^\/etc\/systemd\/system\/[^/]+\.service\.d\/environment\.conf$/, display: "/etc/systemd/system/<service>.service.d/environment.conf", when: "`instance.environment.<service>` is non-empty; kubelet's and containerd's are removed otherwise", readBy: "<service>.service (`Environment=`)" },
-  { pattern: /^\/run\/systemd\/resolved\.conf\.d\/40-eks\.conf$/, display: "/run/systemd/resolved.conf.d/40-eks.conf", when: "`instance.network.nameservers` or `domains` is non-empty", readBy: "systemd-resolved" },
-  { pattern: /^\/etc\/systemd\/system\/berth-config\.service$/, display: "/etc/systemd/system/berth-config.service", when: "always", readBy: "systemd: runs `berth init --skip run` at boot" },
-  { pattern: /^\/etc\/systemd\/system\/berth-run\.service$/, display: "/etc/systemd/system/berth-run.service", when: "always", readBy: "systemd: runs `berth init --skip config` at boot" },
-  { pattern: /^\/etc\/systemd\/system\/berth-agent\.service$/, display: "/etc/systemd/system/berth-agent.service", when: "always", readBy: "systemd: runs `berth agent`" },
-  { pattern: /^\/etc\/systemd\/system\/berth\.target$/, display: "/etc/systemd/system/berth.target", when: "always", readBy: "systemd (wants berth-run, berth-agent, berth-reboot-once)" },
-  { pattern: /^\/etc\/systemd\/system\/berth-tasks\.target$/, display: "/etc/systemd/system/berth-tasks.target", when: "always", readBy: "systemd (wants the task units)" },
-  { pattern: /^\/etc\/systemd\/system\/berth-task-[^/]+\.service$/, display: "/etc/systemd/system/berth-task-<name>.service", when: "one per BerthConfig task", readBy: "systemd (oneshot, ordered after the previous task)" },
-  { pattern: /^\/etc\/berth\/tasks\/[^/]+\.sh$/, display: "/etc/berth/tasks/<name>.sh", when: "one per `script` task", readBy: "berth-task-<name>.service" },
-  { pattern: /^\/etc\/systemd\/system\/berth-reboot-once\.service$/, display: "/etc/systemd/system/berth-reboot-once.service", when: "`rebootAfterBootstrap: true`", readBy: "systemd (reboots once, marker /var/lib/berth/rebooted-once)" },
-  { pattern: /^\/etc\/systemd\/system\/containerd\.service\.d\/10-berth\.conf$/, display: "/etc/systemd/system/containerd.service.d/10-berth.conf", when: "always", readBy: "containerd.service (`Restart=always`, runtime.slice)" },
-  { pattern: /^\/etc\/systemd\/system\/kubelet\.service$/, display: "/etc/systemd/system/kubelet.service", when: "always", readBy: "systemd" },
-  { pattern: /^\/etc\/systemd\/system\/multi-user\.target\.d\/10-berth\.conf$/, display: "/etc/systemd/system/multi-user.target.d/10-berth.conf", when: "always", readBy: "systemd (what starts at boot; no `systemctl enable`)" },
+  {
+    pattern: /^\/etc\/containerd\/base-runtime-spec\.json$/,
+    display: "/etc/containerd/base-runtime-spec.json",
+    when: "always",
+    readBy: "containerd (`base_runtime_spec` in config.toml)",
+  },
+  {
+    pattern: /^\/etc\/containerd\/config\.toml$/,
+    display: "/etc/containerd/config.toml",
+    when: "always (schema `version = 2` on containerd 1.x, `version = 3` on 2.x)",
+    readBy: "containerd.service",
+  },
+  {
+    pattern: /^\/etc\/soci-snapshotter-grpc\/config\.toml$/,
+    display: "/etc/soci-snapshotter-grpc/config.toml",
+    when: "`featureGates.FastImagePull: true` and the node has ≥ 4 CPUs and ≥ 7 GiB",
+    readBy: "soci-snapshotter.service",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/containerd\.service\.d\/10-soci-snapshotter\.conf$/,
+    display: "/etc/systemd/system/containerd.service.d/10-soci-snapshotter.conf",
+    when: "as the SOCI config above",
+    readBy: "systemd (containerd.service Requires/After soci-snapshotter.service)",
+  },
+  {
+    pattern: /^\/etc\/eks\/image-credential-provider\/config\.json$/,
+    display: "/etc/eks/image-credential-provider/config.json",
+    when: "always",
+    readBy: "kubelet (`--image-credential-provider-config`)",
+  },
+  {
+    pattern: /^\/etc\/eks\/kubelet\/environment$/,
+    display: "/etc/eks/kubelet/environment",
+    when: "always",
+    readBy: "kubelet.service (`EnvironmentFile=`, `$NODEADM_KUBELET_ARGS`)",
+  },
+  {
+    pattern: /^\/etc\/kubernetes\/kubelet\/config\.json$/,
+    display: "/etc/kubernetes/kubelet/config.json",
+    when: "always",
+    readBy: "kubelet (`--config`)",
+  },
+  {
+    pattern: /^\/etc\/kubernetes\/kubelet\/config\.json\.d\/40-nodeadm\.conf$/,
+    display: "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf",
+    when: "`kubelet.config` is non-empty and kubelet ≥ 1.29 (below 1.29 it is merged into config.json instead)",
+    readBy: "kubelet (`--config-dir`)",
+  },
+  {
+    pattern: /^\/etc\/kubernetes\/pki\/ca\.crt$/,
+    display: "/etc/kubernetes/pki/ca.crt",
+    when: "always (decoded `cluster.certificateAuthority`)",
+    readBy: "kubelet (kubeconfig, `authentication.x509.clientCAFile`)",
+  },
+  {
+    pattern: /^\/var\/lib\/kubelet\/kubeconfig$/,
+    display: "/var/lib/kubelet/kubeconfig",
+    when: "always, except Outposts",
+    readBy: "kubelet (`--kubeconfig`)",
+  },
+  {
+    pattern: /^\/var\/lib\/kubelet\/bootstrap-kubeconfig$/,
+    display: "/var/lib/kubelet/bootstrap-kubeconfig",
+    when: "`cluster.enableOutpost: true` (instead of kubeconfig)",
+    readBy: "kubelet (`--bootstrap-kubeconfig`)",
+  },
+  {
+    pattern: /^\/etc\/hosts$/,
+    display: "/etc/hosts",
+    when: "`cluster.enableOutpost: true`: the API server's addresses in a `# BEGIN berth: outpost api server` block; every other line kept",
+    readBy: "the resolver (the API server's name while the Outpost is disconnected)",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\.conf\.d\/environment\.conf$/,
+    display: "/etc/systemd/system.conf.d/environment.conf",
+    when: "`instance.environment.default` is non-empty; removed otherwise",
+    readBy: "systemd manager (`DefaultEnvironment=`)",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/[^/]+\.service\.d\/environment\.conf$/,
+    display: "/etc/systemd/system/<service>.service.d/environment.conf",
+    when: "`instance.environment.<service>` is non-empty; kubelet's and containerd's are removed otherwise",
+    readBy: "<service>.service (`Environment=`)",
+  },
+  {
+    pattern: /^\/run\/systemd\/resolved\.conf\.d\/40-eks\.conf$/,
+    display: "/run/systemd/resolved.conf.d/40-eks.conf",
+    when: "`instance.network.nameservers` or `domains` is non-empty",
+    readBy: "systemd-resolved",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/berth-config\.service$/,
+    display: "/etc/systemd/system/berth-config.service",
+    when: "always",
+    readBy: "systemd: runs `berth init --skip run` at boot",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/berth-run\.service$/,
+    display: "/etc/systemd/system/berth-run.service",
+    when: "always",
+    readBy: "systemd: runs `berth init --skip config` at boot",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/berth-agent\.service$/,
+    display: "/etc/systemd/system/berth-agent.service",
+    when: "always",
+    readBy: "systemd: runs `berth agent`",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/berth\.target$/,
+    display: "/etc/systemd/system/berth.target",
+    when: "always",
+    readBy: "systemd (wants berth-run, berth-agent, berth-reboot-once)",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/berth-tasks\.target$/,
+    display: "/etc/systemd/system/berth-tasks.target",
+    when: "always",
+    readBy: "systemd (wants the task units)",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/berth-task-[^/]+\.service$/,
+    display: "/etc/systemd/system/berth-task-<name>.service",
+    when: "one per BerthConfig task",
+    readBy: "systemd (oneshot, ordered after the previous task)",
+  },
+  {
+    pattern: /^\/etc\/berth\/tasks\/[^/]+\.sh$/,
+    display: "/etc/berth/tasks/<name>.sh",
+    when: "one per `script` task",
+    readBy: "berth-task-<name>.service",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/berth-reboot-once\.service$/,
+    display: "/etc/systemd/system/berth-reboot-once.service",
+    when: "`rebootAfterBootstrap: true`",
+    readBy: "systemd (reboots once, marker /var/lib/berth/rebooted-once)",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/containerd\.service\.d\/10-berth\.conf$/,
+    display: "/etc/systemd/system/containerd.service.d/10-berth.conf",
+    when: "always",
+    readBy: "containerd.service (`Restart=always`, runtime.slice)",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/kubelet\.service$/,
+    display: "/etc/systemd/system/kubelet.service",
+    when: "always",
+    readBy: "systemd",
+  },
+  {
+    pattern: /^\/etc\/systemd\/system\/multi-user\.target\.d\/10-berth\.conf$/,
+    display: "/etc/systemd/system/multi-user.target.d/10-berth.conf",
+    when: "always",
+    readBy: "systemd (what starts at boot; no `systemctl enable`)",
+  },
   {
     pattern: /^\/etc\/systemd\/system\/[^/]+\.mount$/,
     display: "/etc/systemd/system/<mount point, systemd-escaped>.mount",
@@ -372,7 +518,12 @@ export const FILE_DOCS: readonly FileDoc[] = [
     when: "with the mount units above",
     readBy: "systemd (wants every local-storage mount unit at boot)",
   },
-  { pattern: /^\/etc\/systemd\/system\/runtime\.slice$/, display: "/etc/systemd/system/runtime.slice", when: "always", readBy: "systemd (slice of containerd and kubelet)" },
+  {
+    pattern: /^\/etc\/systemd\/system\/runtime\.slice$/,
+    display: "/etc/systemd/system/runtime.slice",
+    when: "always",
+    readBy: "systemd (slice of containerd and kubelet)",
+  },
 ];
 
 function modeString(mode: number): string {

@@ -21,7 +21,20 @@
 //   BERTH_RELEASE_DIR=DIR   write there instead of dist/release
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -68,8 +81,11 @@ function nodeBinary(arch) {
     const tgz = readdirSync(scratch).find((f) => f.endsWith(".tgz"));
     if (!tgz) throw new Error(`npm pack ${name}@${nodeRelease.version} produced no archive`);
     const [algo, want] = integrity.split(/-(.*)/s);
-    const got = createHash(algo).update(readFileSync(path.join(scratch, tgz))).digest("base64");
-    if (got !== want) throw new Error(`${name}@${nodeRelease.version}: integrity ${algo}-${got} does not match packaging/node.json (${integrity})`);
+    const got = createHash(algo)
+      .update(readFileSync(path.join(scratch, tgz)))
+      .digest("base64");
+    if (got !== want)
+      throw new Error(`${name}@${nodeRelease.version}: integrity ${algo}-${got} does not match packaging/node.json (${integrity})`);
     const unpack = path.join(scratch, "unpack");
     mkdirSync(unpack);
     run("tar", ["xzf", path.join(scratch, tgz), "-C", unpack, "package/bin/node", "package/LICENSE"]);
@@ -140,7 +156,9 @@ function buildDeb(stage, arch, work) {
   const tree = path.join(work, `deb-${arch}`);
   run("cp", ["-a", `${stage}/.`, tree]);
   mkdirSync(path.join(tree, "DEBIAN"));
-  const control = readFileSync(path.join(repo, "packaging/deb/control"), "utf8").replaceAll("@VERSION@", VERSION).replaceAll("@ARCH@", ARCH[arch].deb);
+  const control = readFileSync(path.join(repo, "packaging/deb/control"), "utf8")
+    .replaceAll("@VERSION@", VERSION)
+    .replaceAll("@ARCH@", ARCH[arch].deb);
   const size = Math.ceil(statSync(path.join(tree, "usr/bin/berth")).size / 1024) + 64;
   writeFileSync(path.join(tree, "DEBIAN/control"), control.replace(/^(Description:)/m, `Installed-Size: ${size}\n$1`));
   for (const s of ["postinst", "prerm"]) {
@@ -151,7 +169,9 @@ function buildDeb(stage, arch, work) {
   chmodSync(path.join(tree, "DEBIAN"), 0o755);
   clampTimes(tree);
   const out = path.join(work, `berth_${VERSION}_${ARCH[arch].deb}.deb`);
-  run("dpkg-deb", ["--root-owner-group", "-Zzstd", "-z3", "--build", tree, out], { env: { ...process.env, SOURCE_DATE_EPOCH: String(EPOCH) } });
+  run("dpkg-deb", ["--root-owner-group", "-Zzstd", "-z3", "--build", tree, out], {
+    env: { ...process.env, SOURCE_DATE_EPOCH: String(EPOCH) },
+  });
   return out;
 }
 
@@ -159,10 +179,17 @@ function buildRpm(stage, arch, work) {
   const top = path.join(work, `rpm-${arch}`);
   for (const d of ["SPECS", "BUILD", "BUILDROOT", "RPMS", "SOURCES", "SRPMS"]) mkdirSync(path.join(top, d), { recursive: true });
   const spec = path.join(top, "SPECS/berth.spec");
-  writeFileSync(spec, readFileSync(path.join(repo, "packaging/rpm/berth.spec"), "utf8").replaceAll("@VERSION@", VERSION).replaceAll("@STAGE@", stage));
-  run("rpmbuild", ["-bb", "--quiet", "--target", ARCH[arch].rpm, "--define", `_topdir ${top}`, "--define", "_tmppath %{_topdir}/tmp", spec], {
-    env: { ...process.env, SOURCE_DATE_EPOCH: String(EPOCH), TZ: "UTC", LC_ALL: "C" },
-  });
+  writeFileSync(
+    spec,
+    readFileSync(path.join(repo, "packaging/rpm/berth.spec"), "utf8").replaceAll("@VERSION@", VERSION).replaceAll("@STAGE@", stage),
+  );
+  run(
+    "rpmbuild",
+    ["-bb", "--quiet", "--target", ARCH[arch].rpm, "--define", `_topdir ${top}`, "--define", "_tmppath %{_topdir}/tmp", spec],
+    {
+      env: { ...process.env, SOURCE_DATE_EPOCH: String(EPOCH), TZ: "UTC", LC_ALL: "C" },
+    },
+  );
   const name = `berth-${VERSION}-1.${ARCH[arch].rpm}.rpm`;
   return path.join(top, "RPMS", ARCH[arch].rpm, name);
 }
@@ -176,7 +203,19 @@ function buildTarball(stage, arch, work) {
   for (const f of ["copyright", "README.md"]) copyFileSync(path.join(stage, "usr/share/doc/berth", f), path.join(tree, f));
   clampTimes(path.dirname(tree));
   const tar = path.join(work, `${base}.tar`);
-  run("tar", ["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--format=gnu", `--mtime=@${EPOCH}`, "-cf", tar, "-C", path.dirname(tree), base]);
+  run("tar", [
+    "--sort=name",
+    "--owner=0",
+    "--group=0",
+    "--numeric-owner",
+    "--format=gnu",
+    `--mtime=@${EPOCH}`,
+    "-cf",
+    tar,
+    "-C",
+    path.dirname(tree),
+    base,
+  ]);
   run("gzip", ["-n", "-6", "-f", tar]);
   return `${tar}.gz`;
 }
@@ -214,7 +253,8 @@ export async function packageRelease() {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   try {
     const dir = await packageRelease();
-    for (const f of readdirSync(dir).sort()) process.stdout.write(`${String(statSync(path.join(dir, f)).size).padStart(11)}  ${path.relative(repo, path.join(dir, f))}\n`);
+    for (const f of readdirSync(dir).sort())
+      process.stdout.write(`${String(statSync(path.join(dir, f)).size).padStart(11)}  ${path.relative(repo, path.join(dir, f))}\n`);
   } catch (e) {
     const stderr = e && typeof e === "object" && "stderr" in e && e.stderr ? `\n${String(e.stderr).trim()}` : "";
     process.stderr.write(`package: ${e instanceof Error ? e.message : String(e)}${stderr}\n`);

@@ -11,7 +11,7 @@ import type { AgentEvent } from "./decide.ts";
 import { createMetrics, serveStatus, type AgentMetrics, type StatusServer } from "./metrics.ts";
 import { containerdProbe, kubeletProbe, type Probe } from "./probes.ts";
 import { isBootstrapDone, readRunStatus } from "../host/run-status.ts";
-import { parseListenAddress, type ResolvedAgentSettings } from "./settings.ts";
+import { parseListenAddress, type ResolvedAgentSettings } from "../api/agent-settings.ts";
 import { reconnectingSystemd } from "./systemd-reconnect.ts";
 // The constants-only layout module: src/host/cri.ts would load grpc-js into the agent.
 import { CONTAINERD_SOCKET, RUN_STATUS_PATH, UNITS } from "../util/node-layout.ts";

@@ -23,7 +23,7 @@ import type { AgentMetrics } from "./metrics.ts";
 import { errorMessage } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import type { Probe } from "./probes.ts";
-import type { ResolvedAgentSettings } from "./settings.ts";
+import type { ResolvedAgentSettings } from "../api/agent-settings.ts";
 
 export interface ComponentSpec {
   name: ComponentName;

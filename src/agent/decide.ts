@@ -8,7 +8,7 @@
 import type { UnitState } from "../host/systemd.ts";
 import type { LogLevel } from "../util/log.ts";
 import { backoffDelay } from "../util/retry.ts";
-import type { ResolvedAgentSettings } from "./settings.ts";
+import type { ResolvedAgentSettings } from "../api/agent-settings.ts";
 
 export type Health = "unknown" | "healthy" | "failing" | "repairing" | "degraded" | "stopped";
 export const HEALTH_STATES: readonly Health[] = ["unknown", "healthy", "failing", "repairing", "degraded", "stopped"];

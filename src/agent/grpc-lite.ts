@@ -124,7 +124,7 @@ export async function unaryCalls(
 export type PbField = { num: number; wire: number; value: bigint | Buffer };
 
 /** The top-level fields of one protobuf message (varint and length-delimited kept; fixed skipped). */
-export function pbFields(buf: Buffer): PbField[] {
+function pbFields(buf: Buffer): PbField[] {
   const fields: PbField[] = [];
   let i = 0;
   const varint = (): bigint => {

@@ -7,7 +7,7 @@
  * empty slices/maps are dropped. Struct fields come out in declaration order
  * and map keys sorted, as Go writes them.
  */
-import { Document } from "yaml";
+import { Document, isScalar, visit } from "yaml";
 import {
   BERTH_API_VERSION,
   BERTH_KIND,
@@ -77,7 +77,7 @@ function specShape(spec: NodeConfigSpec, shape: Shape): JsonObject {
   struct(instance, "localStorage", localStorage);
   if (nonEmptyMap(inst.environment)) {
     // Inner maps are not omitempty-filtered by Go (they are map values), only sorted.
-    instance["environment"] = sortJson(inst.environment as JsonObject);
+    instance["environment"] = sortJson(inst.environment);
   }
   struct(instance, "network", network);
 
@@ -92,7 +92,7 @@ function specShape(spec: NodeConfigSpec, shape: Shape): JsonObject {
   struct(out, "containerd", containerd);
   struct(out, "instance", instance);
   struct(out, "kubelet", kubelet);
-  if (nonEmptyMap(spec.featureGates)) out["featureGates"] = sortJson(spec.featureGates as JsonObject);
+  if (nonEmptyMap(spec.featureGates)) out["featureGates"] = sortJson(spec.featureGates);
   return out;
 }
 
@@ -127,7 +127,10 @@ function ordered<T extends object>(o: T, keys: ReadonlyArray<keyof T>): JsonObje
 function berthShape(b: BerthSpec): JsonObject {
   const out: JsonObject = {};
   if (b.run) out["run"] = ordered(b.run, RUN_ORDER);
-  if (b.tasks) out["tasks"] = b.tasks.map((t): JsonObject => (t.script !== undefined ? { name: t.name, script: t.script } : { name: t.name, pullImages: [...t.pullImages] }));
+  if (b.tasks)
+    out["tasks"] = b.tasks.map((t): JsonObject =>
+      t.script !== undefined ? { name: t.name, script: t.script } : { name: t.name, pullImages: [...t.pullImages] },
+    );
   if (b.rebootAfterBootstrap !== undefined) out["rebootAfterBootstrap"] = b.rebootAfterBootstrap;
   if (b.agent) out["agent"] = ordered(b.agent, AGENT_ORDER);
   if (b.validation !== undefined) out["validation"] = b.validation;
@@ -137,6 +140,13 @@ function berthShape(b: BerthSpec): JsonObject {
 function yamlDoc(value: JsonObject): string {
   // Written as YAML 1.1 so strings like "yes" or "010" get quoted and read back as strings.
   const doc = new Document(value, { version: "1.1" });
+  // A key "<<" written plainly would read back as a YAML 1.1 merge key: tag it a string so it stays a
+  // key (the yaml library writes a "<<" key plainly whatever its quoting style, unless it is tagged).
+  visit(doc, {
+    Pair(_, pair) {
+      if (isScalar(pair.key) && pair.key.value === "<<") pair.key.tag = "tag:yaml.org,2002:str";
+    },
+  });
   return doc.toString({ lineWidth: 0 });
 }
 
@@ -146,7 +156,9 @@ function yamlDoc(value: JsonObject): string {
  * back to the same merged config.
  */
 export function encodeNodeConfigYaml(merged: MergedConfig): string {
-  const parts = [yamlDoc({ apiVersion: NODECONFIG_API_VERSION, kind: NODECONFIG_KIND, spec: specShape(merged.nodeConfig, { keepEmptyStructs: false }) })];
+  const parts = [
+    yamlDoc({ apiVersion: NODECONFIG_API_VERSION, kind: NODECONFIG_KIND, spec: specShape(merged.nodeConfig, { keepEmptyStructs: false }) }),
+  ];
   const berth = berthShape(merged.berth);
   if (Object.keys(berth).length > 0) parts.push(yamlDoc({ apiVersion: BERTH_API_VERSION, kind: BERTH_KIND, spec: berth }));
   return parts.map((p) => `---\n${p}`).join("");

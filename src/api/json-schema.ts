@@ -5,7 +5,8 @@
  * them in sync).
  */
 import * as z from "zod";
-import { berthConfigDocumentSchema, nodeConfigDocumentSchema, taskSchema } from "./schema.ts";
+import { berthConfigDocumentSchema, taskSchema } from "./berth-schema.ts";
+import { nodeConfigDocumentSchema } from "./schema.ts";
 import type { JsonObject } from "./types.ts";
 
 const BASE = "https://berth.dev/schema";

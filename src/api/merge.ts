@@ -1,24 +1,8 @@
 /**
- * Merge config documents in source order, with nodeadm's per-field rules:
- *
- * - scalars: a later non-empty value wins (an empty string does not override,
- *   as with nodeadm's mergo.WithOverride; `false` does, since enableOutpost is a pointer);
- * - `kubelet.flags`: APPEND (kubelet's flag parser gives later flags precedence);
- * - `kubelet.config`, `containerd.baseRuntimeSpec`: deep-merge of JSON objects,
- *   later wins per leaf (including "", 0, false, null), arrays REPLACE;
- * - `containerd.config`: TOML deep-merge (tables merge, later wins, arrays
- *   replace), re-serialised. The result is ALWAYS canonical TOML (keys sorted
- *   as go-toml sorts map keys; smol-toml's stringify: blank line between
- *   tables, double-quoted strings) even with
- *   one source, which is what nodeadm writes to its config cache
- *   (cases/config-cache/cached-config-2.json) and keeps merging associative;
- * - other lists (nameservers, domains, disabledMounts) replace when the later one is non-empty;
- * - maps merge per key: `featureGates`; `instance.environment` per service, then per variable.
- *
- * BerthConfig documents merge among themselves the same way; `tasks` are
- * upserted by name: a later task with an existing name replaces it in place,
- * new names are appended in order. So a drop-in can add or override one task
- * without restating the list.
+ * Merge config documents in source order with nodeadm's per-field rules
+ * (the table in docs/config.md, "Merging"): later non-empty scalars win,
+ * kubelet flags append, JSON and TOML deep-merge, BerthConfig tasks upsert
+ * by name. Pure; never validates (validate.ts runs on the result).
  */
 import type {
   AgentSettings,
@@ -37,15 +21,8 @@ import type {
   RunSettings,
   Task,
 } from "./types.ts";
-import { canonicalTomlText, mergeTomlText } from "../render/toml.ts";
+import { canonicalTomlText, mergeTomlText } from "../util/toml.ts";
 import { deepMerge, hasOwn, setOwn, type PlainObject } from "../util/json.ts";
-
-/**
- * `containerd.config` TOML texts: deep-merged, canonical (sorted keys,
- * smol-toml's layout). Implemented once in render/toml.ts; exported here under
- * the names the API has always had.
- */
-export { canonicalTomlText as canonicalToml, mergeTomlText as mergeToml };
 
 /** JSON deep merge: objects merge recursively, everything else (arrays and null included) is replaced by `b`. */
 export function mergeJson(a: JsonObject, b: JsonObject): JsonObject {
@@ -110,7 +87,11 @@ function mergeEnvironment(a: EnvironmentOptions | undefined, b: EnvironmentOptio
 
 function mergeInstance(a: InstanceOptions = {}, b: InstanceOptions = {}): InstanceOptions {
   const ls = (x: LocalStorageOptions = {}, y: LocalStorageOptions = {}): LocalStorageOptions =>
-    compact({ strategy: pick(x.strategy, y.strategy), mountPath: pick(x.mountPath, y.mountPath), disabledMounts: list(x.disabledMounts, y.disabledMounts) });
+    compact({
+      strategy: pick(x.strategy, y.strategy),
+      mountPath: pick(x.mountPath, y.mountPath),
+      disabledMounts: list(x.disabledMounts, y.disabledMounts),
+    });
   const net = (x: NetworkOptions = {}, y: NetworkOptions = {}): NetworkOptions =>
     compact({ nameservers: list(x.nameservers, y.nameservers), domains: list(x.domains, y.domains) });
   return compact({
@@ -152,8 +133,8 @@ function mergeTasks(a: Task[] | undefined, b: Task[] | undefined): Task[] | unde
 
 /** Merge two BerthConfig specs, `b` later. */
 export function mergeBerthSpecs(a: BerthSpec, b: BerthSpec): BerthSpec {
-  const run = a.run || b.run ? (compact({ ...(a.run ?? {}), ...(b.run ?? {}) }) as RunSettings) : undefined;
-  const agent = a.agent || b.agent ? (compact({ ...(a.agent ?? {}), ...(b.agent ?? {}) }) as AgentSettings) : undefined;
+  const run = a.run || b.run ? compact<RunSettings>({ ...(a.run ?? {}), ...(b.run ?? {}) }) : undefined;
+  const agent = a.agent || b.agent ? compact<AgentSettings>({ ...(a.agent ?? {}), ...(b.agent ?? {}) }) : undefined;
   if (run && b.run?.sandboxImageArchive === "" && a.run?.sandboxImageArchive) run.sandboxImageArchive = a.run.sandboxImageArchive;
   return compact({
     run,

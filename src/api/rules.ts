@@ -1,11 +1,13 @@
 /**
  * Field rules that validation (schema.ts, validate.ts) enforces and renderers
  * rely on, each defined once so `berth config check` and `berth init` apply
- * the very same rule. Pure predicates (node:net only): renderers import them
- * for their own guards without loading the schema.
+ * the very same rule. Pure (node:net only): renderers import them for their
+ * own guards without loading the schema.
  */
 
 import { isIPv4, isIPv6 } from "node:net";
+import type { BerthError, Result } from "../util/result.ts";
+import type { Task } from "./types.ts";
 
 /** `address/prefix`, IPv4 or IPv6 (no zone). */
 export function isCidr(s: string): boolean {
@@ -107,4 +109,83 @@ export const TASK_NAME = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 const IMAGE_REF = /^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$/;
 export function isImageReference(v: string): boolean {
   return IMAGE_REF.test(v);
+}
+
+/**
+ * The same task rules as a list of errors, for callers that hold a BerthSpec
+ * without having run the schema (the units renderer guards with it).
+ */
+export function taskErrors(tasks: readonly Task[]): BerthError[] {
+  const errors: BerthError[] = [];
+  const seen = new Set<string>();
+  tasks.forEach((t, i) => {
+    const at = `berth.tasks[${i}]`;
+    if (!TASK_NAME.test(t.name)) {
+      errors.push({
+        code: "config.task-name",
+        message: `task name ${JSON.stringify(t.name)} cannot name a unit`,
+        where: { path: `${at}.name` },
+        hint: "use lower-case letters, digits and '-', starting and ending with a letter or digit (at most 63 characters)",
+      });
+    } else if (seen.has(t.name)) {
+      errors.push({
+        code: "config.task-duplicate",
+        message: `task name "${t.name}" is used twice`,
+        where: { path: `${at}.name` },
+        hint: "give every task its own name",
+      });
+    }
+    seen.add(t.name);
+    if (t.pullImages !== undefined) {
+      if (t.pullImages.length === 0) {
+        errors.push({
+          code: "config.task-empty",
+          message: `task "${t.name}" has an empty pullImages list`,
+          where: { path: `${at}.pullImages` },
+          hint: "list at least one image, or remove the task",
+        });
+      }
+      t.pullImages.forEach((img, j) => {
+        if (!isImageReference(img)) {
+          errors.push({
+            code: "config.task-image",
+            message: `${JSON.stringify(img)} is not an image reference`,
+            where: { path: `${at}.pullImages[${j}]` },
+            hint: "write it as registry/repository:tag or registry/repository@sha256:digest",
+          });
+        }
+      });
+    } else if (t.script === undefined || t.script.trim() === "") {
+      errors.push({
+        code: "config.task-empty",
+        message: `task "${t.name}" has neither pullImages nor a script`,
+        where: { path: at },
+        hint: "set pullImages (a list of images) or script (a shell script)",
+      });
+    }
+  });
+  return errors;
+}
+
+/** maxPods is an int32 in KubeletConfiguration. */
+export const MAX_INT32 = 2_147_483_647;
+
+/** Variables a maxPodsExpression may use; names are nodeadm's, so existing expressions keep working. */
+export interface MaxPodsVariables {
+  default_enis: number;
+  ips_per_eni: number;
+  /** The standard ENI-formula value, so `max_pods + 2` style tweaks work. */
+  max_pods: number;
+}
+
+/** Evaluates a maxPodsExpression (CEL; src/render/max-pods.ts builds one) against the variables; a value or an error, never throws. */
+export interface MaxPodsEvaluator {
+  /**
+   * What can be checked while the variables are unknown (`config check`, an
+   * instance type without ENI limits): the syntax, and what fails whatever
+   * their values — an unknown variable, mismatched types, a result that is
+   * no integer. Whether the result is in range depends on the instance.
+   */
+  check(expression: string): Result<void>;
+  evaluate(expression: string, vars: MaxPodsVariables): Result<number>;
 }

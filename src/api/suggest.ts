@@ -55,7 +55,8 @@ export function suggest(input: string, candidates: readonly string[]): string | 
       const d = editDistance(fi, fc);
       const limit = Math.min(3, Math.max(1, Math.floor(Math.max(fi.length, fc.length) / 3)));
       if (d <= limit) score = d;
-      else if (Math.min(fi.length, fc.length) >= 3 && (fi.startsWith(fc) || fc.startsWith(fi) || fi.endsWith(fc) || fc.endsWith(fi))) score = 10 + Math.abs(fi.length - fc.length);
+      else if (Math.min(fi.length, fc.length) >= 3 && (fi.startsWith(fc) || fc.startsWith(fi) || fi.endsWith(fc) || fc.endsWith(fi)))
+        score = 10 + Math.abs(fi.length - fc.length);
       else continue;
     }
     if (score < bestScore) {

@@ -77,9 +77,7 @@ export interface NodeConfigSpec {
 }
 
 /** A post-bootstrap task, rendered as an ordered oneshot unit. */
-export type Task =
-  | { name: string; pullImages: string[]; script?: undefined }
-  | { name: string; script: string; pullImages?: undefined };
+export type Task = { name: string; pullImages: string[]; script?: undefined } | { name: string; script: string; pullImages?: undefined };
 
 export interface AgentSettings {
   /** Probe interval while healthy, ms. */
@@ -126,8 +124,7 @@ export interface BerthSpec {
 
 /** One decoded document with where it came from, in source order. */
 export type ConfigDocument =
-  | { kind: "NodeConfig"; source: string; spec: NodeConfigSpec }
-  | { kind: "BerthConfig"; source: string; spec: BerthSpec };
+  { kind: "NodeConfig"; source: string; spec: NodeConfigSpec } | { kind: "BerthConfig"; source: string; spec: BerthSpec };
 
 /** The merged result of every source. */
 export interface MergedConfig {

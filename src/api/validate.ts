@@ -6,10 +6,10 @@
  */
 import { fail, ok, type BerthError, type Location, type Result } from "../util/result.ts";
 import type { MergedConfig } from "./types.ts";
-import { resolveAgentSettings } from "../agent/settings.ts";
-import { parseToml } from "../render/toml.ts";
-import { userConfigSchema } from "../render/containerd.ts";
-import type { MaxPodsEvaluator } from "../render/max-pods.ts";
+import { resolveAgentSettings } from "./agent-settings.ts";
+import { parseToml } from "../util/toml.ts";
+import { userConfigSchema } from "./containerd-config.ts";
+import type { MaxPodsEvaluator } from "./rules.ts";
 
 export interface ValidateOptions {
   /**
@@ -23,7 +23,11 @@ export interface ValidateOptions {
 
 const REQUIRED: ReadonlyArray<{ field: "name" | "apiServerEndpoint" | "certificateAuthority" | "cidr"; what: string; example: string }> = [
   { field: "name", what: "the cluster name", example: "name: my-cluster" },
-  { field: "apiServerEndpoint", what: "the API server endpoint", example: "apiServerEndpoint: https://ABCD.gr7.us-west-2.eks.amazonaws.com" },
+  {
+    field: "apiServerEndpoint",
+    what: "the API server endpoint",
+    example: "apiServerEndpoint: https://ABCD.gr7.us-west-2.eks.amazonaws.com",
+  },
   { field: "certificateAuthority", what: "the cluster CA (base64)", example: "certificateAuthority: LS0tLS1CRUdJTi..." },
   { field: "cidr", what: "the service CIDR", example: "cidr: 10.100.0.0/16" },
 ];
@@ -53,13 +57,17 @@ export function validateConfig(merged: MergedConfig, opts: ValidateOptions = {})
         code: "config.missing-field",
         message: `${r.what} (spec.cluster.${r.field}) is missing after merging ${describeSources(merged.sources)}`,
         where: where(`spec.cluster.${r.field}`),
-        hint: `set it under spec.cluster in one of the sources, e.g. \`${r.example}\`${r.field === "name" ? " (check for misspelled keys)" : ""}`,
+        hint:
+          `set it under spec.cluster in one of the sources, e.g. ` +
+          `\`${r.example}\`${r.field === "name" ? " (check for misspelled keys)" : ""}`,
       });
   }
   if (cluster.enableOutpost === true && !cluster.id)
     errors.push({
       code: "config.missing-field",
-      message: `the cluster ID (spec.cluster.id) is required when spec.cluster.enableOutpost is true, and is missing after merging ${describeSources(merged.sources)}`,
+      message:
+        `the cluster ID (spec.cluster.id) is required when spec.cluster.enableOutpost is true, and is missing after ` +
+        `merging ${describeSources(merged.sources)}`,
       where: where("spec.cluster.id"),
       hint: "set spec.cluster.id to the Outposts local cluster's ID, or remove enableOutpost",
     });
@@ -70,7 +78,12 @@ export function validateConfig(merged: MergedConfig, opts: ValidateOptions = {})
     const parsed = parseToml(toml);
     const us = parsed.ok ? userConfigSchema(parsed.value) : undefined;
     if (!parsed.ok)
-      errors.push({ code: "config.invalid-toml", message: `spec.containerd.config is not valid TOML after merging ${describeSources(merged.sources)}: ${parsed.message}`, where: where("spec.containerd.config"), hint: "fix the TOML in the sources" });
+      errors.push({
+        code: "config.invalid-toml",
+        message: `spec.containerd.config is not valid TOML after merging ${describeSources(merged.sources)}: ${parsed.message}`,
+        where: where("spec.containerd.config"),
+        hint: "fix the TOML in the sources",
+      });
     else if (us && !us.ok) for (const e of us.errors) errors.push({ ...e, where: where(e.where?.path ?? "spec.containerd.config") });
   }
   const expression = merged.nodeConfig.kubelet?.maxPodsExpression;
@@ -85,6 +98,10 @@ export function validateConfig(merged: MergedConfig, opts: ValidateOptions = {})
   const agent = resolveAgentSettings(merged.berth.agent);
   if (!agent.ok)
     for (const e of agent.errors)
-      errors.push({ ...e, message: `${e.message} after merging ${describeSources(merged.sources)}`, where: where(e.where?.path ?? "spec.agent") });
+      errors.push({
+        ...e,
+        message: `${e.message} after merging ${describeSources(merged.sources)}`,
+        where: where(e.where?.path ?? "spec.agent"),
+      });
   return errors.length ? fail(...errors) : ok(merged);
 }

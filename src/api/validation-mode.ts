@@ -15,7 +15,7 @@ import type { BerthError } from "../util/result.ts";
 import type { ConfigDocument, ValidationMode } from "./types.ts";
 
 /** Error codes for input nodeadm drops without a word (decode.ts reports them). */
-export const DROPPABLE_CODES: ReadonlySet<string> = new Set(["config.unknown-field", "config.unknown-feature-gate"]);
+const DROPPABLE_CODES: ReadonlySet<string> = new Set(["config.unknown-field", "config.unknown-feature-gate"]);
 
 export const isDroppable = (e: BerthError): boolean => DROPPABLE_CODES.has(e.code);
 

@@ -45,7 +45,7 @@ export function at(ctx: DocContext, offset: number, path?: readonly PropertyKey[
   return loc;
 }
 
-export function resolve(ctx: DocContext, node: unknown): unknown {
+function resolveAlias(ctx: DocContext, node: unknown): unknown {
   // An alias points at its anchor (found by checkStructure, which also refused cycles).
   return isAlias(node) ? ctx.aliases.get(node) : node;
 }
@@ -80,7 +80,7 @@ export function locate(ctx: DocContext, path: readonly PropertyKey[]): Found {
   let node: Node | undefined = ctx.doc.contents ?? undefined;
   let key: Node | undefined;
   for (const seg of path) {
-    const cur = resolve(ctx, node);
+    const cur = resolveAlias(ctx, node);
     if (isMap(cur)) {
       const pair = pairsByKey(ctx, cur).get(String(seg));
       if (!pair) return { node, key, complete: false };

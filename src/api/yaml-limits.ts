@@ -105,7 +105,9 @@ export function parseStream(
       code: "config.too-large",
       message: `the configuration is ${count(bytes)} bytes; berth reads at most ${count(limits.bytes)} bytes from one source`,
       where: { source },
-      hint: "check that this is the intended file or user data: a NodeConfig is a few KiB (its largest field, the base64 CA bundle, is a few KiB too)",
+      hint:
+        "check that this is the intended file or user data: a NodeConfig is a few KiB (its largest field, the base64 CA " +
+        "bundle, is a few KiB too)",
     });
   if (countScalars(text, limits.values) > limits.values)
     return fail({
@@ -138,7 +140,11 @@ export function parseStream(
 
 // ---------------------------------------------------------------- one pass over a parsed document
 
-/** A node on checkStructure's stack: entered (anchor recorded, children pushed), later left. Its path is a link to its parent's entry, built only for a message. */
+/**
+ * A node on checkStructure's stack: entered (anchor recorded, children
+ * pushed), later left. Its path is a link to its parent's entry, built only
+ * for a message.
+ */
 interface Entry {
   node: Node;
   parent: Entry | undefined;

@@ -10,7 +10,7 @@ import { errorMessage, toBerthErrors } from "../util/errors.ts";
 import { createLogger, LOG_LEVELS } from "../util/log.ts";
 import { CONFIG_SOURCE_OPTION, EXIT_FAIL, EXIT_OK, parseCommand, printErrors, usageError } from "./args.ts";
 
-export const AGENT_HELP = `Usage: berth agent [options]
+const AGENT_HELP = `Usage: berth agent [options]
 
 Probe containerd and kubelet, repair them with RestartUnit (with backoff and
 a restart budget), serve /metrics and /status, log one JSON line per event.
@@ -32,7 +32,7 @@ Options:
 Settings (spec.agent) and their defaults: docs/agent.md.
 `;
 
-const OPTIONS = {
+const AGENT_OPTIONS = {
   ...CONFIG_SOURCE_OPTION,
   "config-cache": { type: "string" },
   listen: { type: "string" },
@@ -46,7 +46,11 @@ const OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-async function loadAgentSettings(sources: string[], cachePath: string | undefined, root: HostRoot): Promise<Result<AgentSettings | undefined>> {
+async function loadAgentSettings(
+  sources: string[],
+  cachePath: string | undefined,
+  root: HostRoot,
+): Promise<Result<AgentSettings | undefined>> {
   if (sources.length === 0 && cachePath === undefined) return { ok: true, value: undefined };
   const [{ resolveConfig }, { lazyImds }] = await Promise.all([import("../sources/cache.ts"), import("../phases/config.ts")]);
   try {
@@ -60,18 +64,20 @@ async function loadAgentSettings(sources: string[], cachePath: string | undefine
 }
 
 export async function agentCommand(argv: string[]): Promise<number> {
-  const p = parseCommand(argv, OPTIONS, "agent", AGENT_HELP);
+  const p = parseCommand(argv, AGENT_OPTIONS, "agent", AGENT_HELP);
   if (typeof p === "number") return p;
   const v = p.values;
   const level = v["log-level"] ?? "info";
   if (!LOG_LEVELS.some((l) => l === level)) return usageError(`unknown log level '${level}' (${LOG_LEVELS.join(", ")})`, "agent");
   const root = new HostRoot(v.root ?? "/");
 
-  const { resolveAgentSettings } = await import("../agent/settings.ts");
+  const { resolveAgentSettings } = await import("../api/agent-settings.ts");
   const loaded = await loadAgentSettings(v["config-source"] ?? [], v["config-cache"], root);
   // A config that says something wrong is an error; an unreadable source is
   // not: a node with a broken IMDS still deserves a health agent (defaults).
-  const bad = loaded.ok ? [] : loaded.errors.filter((e) => e.code.startsWith("config.") && e.code !== "config.none" && e.code !== "config.resolve");
+  const bad = loaded.ok
+    ? []
+    : loaded.errors.filter((e) => e.code.startsWith("config.") && e.code !== "config.none" && e.code !== "config.resolve");
   if (bad.length) return printErrors(bad);
   const over: AgentSettings = { ...(loaded.ok ? loaded.value : {}) };
   if (v.listen !== undefined) over.listenAddress = v.listen;
@@ -82,7 +88,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const log = await createLogger({ app: "berth-agent", level, to: "stdout", sync: false });
   if (!loaded.ok) {
     for (const e of loaded.errors) {
-      log.warn({ event: "agent.config-unavailable", component: "agent", code: e.code, cause: e.message }, `using default agent settings: ${e.message}`);
+      log.warn(
+        { event: "agent.config-unavailable", component: "agent", code: e.code, cause: e.message },
+        `using default agent settings: ${e.message}`,
+      );
     }
   }
 
@@ -101,7 +110,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
   } catch (e) {
     return printErrors(toBerthErrors(e, "agent.start", "the agent could not start", "is the listen address free and is berth root?"));
   }
-  log.info({ event: "agent.listening", component: "agent", address: running.address ?? null }, `serving /metrics and /status on ${running.address}`);
+  log.info(
+    { event: "agent.listening", component: "agent", address: running.address ?? null },
+    `serving /metrics and /status on ${running.address}`,
+  );
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const on = (s: NodeJS.Signals) => {

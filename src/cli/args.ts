@@ -55,11 +55,17 @@ export function usageError(message: string, command: string): number {
  */
 export function refuseNonRoot(writesHost: boolean, why: string, rootHint: string): number | undefined {
   if (!writesHost || typeof process.getuid !== "function" || process.getuid() === 0) return undefined;
-  return printErrors([{ code: "cli.not-root", message: `${why}, so it must run as root`, hint: `run it as root (sudo), or use --root DIR to ${rootHint}, or --dry-run to see what would change` }]);
+  return printErrors([
+    {
+      code: "cli.not-root",
+      message: `${why}, so it must run as root`,
+      hint: `run it as root (sudo), or use --root DIR to ${rootHint}, or --dry-run to see what would change`,
+    },
+  ]);
 }
 
 /** How many errors are printed at most; hostile input can produce one per key of a huge map. */
-export const MAX_PRINTED_ERRORS = 20;
+const MAX_PRINTED_ERRORS = 20;
 
 /**
  * Print the errors the way berth prints errors — the first MAX_PRINTED_ERRORS

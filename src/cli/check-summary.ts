@@ -14,7 +14,7 @@ export const MERGED_ROW = "(the merged configuration)";
 const MODE_ORIGIN = { flag: "from --validate", setting: "from BerthConfig spec.validation", default: "the default" } as const;
 
 /** The file a text or problem belongs to: a user-data or MIME part name without its part suffix. */
-export function fileOfSource(source: string | undefined): string {
+function fileOfSource(source: string | undefined): string {
   if (source === undefined) return MERGED_ROW;
   return source.replace(/ \(MIME part \d+ of \d+\)$/, "");
 }

@@ -79,7 +79,12 @@ type Format = (typeof FORMATS)[number];
  * ride along under "berth" (as in berth's config cache) only when set.
  */
 function dumpJson(config: MergedConfig, toNodeadmJson: (s: MergedConfig["nodeConfig"]) => JsonObject): string {
-  const doc: JsonObject = { kind: NODECONFIG_KIND, apiVersion: NODECONFIG_API_VERSION, metadata: { creationTimestamp: null }, spec: toNodeadmJson(config.nodeConfig) };
+  const doc: JsonObject = {
+    kind: NODECONFIG_KIND,
+    apiVersion: NODECONFIG_API_VERSION,
+    metadata: { creationTimestamp: null },
+    spec: toNodeadmJson(config.nodeConfig),
+  };
   if (Object.values(config.berth).some((x) => x !== undefined)) {
     doc["berth"] = { kind: BERTH_KIND, apiVersion: BERTH_API_VERSION, spec: sortKeys(config.berth as JsonValue) };
   }
@@ -91,7 +96,7 @@ interface ResolveOptions {
   onSources: (report: SourcesReport) => void;
 }
 
-async function resolve(
+async function loadMergedConfig(
   sources: string[],
   cachePath: string | undefined,
   root: HostRoot,
@@ -119,7 +124,7 @@ export async function checkCommand(args: string[]): Promise<number> {
   const sources = p.values["config-source"]?.length ? p.values["config-source"] : [DEFAULT_CONFIG_SOURCE];
   let report: SourcesReport | undefined;
   // resolveConfig decodes (in the validation mode), merges and validates.
-  const r = await resolve(sources, undefined, new HostRoot(p.values.root ?? "/"), {
+  const r = await loadMergedConfig(sources, undefined, new HostRoot(p.values.root ?? "/"), {
     validation,
     onSources: (rep) => {
       report = rep;
@@ -142,17 +147,19 @@ export async function dumpCommand(args: string[]): Promise<number> {
   if (typeof p === "number") return p;
   const outFlag = p.values.output;
   const cfgOut = p.values["config-output"];
-  if (outFlag !== undefined && cfgOut !== undefined && outFlag !== cfgOut) return usageError(`-o ${outFlag} and --config-output ${cfgOut} disagree; give one of them`, "config dump");
+  if (outFlag !== undefined && cfgOut !== undefined && outFlag !== cfgOut)
+    return usageError(`-o ${outFlag} and --config-output ${cfgOut} disagree; give one of them`, "config dump");
   const format = (p.values.format ?? "json") as Format;
   if (!FORMATS.includes(format)) return usageError(`unknown --format '${p.values.format}' (expected json or yaml)`, "config dump");
   const cache = p.values["config-cache"];
-  if (cache !== undefined && !cache.startsWith("/")) return usageError(`--config-cache must be an absolute path on the node, not '${cache}'`, "config dump");
+  if (cache !== undefined && !cache.startsWith("/"))
+    return usageError(`--config-cache must be an absolute path on the node, not '${cache}'`, "config dump");
   const sources = p.values["config-source"]?.length ? p.values["config-source"] : [DEFAULT_CONFIG_SOURCE];
   const validation = validationFlag(p.values.validate, "config dump");
   if (typeof validation === "number") return validation;
   // In warn mode the dropped fields are said on stderr and are not in the dump.
   const onSources = (rep: SourcesReport): void => printWarnings(rep.warnings);
-  const r = await resolve(sources, p.values["config-cache"], new HostRoot(p.values.root ?? "/"), { validation, onSources });
+  const r = await loadMergedConfig(sources, p.values["config-cache"], new HostRoot(p.values.root ?? "/"), { validation, onSources });
   if (!r.ok) return printErrors(r.errors);
   const { encodeNodeConfigYaml, toNodeadmJson } = await import("../api/encode.ts");
   const text = format === "yaml" ? encodeNodeConfigYaml(r.value) : dumpJson(r.value, toNodeadmJson);
@@ -165,7 +172,15 @@ export async function dumpCommand(args: string[]): Promise<number> {
     await mkdir(path.dirname(path.resolve(out)), { recursive: true });
     await writeFile(out, text, { mode: 0o644 });
   } catch (e) {
-    return printErrors([{ code: "cli.output", message: `could not write ${out}: ${errorMessage(e)}`, where: { source: out }, hint: "check that the directory is writable", cause: e }]);
+    return printErrors([
+      {
+        code: "cli.output",
+        message: `could not write ${out}: ${errorMessage(e)}`,
+        where: { source: out },
+        hint: "check that the directory is writable",
+        cause: e,
+      },
+    ]);
   }
   process.stderr.write(`configuration written to ${out}\n`);
   return EXIT_OK;

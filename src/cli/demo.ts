@@ -14,7 +14,7 @@ import { printApplyReport } from "./output.ts";
 import { berthExecutable } from "./self.ts";
 import { toBerthErrors } from "../util/errors.ts";
 
-export const DEMO_HELP = `Usage: berth demo [options]
+const DEMO_HELP = `Usage: berth demo [options]
 
 Runs the config phase of the example NodeConfig (data/example-nodeconfig.yaml)
 into a fresh scratch root under the OS temp directory, against berth's
@@ -28,8 +28,7 @@ Options:
   -h, --help               this help
 `;
 
-/** Exported for the startup snapshot's warm-up (src/cli/snapshot.ts). */
-export const DEMO_OPTIONS = {
+const DEMO_OPTIONS = {
   "config-source": { type: "string", short: "c", multiple: true },
   root: { type: "string" },
   "dry-run": { type: "boolean" },
@@ -51,7 +50,8 @@ export async function demoCommand(args: string[]): Promise<number> {
   const p = parseCommand(args, DEMO_OPTIONS, "demo", DEMO_HELP);
   if (typeof p === "number") return p;
   const userSources = p.values["config-source"] ?? [];
-  if (userSources.some((s) => !s.startsWith("file://"))) return usageError("the demo reads file:// sources only (it never talks to IMDS)", "demo");
+  if (userSources.some((s) => !s.startsWith("file://")))
+    return usageError("the demo reads file:// sources only (it never talks to IMDS)", "demo");
 
   const rootDir = p.values.root ?? (await mkdtemp(path.join(tmpdir(), "berth-demo-")));
   const root = new HostRoot(rootDir);
@@ -66,7 +66,12 @@ export async function demoCommand(args: string[]): Promise<number> {
     sources = [`file://${path.relative(process.cwd(), file)}`];
   }
   try {
-    return await demoRun(sources, exampleDir ? `the embedded example (${EXAMPLE_NAME})` : sources.join(", "), root, p.values["dry-run"] ?? false);
+    return await demoRun(
+      sources,
+      exampleDir ? `the embedded example (${EXAMPLE_NAME})` : sources.join(", "),
+      root,
+      p.values["dry-run"] ?? false,
+    );
   } finally {
     if (exampleDir) await rm(exampleDir, { recursive: true, force: true });
   }
@@ -78,9 +83,17 @@ async function demoRun(sources: string[], label: string, root: HostRoot, dryRun:
   try {
     facts = { ok: true, value: await demoFacts() };
   } catch (e) {
-    return printErrors(toBerthErrors(e, "demo.facts", "the embedded demo profile is unusable", "this is a bug in berth's build; please report it"));
+    return printErrors(
+      toBerthErrors(e, "demo.facts", "the embedded demo profile is unusable", "this is a bug in berth's build; please report it"),
+    );
   }
-  process.stdout.write(`berth demo: config phase of ${label}\n  instance: ${facts.value.instance.type} ${facts.value.instance.id} (${facts.value.instance.region}), ${facts.value.cpus} CPUs, kubelet ${facts.value.kubeletVersion}, containerd ${facts.value.containerdVersion} (embedded demo profile)\n  root: ${root.dir}\n`);
+  const f = facts.value;
+  process.stdout.write(
+    `berth demo: config phase of ${label}\n` +
+      `  instance: ${f.instance.type} ${f.instance.id} (${f.instance.region}), ${f.cpus} CPUs, ` +
+      `kubelet ${f.kubeletVersion}, containerd ${f.containerdVersion} (embedded demo profile)\n` +
+      `  root: ${root.dir}\n`,
+  );
   const r = await runConfigPhase({
     sources,
     root,

@@ -1,5 +1,4 @@
 /** `berth init`: the config phase, then the run phase (nodeadm's words and flags). */
-import { parseArgs } from "node:util";
 import type { BerthLock } from "../host/lock.ts";
 import { HostRoot } from "../host/root.ts";
 import {
@@ -17,7 +16,7 @@ import {
 import { printApplyReport } from "./output.ts";
 import { berthExecutable } from "./self.ts";
 
-export const INIT_HELP = `Usage: berth init [options]
+const INIT_HELP = `Usage: berth init [options]
 
 Bootstrap this node: the config phase writes kubelet, containerd and systemd
 files from the NodeConfig and the node's facts; the run phase starts
@@ -44,7 +43,7 @@ Environment:
                            lock on the root (default 600000, 10 minutes)
 `;
 
-const OPTIONS = {
+const INIT_OPTIONS = {
   ...CONFIG_SOURCE_OPTION,
   skip: { type: "string", short: "s", multiple: true },
   "config-cache": { type: "string" },
@@ -59,29 +58,10 @@ const DAEMONS = new Set(["containerd", "kubelet"]);
 
 const PHASES = new Set(["config", "run"]);
 
-/**
- * Whether these `init` arguments go on to the run phase (no `--skip run`, no
- * `--dry-run`, no `--help`). The startup snapshot (src/cli/snapshot.ts) holds
- * the config phase only and hands such invocations to the full bundle.
- * Unparsable arguments answer false: the caller reports the usage error itself.
- */
-export function initWantsRunPhase(args: string[]): boolean {
-  let v;
-  try {
-    v = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true }).values;
-  } catch {
-    return false;
-  }
-  if (v.help || v["dry-run"]) return false;
-  return !(v.skip ?? []).some((s) => s.split(",").includes("run"));
-}
-
-export async function initCommand(args: string[]): Promise<number> {
-  const p = parseCommand(args, OPTIONS, "init", INIT_HELP);
-  if (typeof p === "number") return p;
-  const v = p.values;
+/** `--skip` and `--daemon`: the phases to skip, or the exit status of a usage error (printed). */
+function skippedPhases(skipArgs: string[], daemonArgs: string[]): Set<string> | number {
   const skip = new Set<string>();
-  for (const s of v.skip ?? []) {
+  for (const s of skipArgs) {
     for (const phase of s.split(",")) {
       if (!PHASES.has(phase)) return usageError(`unknown phase '${phase}' for --skip (expected config or run)`, "init");
       skip.add(phase);
@@ -91,7 +71,7 @@ export async function initCommand(args: string[]): Promise<number> {
   // and run phase are one unit (the kubelet's files name containerd's socket and
   // cgroup driver), so a subset is refused rather than half-done.
   const daemons = new Set<string>();
-  for (const d of v.daemon ?? []) {
+  for (const d of daemonArgs) {
     for (const name of d.split(",")) {
       if (!DAEMONS.has(name)) return usageError(`unknown daemon '${name}' for --daemon (nodeadm's names: containerd, kubelet)`, "init");
       daemons.add(name);
@@ -101,13 +81,29 @@ export async function initCommand(args: string[]): Promise<number> {
     return printErrors([
       {
         code: "cli.daemon-unsupported",
-        message: `--daemon ${[...daemons].join(",")}: berth does not configure or run one daemon alone (nodeadm offers this for testing only)`,
-        hint: "drop --daemon: berth init always configures and starts both containerd and kubelet; berth-agent.service keeps them healthy afterwards",
+        message:
+          `--daemon ${[...daemons].join(",")}: berth does not configure or run one daemon alone (nodeadm offers this ` +
+          `for testing only)`,
+        hint:
+          "drop --daemon: berth init always configures and starts both containerd and kubelet; berth-agent.service keeps " +
+          "them healthy afterwards",
       },
     ]);
   }
+  return skip;
+}
+
+export async function initCommand(args: string[]): Promise<number> {
+  const p = parseCommand(args, INIT_OPTIONS, "init", INIT_HELP);
+  if (typeof p === "number") return p;
+  const v = p.values;
+  const skip = skippedPhases(v.skip ?? [], v.daemon ?? []);
+  if (typeof skip === "number") return skip;
   if (v["config-cache"] !== undefined && !v["config-cache"].startsWith("/")) {
-    return usageError(`--config-cache must be an absolute path on the node (like /run/eks/nodeadm/config.json), not '${v["config-cache"]}'`, "init");
+    return usageError(
+      `--config-cache must be an absolute path on the node (like /run/eks/nodeadm/config.json), not '${v["config-cache"]}'`,
+      "init",
+    );
   }
   const validation = validationFlag(v.validate, "init");
   if (typeof validation === "number") return validation;
@@ -115,7 +111,11 @@ export async function initCommand(args: string[]): Promise<number> {
   const sources = v["config-source"]?.length ? v["config-source"] : [DEFAULT_CONFIG_SOURCE];
   const dryRun = v["dry-run"] ?? false;
 
-  const notRoot = refuseNonRoot(root.isHost && !dryRun, "berth init writes system files under / and manages systemd units", "write into a scratch root");
+  const notRoot = refuseNonRoot(
+    root.isHost && !dryRun,
+    "berth init writes system files under / and manages systemd units",
+    "write into a scratch root",
+  );
   if (notRoot !== undefined) return notRoot;
 
   // A dry run changes nothing, so there is nothing for the run phase to start.
@@ -128,7 +128,11 @@ export async function initCommand(args: string[]): Promise<number> {
     const { acquireLock, lockTimeoutFromEnv } = await import("../host/lock.ts");
     const timeout = lockTimeoutFromEnv(process.env);
     if (!timeout.ok) return printErrors(timeout.errors);
-    const l = await acquireLock(root, { command: "berth init", timeoutMs: timeout.value, log: (line) => process.stderr.write(line + "\n") });
+    const l = await acquireLock(root, {
+      command: "berth init",
+      timeoutMs: timeout.value,
+      log: (line) => process.stderr.write(line + "\n"),
+    });
     if (!l.ok) return printErrors(l.errors);
     lock = l.value;
   }
@@ -159,7 +163,9 @@ export async function initCommand(args: string[]): Promise<number> {
         root,
         config: r.value.config,
         ...(r.value.facts ? { facts: r.value.facts } : {}),
-        ...(r.value.apply ? { applied: { written: [...r.value.apply.written, ...r.value.apply.removed], unitsChanged: r.value.apply.unitsChanged } } : {}),
+        ...(r.value.apply
+          ? { applied: { written: [...r.value.apply.written, ...r.value.apply.removed], unitsChanged: r.value.apply.unitsChanged } }
+          : {}),
         env: process.env,
         ...(lock ? { lock } : {}),
       });
@@ -170,4 +176,3 @@ export async function initCommand(args: string[]): Promise<number> {
     lock?.release();
   }
 }
-

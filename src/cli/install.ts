@@ -11,12 +11,12 @@
  */
 import { existsSync } from "node:fs";
 import { HostRoot } from "../host/root.ts";
-import { DEFAULT_BERTH_PATH } from "../util/node-layout.ts";
+import { BERTH_PATH_DROPIN, DEFAULT_BERTH_PATH } from "../util/node-layout.ts";
 import { berthExecutable } from "./self.ts";
 import { EXIT_OK, parseCommand, printErrors, refuseNonRoot, usageError } from "./args.ts";
 import { printApplyReport } from "./output.ts";
 
-export const INSTALL_HELP = `Usage: berth install [options]
+const INSTALL_HELP = `Usage: berth install [options]
 
 Write berth's own boot units (berth-config.service, berth-run.service,
 berth-agent.service, berth.target, berth-tasks.target, kubelet.service,
@@ -44,7 +44,7 @@ Options:
   -h, --help              this help
 `;
 
-const OPTIONS = {
+const INSTALL_OPTIONS = {
   root: { type: "string" },
   remove: { type: "boolean" },
   "berth-path": { type: "string" },
@@ -52,22 +52,23 @@ const OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-/** The drop-in that hands a non-default berth path to the config phase at boot (see --berth-path). */
-export const BERTH_PATH_DROPIN = "/etc/systemd/system/berth-config.service.d/10-berth-path.conf";
-
 export async function installCommand(args: string[]): Promise<number> {
-  const p = parseCommand(args, OPTIONS, "install", INSTALL_HELP);
+  const p = parseCommand(args, INSTALL_OPTIONS, "install", INSTALL_HELP);
   if (typeof p === "number") return p;
   const v = p.values;
   const [{ renderUnits, UNIT_HEADER, execArg }, { applyPlan }] = await Promise.all([import("../render/units.ts"), import("../host/fs.ts")]);
   // The executable running now (or $BERTH_PATH), as `berth init` renders it, so first boot renders the same ExecStart= lines.
   const berthPath = v["berth-path"] ?? berthExecutable();
-  if (!berthPath.startsWith("/")) return usageError(`--berth-path must be absolute (systemd needs it in ExecStart=), not '${berthPath}'`, "install");
-  if (/[\s"'\\$%]/.test(berthPath)) return usageError(`--berth-path '${berthPath}' has whitespace, quotes or systemd specials; use a plain path`, "install");
+  if (!berthPath.startsWith("/"))
+    return usageError(`--berth-path must be absolute (systemd needs it in ExecStart=), not '${berthPath}'`, "install");
+  if (/[\s"'\\$%]/.test(berthPath))
+    return usageError(`--berth-path '${berthPath}' has whitespace, quotes or systemd specials; use a plain path`, "install");
   const root = new HostRoot(v.root ?? "/");
   const dryRun = v["dry-run"] ?? false;
   const remove = v.remove ?? false;
-  const what = remove ? "berth install --remove deletes systemd units under /etc/systemd/system" : "berth install writes systemd units under /etc/systemd/system";
+  const what = remove
+    ? "berth install --remove deletes systemd units under /etc/systemd/system"
+    : "berth install writes systemd units under /etc/systemd/system";
   const notRoot = refuseNonRoot(root.isHost && !dryRun, what, "write into an image's root");
   if (notRoot !== undefined) return notRoot;
   // A unit must never name an executable that is not there (systemd would fail it with status=203/EXEC).
@@ -77,18 +78,25 @@ export async function installCommand(args: string[]): Promise<number> {
         code: "install.no-executable",
         message: `the units would run ${berthPath}, which does not exist${root.isHost ? "" : ` under --root ${root.dir}`}`,
         where: { path: root.path(berthPath) },
-        hint: root.isHost ? "install berth there first, or pass --berth-path with the path berth has on this node" : `copy berth into the image first (e.g. to ${root.path(DEFAULT_BERTH_PATH)}) and pass --berth-path ${DEFAULT_BERTH_PATH}`,
+        hint: root.isHost
+          ? "install berth there first, or pass --berth-path with the path berth has on this node"
+          : `copy berth into the image first (e.g. to ${root.path(DEFAULT_BERTH_PATH)}) and pass --berth-path ${DEFAULT_BERTH_PATH}`,
       },
     ]);
   }
 
-  const units = renderUnits({}, {}, { berthPath });
+  const units = renderUnits({}, { berthPath });
   if (!units.ok) return printErrors(units.errors);
   const files = [...units.value];
   const absent: string[] = [];
   if (berthPath !== DEFAULT_BERTH_PATH) {
     // berth-config.service's first-boot config phase must render the units with this same path.
-    files.push({ path: BERTH_PATH_DROPIN, content: `${UNIT_HEADER}\n[Service]\nEnvironment=${execArg(`BERTH_PATH=${berthPath}`)}\n`, mode: 0o644, component: "install" });
+    files.push({
+      path: BERTH_PATH_DROPIN,
+      content: `${UNIT_HEADER}\n[Service]\nEnvironment=${execArg(`BERTH_PATH=${berthPath}`)}\n`,
+      mode: 0o644,
+      component: "install",
+    });
   } else {
     // Installing again with the default path: a drop-in from an earlier --berth-path would now lie.
     absent.push(BERTH_PATH_DROPIN);
@@ -98,7 +106,9 @@ export async function installCommand(args: string[]): Promise<number> {
   plan.files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   // Under the berth lock (src/host/lock.ts), like the config phase: one writing run at a time.
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
-  const r = dryRun ? await applyPlan(plan, root, { dryRun }) : await (await import("../host/lock.ts")).withLock(root, { command: "berth install", log }, (lock) => applyPlan(plan, root, { lock }));
+  const r = dryRun
+    ? await applyPlan(plan, root, { dryRun })
+    : await (await import("../host/lock.ts")).withLock(root, { command: "berth install", log }, (lock) => applyPlan(plan, root, { lock }));
   if (!r.ok) return printErrors(r.errors);
   printApplyReport(r.value, root, dryRun);
   return EXIT_OK;

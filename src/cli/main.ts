@@ -64,7 +64,10 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write((await import("./config.ts")).CONFIG_HELP);
         return 0;
       }
-      process.stderr.write(`error: ${sub === undefined ? "missing" : `unknown`} config subcommand${sub ? ` '${sub}'` : ""}\n  hint: use 'berth config check' or 'berth config dump'\n`);
+      process.stderr.write(
+        `error: ${sub === undefined ? "missing" : `unknown`} config subcommand${sub ? ` '${sub}'` : ""}\n  ` +
+          `hint: use 'berth config check' or 'berth config dump'\n`,
+      );
       return 2;
     }
     case "demo":
@@ -72,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     case "install":
       return (await import("./install.ts")).installCommand(rest);
     case "task":
-      return (await import("./task.ts")).taskCliCommand(rest);
+      return (await import("./task.ts")).taskCommand(rest);
     case "agent":
       return (await import("./agent.ts")).agentCommand(rest);
     case "status":
@@ -92,7 +95,10 @@ main(process.argv.slice(2)).then(
   (code) => exitWhenFlushed(code),
   (e: unknown) => {
     // Only a bug in berth gets here; user errors are Results printed by the commands.
-    process.stderr.write(`berth: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n  hint: this is a bug in berth; please report it with the command you ran\n`);
+    process.stderr.write(
+      `berth: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n  hint: this is a ` +
+        `bug in berth; please report it with the command you ran\n`,
+    );
     return exitWhenFlushed(1);
   },
 );

@@ -13,7 +13,8 @@ export function printApplyReport(r: ApplyReport, root: HostRoot, dryRun: boolean
     out.push(
       n === 0
         ? `dry run: nothing would change (${r.unchanged.length} file(s) already up to date)\n`
-        : `dry run: ${r.written.length} file(s) would be written, ${r.removed.length} removed, ${r.unchanged.length} unchanged; nothing was written\n`,
+        : `dry run: ${r.written.length} file(s) would be written, ${r.removed.length} removed, ${r.unchanged.length} ` +
+            `unchanged; nothing was written\n`,
     );
     process.stdout.write(out.join(""));
     return;
@@ -22,7 +23,10 @@ export function printApplyReport(r: ApplyReport, root: HostRoot, dryRun: boolean
   for (const p of r.written) out.push(`wrote     ${p}\n`);
   for (const p of r.removed) out.push(`removed   ${p}\n`);
   for (const p of r.unchanged) out.push(`unchanged ${p}\n`);
-  out.push(`${r.written.length} written, ${r.removed.length} removed, ${r.unchanged.length} unchanged${where}${r.unitsChanged ? " (systemd units changed: daemon-reload due)" : ""}\n`);
+  out.push(
+    `${r.written.length} written, ${r.removed.length} removed, ${r.unchanged.length} ` +
+      `unchanged${where}${r.unitsChanged ? " (systemd units changed: daemon-reload due)" : ""}\n`,
+  );
   process.stdout.write(out.join(""));
 }
 
@@ -41,7 +45,10 @@ export function guardOutput(): void {
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {
     if (e.code === "EPIPE" || outputFailed) return;
     outputFailed = true;
-    process.stderr.write(`error: could not write to standard output: ${e.message}\n  hint: check where the output goes (disk space, the reading process)\n`);
+    process.stderr.write(
+      `error: could not write to standard output: ${e.message}\n  hint: check where the output goes (disk ` +
+        `space, the reading process)\n`,
+    );
   });
   // Nothing is left to report a stderr failure on; only keep it from becoming a crash.
   process.stderr.on("error", () => undefined);

@@ -11,7 +11,7 @@ import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { DEFAULT_BERTH_PATH } from "../util/node-layout.ts";
 
-export function isSingleExecutable(): boolean {
+function isSingleExecutable(): boolean {
   const sea = process.getBuiltinModule("node:sea") as { isSea?: () => boolean } | undefined;
   return sea?.isSea?.() ?? false;
 }

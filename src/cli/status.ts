@@ -16,7 +16,7 @@ import { isBootstrapDone, readRunStatus, type RunStatus, type StepOutcomeKind } 
 import { RUN_STATUS_PATH } from "../util/node-layout.ts";
 import { errorMessage } from "../util/errors.ts";
 
-export const STATUS_HELP = `Usage: berth status [options]
+const STATUS_HELP = `Usage: berth status [options]
 
 Print the node's state: bootstrap phases done, containerd and kubelet health,
 the last repairs by the agent.
@@ -30,7 +30,7 @@ Options:
   -h, --help               this help
 `;
 
-const OPTIONS = {
+const STATUS_OPTIONS = {
   json: { type: "boolean" },
   address: { type: "string" },
   "run-status": { type: "string" },
@@ -60,7 +60,12 @@ function getJson(url: string, timeoutMs: number): Promise<unknown> {
 }
 
 function isAgentStatus(v: unknown): v is AgentStatus {
-  return typeof v === "object" && v !== null && (v as { kind?: unknown }).kind === "berth-agent-status" && Array.isArray((v as { components?: unknown }).components);
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    (v as { kind?: unknown }).kind === "berth-agent-status" &&
+    Array.isArray((v as { components?: unknown }).components)
+  );
 }
 
 /** "3m12s ago" from two ISO times. */
@@ -74,7 +79,14 @@ function ago(iso: string | undefined, nowIso: string): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m ago`;
 }
 
-const MARK: Record<string, string> = { healthy: "ok", stopped: "stopped", unknown: "?", failing: "FAILING", repairing: "REPAIRING", degraded: "DEGRADED" };
+const MARK: Record<string, string> = {
+  healthy: "ok",
+  stopped: "stopped",
+  unknown: "?",
+  failing: "FAILING",
+  repairing: "REPAIRING",
+  degraded: "DEGRADED",
+};
 
 /** One run phase step as `berth status` shows it: `error` is the cause of a failed step, `cause` that of any other. */
 interface RunStepSummary {
@@ -119,7 +131,11 @@ export function formatStatus(
   const lines: string[] = [];
   const now = agent?.now ?? new Date().toISOString();
   if (agent) lines.push(`berth agent at ${opts.address}, up since ${agent.startedAt} (${ago(agent.startedAt, now)})`);
-  else lines.push(`berth agent at ${opts.address} is not answering${opts.agentError ? ` (${opts.agentError})` : ""}; showing the run phase's status file`);
+  else
+    lines.push(
+      `berth agent at ${opts.address} is not answering${opts.agentError ? ` (${opts.agentError})` : ""}; showing the run ` +
+        `phase's status file`,
+    );
   const boot = agent?.bootstrapDone ?? run?.bootstrapDone;
   const result = run?.result ? ` (run phase ${run.result})` : "";
   lines.push(`bootstrap: ${boot === undefined ? "unknown (no status file)" : boot ? `done${result}` : "in progress"}`);
@@ -129,15 +145,28 @@ export function formatStatus(
     lines.push("components:");
     const w = Math.max(...agent.components.map((c) => c.name.length));
     for (const c of agent.components) {
-      lines.push(`  ${c.name.padEnd(w)}  ${(MARK[c.health] ?? c.health).padEnd(9)}  since ${c.since} (${ago(c.since, now)})  restarts ${c.restartsInWindow}, budget left ${c.budgetLeft}`);
+      lines.push(
+        `  ${c.name.padEnd(w)}  ${(MARK[c.health] ?? c.health).padEnd(9)}  since ${c.since} (${ago(c.since, now)})  restarts ` +
+          `${c.restartsInWindow}, budget left ${c.budgetLeft}`,
+      );
       if (c.health !== "healthy") lines.push(`  ${"".padEnd(w)}  cause: ${c.cause}`);
-      if (c.unitState) lines.push(`  ${"".padEnd(w)}  unit ${c.unit}: ${c.unitState.activeState}/${c.unitState.subState}, pid ${c.unitState.mainPid}, systemd restarts ${c.unitState.nRestarts}`);
-      if (c.lastProbe) lines.push(`  ${"".padEnd(w)}  last probe ${c.lastProbe.ok ? "ok" : "failed"} in ${c.lastProbe.latencyMs} ms, ${ago(c.lastProbe.at, now)}`);
+      if (c.unitState)
+        lines.push(
+          `  ${"".padEnd(w)}  unit ${c.unit}: ${c.unitState.activeState}/${c.unitState.subState}, pid ${c.unitState.mainPid}, ` +
+            `systemd restarts ${c.unitState.nRestarts}`,
+        );
+      if (c.lastProbe)
+        lines.push(
+          `  ${"".padEnd(w)}  last probe ${c.lastProbe.ok ? "ok" : "failed"} in ${c.lastProbe.latencyMs} ms, ${ago(c.lastProbe.at, now)}`,
+        );
     }
-    const repairs = agent.components.flatMap((c: ComponentStatus) => c.repairs.map((r) => ({ ...r, name: c.name, unit: c.unit }))).sort((a, b) => a.at.localeCompare(b.at));
+    const repairs = agent.components
+      .flatMap((c: ComponentStatus) => c.repairs.map((r) => ({ ...r, name: c.name, unit: c.unit })))
+      .sort((a, b) => a.at.localeCompare(b.at));
     lines.push(repairs.length ? "last repairs:" : "last repairs: none");
     for (const r of repairs.slice(-10)) {
-      const outcome = r.recoveredAfterMs !== undefined ? `healthy ${r.recoveredAfterMs} ms later` : r.result ? `job ${r.result}` : "in progress";
+      const outcome =
+        r.recoveredAfterMs !== undefined ? `healthy ${r.recoveredAfterMs} ms later` : r.result ? `job ${r.result}` : "in progress";
       lines.push(`  ${r.at}  restart ${r.unit}: ${outcome}; cause: ${r.cause}`);
     }
   }
@@ -145,12 +174,13 @@ export function formatStatus(
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const p = parseCommand(argv, OPTIONS, "status", STATUS_HELP);
+  const p = parseCommand(argv, STATUS_OPTIONS, "status", STATUS_HELP);
   if (typeof p === "number") return p;
   const v = p.values;
   const timeoutMs = v.timeout !== undefined ? Number(v.timeout) : 2000;
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) return usageError(`--timeout must be a positive integer (ms), not '${v.timeout}'`, "status");
-  const { DEFAULT_LISTEN_ADDRESS, parseListenAddress } = await import("../agent/settings.ts");
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+    return usageError(`--timeout must be a positive integer (ms), not '${v.timeout}'`, "status");
+  const { DEFAULT_LISTEN_ADDRESS, parseListenAddress } = await import("../api/agent-settings.ts");
   const address = v.address ?? DEFAULT_LISTEN_ADDRESS;
   if (!parseListenAddress(address)) return usageError(`--address '${address}' is not host:port`, "status");
   const root = new HostRoot(v.root ?? "/");

@@ -7,7 +7,7 @@ export const VERSION = "0.1.0";
 
 declare const __BERTH_COMMIT__: string | undefined;
 
-export const COMMIT: string = typeof __BERTH_COMMIT__ === "string" ? __BERTH_COMMIT__ : "dev";
+const COMMIT: string = typeof __BERTH_COMMIT__ === "string" ? __BERTH_COMMIT__ : "dev";
 
 /** `berth --version`: version, commit, the Node.js that runs it, and the architecture. */
 export function versionLine(): string {

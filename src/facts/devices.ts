@@ -4,9 +4,9 @@
 import { readFile, readdir } from "node:fs/promises";
 import type { HostRoot } from "../host/root.ts";
 
-export const PCI_DEVICES_DIR = "/sys/bus/pci/devices";
+const PCI_DEVICES_DIR = "/sys/bus/pci/devices";
 /** PCI vendor id of NVIDIA Corporation, as sysfs prints it. */
-export const NVIDIA_PCI_VENDOR = "0x10de";
+const NVIDIA_PCI_VENDOR = "0x10de";
 
 /**
  * True when some `<root>/sys/bus/pci/devices/<dev>/vendor` holds `vendorId`.

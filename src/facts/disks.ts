@@ -11,8 +11,8 @@
 import { readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { HostRoot } from "../host/root.ts";
+import { DISK_BY_ID_DIR } from "../util/node-layout.ts";
 
-export const DISK_BY_ID_DIR = "/dev/disk/by-id";
 /** What every instance-store link name contains (nodeadm's setup-local-disks matches the same). */
 export const INSTANCE_STORE_MARKER = "NVMe_Instance_Storage_";
 

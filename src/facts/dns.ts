@@ -20,8 +20,7 @@ import type { NodeConfigSpec } from "../api/types.ts";
 import type { HostRoot } from "../host/root.ts";
 import { errorMessage } from "../util/errors.ts";
 import { sleep } from "../util/retry.ts";
-
-export const ETC_HOSTS = "/etc/hosts";
+import { HOSTS_FILE_PATH } from "../util/node-layout.ts";
 
 export interface OutpostFacts {
   /** The host name of `cluster.apiServerEndpoint`. */
@@ -108,14 +107,14 @@ export async function lookupApiServer(host: string, r: Resolvers): Promise<{ add
 }
 
 async function readHostsFile(root: HostRoot): Promise<Pick<OutpostFacts, "hostsFile" | "hostsFileError">> {
-  let real = ETC_HOSTS;
+  let real = HOSTS_FILE_PATH;
   try {
-    real = root.path(ETC_HOSTS);
+    real = root.path(HOSTS_FILE_PATH);
     const [text, st] = await Promise.all([readFile(real, "utf8"), stat(real)]);
     return { hostsFile: { text, mode: st.mode & 0o7777 } };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return {};
-    return { hostsFileError: `cannot read ${root.describe(ETC_HOSTS, real)}: ${errorMessage(e)}` };
+    return { hostsFileError: `cannot read ${root.describe(HOSTS_FILE_PATH, real)}: ${errorMessage(e)}` };
   }
 }
 

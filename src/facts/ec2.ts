@@ -17,7 +17,7 @@ import { awsUriEncode, signRequest } from "./sigv4.ts";
 import { defaultCredentialChain, type CredentialProvider } from "./credentials.ts";
 import { child, children, parseXml, textOf, type XmlNode } from "./xml.ts";
 
-export const EC2_API_VERSION = "2016-11-15";
+const EC2_API_VERSION = "2016-11-15";
 
 export interface Ec2ClientOptions {
   /** Signing region and regional endpoint; AWS_REGION / AWS_DEFAULT_REGION override it, as in the SDKs. */

@@ -16,8 +16,6 @@ import { nodeMemory } from "./memory.ts";
 import { instanceStoreDisks } from "./disks.ts";
 import { outpostFacts } from "./dns.ts";
 
-export type { Ec2Client, ImdsClient, NodeFacts } from "./types.ts";
-export { createImdsClient } from "./imds.ts";
 // Static profiles live apart so the demo loads no IMDS/EC2 client, node:http or node:child_process.
 export { staticFacts, demoFacts } from "./static.ts";
 

@@ -15,8 +15,8 @@ import { readTextIfPresent } from "../host/read.ts";
 import type { HostRoot } from "../host/root.ts";
 import { fail, ok, type Result } from "../util/result.ts";
 
-export const MEMORY_SYSFS_DIR = "/sys/devices/system/memory";
-export const MEMINFO_PATH = "/proc/meminfo";
+const MEMORY_SYSFS_DIR = "/sys/devices/system/memory";
+const MEMINFO_PATH = "/proc/meminfo";
 
 export interface MemorySize {
   bytes: number;

@@ -34,7 +34,7 @@ export function awsUriEncode(s: string): string {
 }
 
 /** `20150830T123600Z` */
-export function amzDate(d: Date): string {
+function amzDate(d: Date): string {
   return d
     .toISOString()
     .replace(/[-:]/g, "")

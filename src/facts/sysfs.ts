@@ -6,8 +6,9 @@ import os from "node:os";
 import { pathExists, readTextIfPresent } from "../host/read.ts";
 import type { HostRoot } from "../host/root.ts";
 import { fail, ok, type Result } from "../util/result.ts";
+import { NVIDIA_RUNTIME_PATH } from "../util/node-layout.ts";
 
-export const CPU_ONLINE_PATH = "/sys/devices/system/cpu/online";
+const CPU_ONLINE_PATH = "/sys/devices/system/cpu/online";
 const CPU_DIR = "/sys/devices/system/cpu";
 
 /**
@@ -68,8 +69,6 @@ export async function onlineCpus(root: HostRoot): Promise<Result<CpuCount>> {
     hint: `create ${file} with the online CPU list (e.g. 0-1), or run without --root`,
   });
 }
-
-export const NVIDIA_RUNTIME_PATH = "/usr/bin/nvidia-container-runtime";
 
 /** nodeadm renders the nvidia runtime exactly when this binary exists. */
 export function hasNvidiaRuntime(root: HostRoot): Promise<boolean> {

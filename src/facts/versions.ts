@@ -7,9 +7,7 @@ import { pathExists, readTextIfPresent } from "../host/read.ts";
 import type { HostRoot } from "../host/root.ts";
 import { errorMessage } from "../util/errors.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
-
-export const KUBELET_VERSION_FILE = "/etc/eks/kubelet-version.txt";
-export const CONTAINERD_VERSION_FILE = "/etc/eks/containerd-version.txt";
+import { CONTAINERD_VERSION_FILE, KUBELET_VERSION_FILE } from "../util/node-layout.ts";
 
 /** Runs `cmd args…` and resolves its stdout; rejects when it cannot be run or exits non-zero. Injected in tests. */
 export type CommandRunner = (cmd: string, args: string[]) => Promise<string>;

@@ -27,9 +27,6 @@ export {
   type RuntimeCondition,
 } from "./cri-client.ts";
 
-/** containerd's default CRI/API socket; resolve it with `HostRoot.path()` under --root. */
-export { CONTAINERD_SOCKET as DEFAULT_CONTAINERD_SOCKET } from "../util/node-layout.ts";
-
 // --- waiting for readiness ---------------------------------------------------
 
 export type CriWaitPhase = "socket" | "version" | "status";

@@ -54,13 +54,7 @@ export const runDiskCommand: DiskCommandRunner = (cmd, args, opts) =>
 const PACKAGES: Record<string, string> = { blkid: "util-linux", "mkfs.xfs": "xfsprogs", mdadm: "mdadm", cp: "coreutils" };
 
 /** Deadlines: mkfs.xfs discards (TRIMs) whole disks unless -K; cp moves whatever the state directories hold. */
-export const DISK_TIMEOUTS = { probeMs: 30_000, mkfsMs: 15 * 60_000, mdadmMs: 2 * 60_000, copyMs: 30 * 60_000 } as const;
-
-/**
- * mdadm reads these directories by default (the first when /etc/mdadm.conf
- * exists, else the second); berth writes its ARRAY line to both.
- */
-export const MDADM_CONFIG_FILES = ["/etc/mdadm.conf.d/berth.conf", "/etc/mdadm/mdadm.conf.d/berth.conf"] as const;
+const DISK_TIMEOUTS = { probeMs: 30_000, mkfsMs: 15 * 60_000, mdadmMs: 2 * 60_000, copyMs: 30 * 60_000 } as const;
 
 /** The command as a person would type it. */
 export function commandLine(cmd: string, args: readonly string[]): string {
@@ -77,7 +71,7 @@ function tail(text: string): string {
   return lines.slice(-4).join(" / ") || "(no output)";
 }
 
-export function commandError(cmd: string, args: readonly string[], out: CommandOutput, hint: string): BerthError {
+function commandError(cmd: string, args: readonly string[], out: CommandOutput, hint: string): BerthError {
   return {
     code: "run.local-storage-command",
     message: `\`${commandLine(cmd, args)}\` failed (exit ${out.code}): ${tail(out.stderr || out.stdout)}`,

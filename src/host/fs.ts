@@ -1,51 +1,32 @@
 /**
- * Apply a Plan to the disk under a HostRoot: write what differs, atomically,
- * and leave everything else alone.
- *
- * Two phases so a failure cannot leave a half-configured node:
- *   1. stage: every changed file is written to a temp file beside its target
- *      (same directory, so the rename is atomic), chmod-ed and fsynced. Any
- *      error here removes every temp file (and directories this apply created)
- *      and nothing on the node has changed.
- *   2. commit: rename every temp over its target, remove the `absent` paths,
- *      then fsync each touched directory once (those whose entries changed,
- *      and the parent of each directory this apply created).
- * A rename can still fail in phase 2 (e.g. the disk vanishes); a filesystem
- * offers no multi-file transaction, so this is "all or nothing as far as the
- * filesystem allows".
- *
- * Why synchronous fs calls, except for the fsyncs: startup time is a
- * requirement (bench/config-phase.ts) and the config phase does nothing else
- * while it applies. Each promise-based call is a hand-off to libuv's thread
- * pool and back; for a dozen small files those round trips cost more than
- * the syscalls. The fsyncs are the one step that waits on the disk (~3 ms
- * each on ext4), so they, and only they, run concurrently in the pool, where
- * they share journal commits.
- *
- * Paths: targets come from `HostRoot.entryPath`, so under `--root` every
- * parent is resolved inside the root (a link to /elsewhere means
- * ROOT/elsewhere) and a link at the target itself is replaced, never written
- * through. Ownership is part of "as planned": as root, every file is root:root
- * (uid/gid 0) unless its PlannedFile says otherwise, and a file whose owner
- * drifted is rewritten like one whose bytes or mode did.
- *
- * Temp files are `.<name>.berth-<pid>-<random>.tmp`: the random part keeps a
- * name left by a run killed in an earlier boot (early-boot pids repeat) from
- * ever colliding. A run that holds the berth lock (`ApplyOptions.lock`)
- * removes the temp files killed runs left beside its targets; without the
- * lock another live run might own them, so they are left alone.
- *
- * `writeFileAtomic` is the same machinery for one file (the run status file,
- * the config cache): there is one atomic write in berth.
+ * Apply a Plan to the disk under a HostRoot: write what differs, atomically
+ * (stage every temp file and fsync, then rename; a staging failure leaves the
+ * node unchanged), remove what is absent, leave everything else alone.
+ * `writeFileAtomic` is the same for one file: the one atomic write in berth.
+ * Never writes through a link at a target. Details: docs/internals.md
+ * ("Applying a plan").
  */
-import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsc, fchmodSync, fchownSync, fsync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants as fsc,
+  fchmodSync,
+  fchownSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 import type { FileOwner, Plan, PlannedFile } from "../plan/types.ts";
 import { isUnitPath } from "../plan/types.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import type { BerthLock } from "./lock.ts";
 import type { HostRoot } from "./root.ts";
+import { ensureDir, fsyncDirs, fsyncFd } from "./apply-dirs.ts";
+import { errnoText, removeStaleTemps, TEMP_NAME, tempName } from "./temp-files.ts";
 
 export interface ApplyReport {
   /** Host paths written (or, in a dry run, that would be written), sorted. */
@@ -141,25 +122,6 @@ function readExisting(target: string, hostPath: string, root: HostRoot): Result<
   }
 }
 
-/** Temp files of this module, of any run: `.<name>.berth-<pid>-<seq or random>.tmp`. */
-const TEMP_NAME = /^\..+\.berth-\d+-[0-9a-z]+\.tmp$/;
-
-/**
- * The system's words for an I/O error, without the path Node appends
- * (`EROFS: read-only file system, open '/etc/.x.berth-1-ab.tmp'` →
- * `EROFS: read-only file system`) when that path is one of berth's temp
- * files, which the user never asked about and cannot find afterwards.
- */
-export function errnoText(e: unknown): string {
-  const err = e as Partial<NodeJS.ErrnoException> | undefined;
-  let msg = err?.message ?? String(e);
-  if (typeof err?.path === "string" && TEMP_NAME.test(path.basename(err.path))) {
-    msg = msg.replace(/, [a-z_]+ '[^]*$/, "");
-  }
-  if (err?.code && !msg.startsWith(err.code)) msg = `${err.code} ${msg}`;
-  return msg.replace(/\s+/g, " ").trim();
-}
-
 /**
  * An I/O error on the file the user knows: the host path, and under --root
  * the real path too. `where` only when the system named another path (the
@@ -177,78 +139,10 @@ function ioError(e: unknown, root: HostRoot, hostPath: string, real: string | un
   };
 }
 
-/** mkdir -p that remembers which directories it created, so a rollback can remove them. */
-function ensureDir(dir: string, created: string[], known: Set<string>, umask: number): void {
-  const missing: string[] = [];
-  let d = dir;
-  for (;;) {
-    if (known.has(d)) break;
-    try {
-      const st = statSync(d);
-      if (!st.isDirectory()) {
-        const e = new Error(`${d} is not a directory`) as NodeJS.ErrnoException;
-        e.code = "ENOTDIR";
-        e.path = d;
-        throw e;
-      }
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-      missing.push(d);
-      const parent = path.dirname(d);
-      if (parent === d) break;
-      d = parent;
-    }
-  }
-  for (const m of missing.reverse()) {
-    try {
-      mkdirSync(m, { mode: 0o755 });
-    } catch (e) {
-      // Made by someone else meanwhile (a run that does not hold the lock): fine if it is a directory; not ours to chmod or undo.
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || !statSync(m).isDirectory()) throw e;
-      continue;
-    }
-    created.push(m);
-    // 0755 whatever the umask: the node's directories must not depend on the shell berth ran from.
-    if ((umask & 0o755) !== 0) chmodDir(m);
-  }
-  for (let k = dir; !known.has(k); k = path.dirname(k)) {
-    known.add(k);
-    if (path.dirname(k) === k) break;
-  }
-}
-
-function chmodDir(dir: string): void {
-  const fd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
-  try {
-    fchmodSync(fd, 0o755);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-const fsyncFd = (fd: number): Promise<void> => new Promise((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
-
-async function fsyncDirs(dirs: Iterable<string>): Promise<void> {
-  const fds: number[] = [];
-  for (const dir of dirs) {
-    try {
-      fds.push(openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY));
-    } catch {
-      // Gone or unreadable: nothing to make durable there.
-    }
-  }
-  // Some filesystems refuse fsync on a directory (EINVAL); the renames are already done.
-  await Promise.all(fds.map((fd) => fsyncFd(fd).catch(() => undefined)));
-  for (const fd of fds) closeSync(fd);
-}
-
-/** A temp name beside `target` that no other run, in this boot or an earlier one, can have used. */
-function tempName(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.berth-${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
-}
-
-/** Write one temp file beside its target (its directory exists already): create, chown, chmod, write. Returns its fd, still open for the fsync. */
+/**
+ * Write one temp file beside its target (its directory exists already):
+ * create, chown, chmod, write. Returns its fd, still open for the fsync.
+ */
 function stage(p: Pending): number {
   const open = (): number => {
     const tmp = tempName(p.target);
@@ -269,7 +163,7 @@ function stage(p: Pending): number {
     // chown before chmod (chown clears set-id bits); chmod explicitly (the mode given to open() is filtered by the umask).
     if (p.owner) fchownSync(fd, p.owner.uid, p.owner.gid);
     fchmodSync(fd, p.file.mode);
-    for (let off = 0; off < p.bytes.byteLength; ) off += writeSync(fd, p.bytes, off);
+    for (let off = 0; off < p.bytes.byteLength;) off += writeSync(fd, p.bytes, off);
   } catch (e) {
     closeSync(fd);
     throw e;
@@ -316,7 +210,11 @@ function entryOf(root: HostRoot, hostPath: string): Result<string> {
 type Removal = { hostPath: string; target: string; old: Existing };
 
 /** Compute what differs between the plan and the disk. Reads only. */
-function compare(plan: Plan, root: HostRoot, owner: FileOwner | undefined): Result<{ pending: Pending[]; unchanged: string[]; toRemove: Removal[]; dirs: Map<string, Set<string>> }> {
+function compare(
+  plan: Plan,
+  root: HostRoot,
+  owner: FileOwner | undefined,
+): Result<{ pending: Pending[]; unchanged: string[]; toRemove: Removal[]; dirs: Map<string, Set<string>> }> {
   const errors: BerthError[] = [];
   const pending: Pending[] = [];
   const unchanged: string[] = [];
@@ -376,39 +274,6 @@ function compare(plan: Plan, root: HostRoot, owner: FileOwner | undefined): Resu
   return errors.length ? fail(...errors) : ok({ pending, unchanged, toRemove, dirs });
 }
 
-/**
- * Remove what killed runs left in the plan's directories: berth temp files
- * (`.<name>.berth-….tmp`), and the older names of the status file and the
- * config cache temps (`<name>.<pid>.tmp`, `.<name>.<pid>.<ms>.tmp`) for the
- * files planned there. Only under the berth lock: no other run is writing.
- */
-function removeStaleTemps(dirs: Map<string, Set<string>>): string[] {
-  const removed: string[] = [];
-  for (const [dir, planned] of dirs) {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      continue; // not there yet, or unreadable: nothing of ours
-    }
-    for (const n of names) {
-      const legacy = [/^(.+)\.\d+\.tmp$/.exec(n)?.[1], /^\.(.+)\.\d+\.\d+\.tmp$/.exec(n)?.[1]];
-      if (!TEMP_NAME.test(n) && !legacy.some((b) => b !== undefined && planned.has(b))) continue;
-      const p = path.join(dir, n);
-      try {
-        // lstat: a directory of that name is not a temp file of ours; a link is removed, never followed.
-        const st = lstatSync(p);
-        if (!st.isFile() && !st.isSymbolicLink()) continue;
-        rmSync(p, { force: true });
-        removed.push(p);
-      } catch {
-        // gone meanwhile, or not ours to remove (EACCES): leave it
-      }
-    }
-  }
-  return removed.sort();
-}
-
 export async function applyPlan(plan: Plan, root: HostRoot, opts: ApplyOptions = {}): Promise<Result<ApplyReport>> {
   const cmp = compare(plan, root, defaultOwner(opts.owner));
   if (!cmp.ok) return cmp;
@@ -425,7 +290,11 @@ export async function applyPlan(plan: Plan, root: HostRoot, opts: ApplyOptions =
       diffs.push({
         path: p.file.path,
         kind: p.old ? "update" : "create",
-        text: unifiedDiff(p.file.path, p.old && { ...p.old, ...(owners ? { owner: owners.old } : {}) }, { bytes: p.bytes, mode: p.file.mode, ...(owners ? { owner: owners.next } : {}) }),
+        text: unifiedDiff(p.file.path, p.old && { ...p.old, ...(owners ? { owner: owners.old } : {}) }, {
+          bytes: p.bytes,
+          mode: p.file.mode,
+          ...(owners ? { owner: owners.next } : {}),
+        }),
       });
     }
     for (const r of toRemove) diffs.push({ path: r.hostPath, kind: "remove", text: unifiedDiff(r.hostPath, r.old, undefined) });
@@ -485,7 +354,10 @@ export async function applyPlan(plan: Plan, root: HostRoot, opts: ApplyOptions =
       // Past the point of no return for the files already renamed; at least drop the leftovers.
       rollback(pending, []);
       await fsyncDirs(dirs);
-      return fail({ ...ioError(e, root, p.file.path, p.target, "rename into place"), hint: "some files were already replaced; fix the cause and run berth again (apply is idempotent)" });
+      return fail({
+        ...ioError(e, root, p.file.path, p.target, "rename into place"),
+        hint: "some files were already replaced; fix the cause and run berth again (apply is idempotent)",
+      });
     }
   }
   const removeErrors: BerthError[] = [];
@@ -514,6 +386,12 @@ export function writeFileAtomic(
   content: string | Uint8Array,
   opts: { mode: number; owner?: FileOwner; lock?: BerthLock; component?: string },
 ): Promise<Result<ApplyReport>> {
-  const file: PlannedFile = { path: hostPath, content, mode: opts.mode, component: opts.component ?? "berth", ...(opts.owner ? { owner: opts.owner } : {}) };
+  const file: PlannedFile = {
+    path: hostPath,
+    content,
+    mode: opts.mode,
+    component: opts.component ?? "berth",
+    ...(opts.owner ? { owner: opts.owner } : {}),
+  };
   return applyPlan({ files: [file], absent: [] }, root, opts.lock ? { lock: opts.lock } : {});
 }

@@ -106,7 +106,9 @@ export class HostRoot {
         continue;
       }
       if (++links > MAX_LINKS) {
-        const e = new Error(`too many levels of symbolic links resolving ${hostPath} under --root ${this.dir} (at ${here})`) as NodeJS.ErrnoException;
+        const e = new Error(
+          `too many levels of symbolic links resolving ${hostPath} under --root ${this.dir} (at ${here})`,
+        ) as NodeJS.ErrnoException;
         e.code = "ELOOP";
         e.path = here;
         throw e;

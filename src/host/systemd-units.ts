@@ -43,6 +43,8 @@ function toUnitState(unit: Record<string, unknown>, service: Record<string, unkn
     result: asString(service?.Result),
   };
   if (typeof unit.UnitFileState === "string" && unit.UnitFileState !== "") s.unitFileState = unit.UnitFileState;
+  const execMainStart = asNumber(service?.ExecMainStartTimestamp);
+  if (execMainStart > 0) s.execMainStartTimestampUs = execMainStart;
   return s;
 }
 

@@ -25,6 +25,12 @@ export interface UnitState {
   activeEnterTimestampUs: number;
   activeExitTimestampUs: number;
   inactiveEnterTimestampUs: number;
+  /**
+   * When the current (or last) main process was started (services only;
+   * absent or 0 when unknown). A service reads its config after this, not
+   * at ActiveEnterTimestamp, which for Type=notify comes much later.
+   */
+  execMainStartTimestampUs?: number;
   /** Restarts done by systemd's own `Restart=` since the unit was last started by a job (services only). */
   nRestarts: number;
   /** Service `Result` (`success`, `exit-code`, `signal`, `timeout`, ...); `""` for non-services. */

@@ -67,8 +67,7 @@ export interface ConfigPhaseReport {
 /** An IMDS client on demand: only configs that read `imds://` or facts that need it pay for it. */
 export function lazyImds(env: NodeJS.ProcessEnv | undefined): ImdsClient {
   let client: Promise<ImdsClient> | undefined;
-  const get = (): Promise<ImdsClient> =>
-    (client ??= import("../facts/imds.ts").then((m) => m.createImdsClient(env ? { env } : undefined)));
+  const get = (): Promise<ImdsClient> => (client ??= import("../facts/imds.ts").then((m) => m.createImdsClient(env ? { env } : undefined)));
   return {
     get: async (p) => (await get()).get(p),
     getBytes: async (p) => (await get()).getBytes(p),
@@ -81,7 +80,11 @@ const NOTHING_WRITTEN = "nothing was written; fix the cause and run berth again"
 export async function runConfigPhase(opts: ConfigPhaseOptions): Promise<Result<ConfigPhaseReport>> {
   if (opts.lock || opts.dryRun) return configPhase(opts);
   const { withLock } = await import("../host/lock.ts");
-  return withLock(opts.root, { command: "berth config phase", ...(opts.env ? { env: opts.env } : {}), ...(opts.log ? { log: opts.log } : {}) }, (lock) => configPhase({ ...opts, lock }));
+  return withLock(
+    opts.root,
+    { command: "berth config phase", ...(opts.env ? { env: opts.env } : {}), ...(opts.log ? { log: opts.log } : {}) },
+    (lock) => configPhase({ ...opts, lock }),
+  );
 }
 
 async function configPhase(opts: ConfigPhaseOptions): Promise<Result<ConfigPhaseReport>> {
@@ -97,7 +100,9 @@ async function configPhase(opts: ConfigPhaseOptions): Promise<Result<ConfigPhase
   // The API modules (zod schemas, YAML) are the largest part of the phase's load time and
   // sources/cache.ts imports them one after another as it needs them; start them all now
   // so their file reads overlap. Failures surface where they are really imported.
-  void Promise.all([import("../api/decode.ts"), import("../api/merge.ts"), import("../api/validate.ts"), import("../api/encode.ts")]).catch(() => undefined);
+  void Promise.all([import("../api/decode.ts"), import("../api/merge.ts"), import("../api/validate.ts"), import("../api/encode.ts")]).catch(
+    () => undefined,
+  );
   const imds = opts.imds ?? lazyImds(opts.env);
 
   let resolved;

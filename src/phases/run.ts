@@ -28,14 +28,19 @@ import {
   type UnitRecord,
 } from "../host/run-status.ts";
 import type { Systemd } from "../host/systemd.ts";
-import { CONTAINERD_CONFIG_PATH } from "../render/containerd.ts";
-import { IMAGE_CREDENTIAL_PROVIDER_DIR } from "../render/credential-provider.ts";
-import { BOOTSTRAP_KUBECONFIG_PATH, isOutpost, KUBECONFIG_PATH } from "../render/kubeconfig.ts";
-import { KUBELET_ENVIRONMENT_PATH } from "../render/kubelet-env.ts";
-import { UNIT_DIR } from "../render/units.ts";
+import { isOutpost } from "../render/kubeconfig.ts";
 import { errorMessage, toBerthError } from "../util/errors.ts";
 import { createLogger, type Logger } from "../util/log.ts";
-import { RUN_STATUS_PATH, UNITS } from "../util/node-layout.ts";
+import {
+  BOOTSTRAP_KUBECONFIG_PATH,
+  CONTAINERD_CONFIG_PATH,
+  IMAGE_CREDENTIAL_PROVIDER_DIR,
+  KUBECONFIG_PATH,
+  KUBELET_ENVIRONMENT_PATH,
+  RUN_STATUS_PATH,
+  UNIT_DIR,
+  UNITS,
+} from "../util/node-layout.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { containerdRuntimeSettings } from "./steps/containerd-settings.ts";
 import type { RunStep, RunStepContext } from "./steps/context.ts";

@@ -1,29 +1,24 @@
 /**
  * Post-bootstrap tasks at run time. The config phase renders each task as a
- * oneshot unit (src/render/units.ts); this module is what those units and
- * the operator call:
- *
- *   berth task pull-images IMG...   pull images through CRI, with retries
- *   berth task status               each task unit's state, also recorded
- *                                   into berth's status file (tasks section)
+ * oneshot unit (src/render/units.ts); `berth task` (src/cli/task.ts) calls
+ * this module from those units and for the operator: pull images through
+ * CRI with retries, and read (and record) each task unit's state.
  *
  * A task never blocks the kubelet: the run phase only enqueues
  * berth-tasks.target. Failures show up as a failed unit in `systemctl` and
  * as `state: "failed"` in `berth task status` / the status file.
  */
-import { promises as fsp } from "node:fs";
 import type { BerthSpec } from "../api/types.ts";
-import type { CriClient } from "../host/cri.ts";
+import type { CriClient, waitForCriReady } from "../host/cri.ts";
 import { readTextIfPresent } from "../host/read.ts";
-import { HostRoot } from "../host/root.ts";
-import { CONTAINERD_CONFIG_PATH } from "../render/containerd.ts";
+import type { HostRoot } from "../host/root.ts";
 import type { Systemd, UnitState } from "../host/systemd.ts";
-import { fail, formatError, ok, type Result } from "../util/result.ts";
-import { errorMessage, toBerthError, toBerthErrors } from "../util/errors.ts";
+import { fail, ok, type Result } from "../util/result.ts";
+import { errorMessage, toBerthError } from "../util/errors.ts";
 import { retry, RetryExhausted, type Backoff } from "../util/retry.ts";
 import { readRunStatus, writeRunStatus, type TaskRecord } from "../host/run-status.ts";
-import { createLogger, type Logger } from "../util/log.ts";
-import { RUN_STATUS_PATH } from "../util/node-layout.ts";
+import type { Logger } from "../util/log.ts";
+import { CONTAINERD_CONFIG_PATH, RUN_STATUS_PATH } from "../util/node-layout.ts";
 import { containerdRuntimeSettings } from "./steps/containerd-settings.ts";
 
 export interface PullImagesOptions {
@@ -34,7 +29,7 @@ export interface PullImagesOptions {
   log: Logger;
   /** Test seams. */
   cri?: CriClient;
-  waitForCri?: typeof import("../host/cri.ts").waitForCriReady;
+  waitForCri?: typeof waitForCriReady;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
@@ -90,7 +85,15 @@ export async function pullImages(images: string[], opts: PullImagesOptions): Pro
             ...(opts.backoff ?? DEFAULT_PULL_BACKOFF),
             deadline,
             ...(opts.sleep ? { sleep: opts.sleep } : {}),
-            onRetry: (i) => opts.log.warn({ event: "image.pull-retry", component: "task", cause: errorMessage(i.cause), attempt: i.attempt, delayMs: i.delayMs, image }),
+            onRetry: (i) =>
+              opts.log.warn({
+                event: "image.pull-retry",
+                component: "task",
+                cause: errorMessage(i.cause),
+                attempt: i.attempt,
+                delayMs: i.delayMs,
+                image,
+              }),
           },
         );
       } catch (e) {
@@ -98,12 +101,20 @@ export async function pullImages(images: string[], opts: PullImagesOptions): Pro
           code: "task.pull-failed",
           message: `cannot pull ${image}: ${errorMessage(e)}`,
           where: { source: image },
-          hint: "check the image name and that its registry is reachable from the node (containerd's hosts.toml under /etc/containerd/certs.d)",
+          hint:
+            "check the image name and that its registry is reachable from the node (containerd's hosts.toml under " +
+            "/etc/containerd/certs.d)",
           cause: e instanceof RetryExhausted ? e.lastError : e,
         });
       }
       out.push({ image, action: "pulled", attempts, durationMs: Date.now() - t });
-      opts.log.info({ event: "image.pulled", component: "task", cause: `pulled in ${attempts} attempt(s)`, image, durationMs: Date.now() - t });
+      opts.log.info({
+        event: "image.pulled",
+        component: "task",
+        cause: `pulled in ${attempts} attempt(s)`,
+        image,
+        durationMs: Date.now() - t,
+      });
     }
     return ok(out);
   } finally {
@@ -135,7 +146,7 @@ export function taskStateOf(s: UnitState): TaskState {
   return "unknown";
 }
 
-export async function taskStatuses(sd: Systemd, berth: BerthSpec | undefined, recorded?: TaskRecord[]): Promise<TaskStatus[]> {
+async function taskStatuses(sd: Systemd, berth: BerthSpec | undefined, recorded?: TaskRecord[]): Promise<TaskStatus[]> {
   const names = berth?.tasks?.map((t) => t.name) ?? recorded?.map((t) => t.name) ?? [];
   const out: TaskStatus[] = [];
   for (const name of names) {
@@ -146,76 +157,24 @@ export async function taskStatuses(sd: Systemd, berth: BerthSpec | undefined, re
   return out;
 }
 
-// ---------------------------------------------------------------- CLI
-
-export const TASK_HELP = `Usage: berth task COMMAND [options]
-
-Post-bootstrap tasks (run by the berth-task-*.service units).
-
-Commands:
-  pull-images IMAGE...   pull images through containerd's CRI, with retries
-  status                 print each task unit's state as JSON and record it
-                         in berth's status file (/run/berth/status.json)
-
-Options:
-      --root DIR         treat DIR as the node's /
-      --timeout MS       pull-images: overall deadline (default 900000)
-  -h, --help             this help
-`;
-
-
-/** `berth task ...`; returns the exit status. */
-export async function taskCommand(args: string[]): Promise<number> {
-  const { parseArgs } = process.getBuiltinModule("node:util");
-  let parsed;
+/**
+ * Each task unit's state from systemd, recorded into the run status file's
+ * tasks section when that file exists (`berth task status`). Throws when
+ * systemd cannot be asked.
+ */
+export async function recordTaskStatuses(root: HostRoot): Promise<TaskStatus[]> {
+  const { connectSystemd } = await import("../host/systemd.ts");
+  const prev = await readRunStatus(root.path(RUN_STATUS_PATH));
+  const sd = await connectSystemd();
   try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { root: { type: "string" }, timeout: { type: "string" }, help: { type: "boolean", short: "h" } } });
-  } catch (e) {
-    process.stderr.write(`error: ${errorMessage(e)}\n  hint: run 'berth task --help' for usage\n`);
-    return 2;
+    const statuses = await taskStatuses(sd, undefined, prev?.tasks);
+    if (prev)
+      await writeRunStatus(root, {
+        ...prev,
+        tasks: statuses.map((t) => ({ name: t.name, unit: t.unit, state: t.state, result: t.result })),
+      });
+    return statuses;
+  } finally {
+    sd.close();
   }
-  const [sub, ...rest] = parsed.positionals;
-  if (parsed.values.help || sub === undefined) {
-    (parsed.values.help ? process.stdout : process.stderr).write(TASK_HELP);
-    return parsed.values.help ? 0 : 2;
-  }
-  const root = new HostRoot(parsed.values.root ?? "/");
-  const log = await createLogger({ app: "berth-task" });
-  if (sub === "pull-images") {
-    if (rest.length === 0) {
-      process.stderr.write("error: pull-images needs at least one image\n  hint: berth task pull-images registry/repo:tag ...\n");
-      return 2;
-    }
-    const timeoutMs = parsed.values.timeout !== undefined ? Number(parsed.values.timeout) : undefined;
-    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-      process.stderr.write(`error: --timeout ${parsed.values.timeout} is not a positive number of milliseconds\n`);
-      return 2;
-    }
-    const r = await pullImages(rest, { root, log, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
-    if (!r.ok) {
-      for (const e of r.errors) process.stderr.write(`${formatError(e)}\n`);
-      return 1;
-    }
-    return 0;
-  }
-  if (sub === "status") {
-    const { connectSystemd } = await import("../host/systemd.ts");
-    const prev = await readRunStatus(root.path(RUN_STATUS_PATH));
-    let sd: Systemd | undefined;
-    try {
-      sd = await connectSystemd();
-      const st = await taskStatuses(sd, undefined, prev?.tasks);
-      process.stdout.write(`${JSON.stringify(st, null, 2)}\n`);
-      if (prev) await writeRunStatus(root, { ...prev, tasks: st.map((t) => ({ name: t.name, unit: t.unit, state: t.state, result: t.result })) });
-      return st.some((t) => t.state === "failed") ? 1 : 0;
-    } catch (e) {
-      const errs = toBerthErrors(e, "task.status", "cannot read the state of berth's tasks from systemd");
-      for (const er of errs) process.stderr.write(`${formatError(er)}\n`);
-      return 1;
-    } finally {
-      sd?.close();
-    }
-  }
-  process.stderr.write(`error: unknown task command '${sub}'\n  hint: run 'berth task --help'\n`);
-  return 2;
 }

@@ -36,7 +36,8 @@ export function unifiedDiff(hostPath: string, old: DiffSide | undefined, next: D
   if (old && next && old.mode !== next.mode && old.mode >= 0) head.push(`old mode ${octal(old.mode)}`, `new mode ${octal(next.mode)}`);
   if (!old && next) head.push(`new file mode ${octal(next.mode)}`);
   if (old && !next && old.mode >= 0) head.push(`deleted file mode ${octal(old.mode)}`);
-  if (old?.owner !== undefined && next?.owner !== undefined && old.owner !== next.owner && old.mode >= 0) head.push(`old owner ${old.owner}`, `new owner ${next.owner}`);
+  if (old?.owner !== undefined && next?.owner !== undefined && old.owner !== next.owner && old.mode >= 0)
+    head.push(`old owner ${old.owner}`, `new owner ${next.owner}`);
   const a = old ? asText(old.bytes) : "";
   const b = next ? asText(next.bytes) : "";
   const prefix = head.length ? head.join("\n") + "\n" : "";
@@ -44,8 +45,13 @@ export function unifiedDiff(hostPath: string, old: DiffSide | undefined, next: D
     return `${prefix}Binary files ${old ? "a" + hostPath : "/dev/null"} and ${next ? "b" + hostPath : "/dev/null"} differ\n`;
   }
   if (a === b) return prefix || `(no content change) ${hostPath}\n`;
-  const patch = createTwoFilesPatch(old ? `a${hostPath}` : "/dev/null", next ? `b${hostPath}` : "/dev/null", a, b, undefined, undefined, { context: 3 });
+  const patch = createTwoFilesPatch(old ? `a${hostPath}` : "/dev/null", next ? `b${hostPath}` : "/dev/null", a, b, undefined, undefined, {
+    context: 3,
+  });
   // Drop the "Index:"/"====" preamble the library adds; keep ---/+++ and hunks.
-  const body = patch.split("\n").filter((l, i) => !(i < 2 && (l.startsWith("Index:") || l.startsWith("====")))).join("\n");
+  const body = patch
+    .split("\n")
+    .filter((l, i) => !(i < 2 && (l.startsWith("Index:") || l.startsWith("===="))))
+    .join("\n");
   return prefix + (body.endsWith("\n") ? body : body + "\n");
 }

@@ -40,7 +40,7 @@ export function buildPlan(config: MergedConfig, facts: NodeFacts, opts: PlanOpti
     toPart(renderContainerd(spec, facts)),
     env.ok ? { files: env.value.files, absent: env.value.absent } : { errors: env.errors },
     toPart(renderResolved(spec)),
-    toPart(renderUnits(spec, config.berth, { berthPath: opts.berthPath ?? DEFAULT_BERTH_PATH })),
+    toPart(renderUnits(config.berth, { berthPath: opts.berthPath ?? DEFAULT_BERTH_PATH })),
     toPart(renderLocalStorage(spec, facts.instanceStoreDisks ?? [])),
     toPart(renderOutpostHosts(spec, facts)),
   ]);

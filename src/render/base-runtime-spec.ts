@@ -16,8 +16,7 @@
 import type { JsonObject, JsonValue, NodeConfigSpec } from "../api/types.ts";
 import type { PlannedFile } from "../plan/types.ts";
 import { compareKeys, deepMerge } from "../util/json.ts";
-
-export const BASE_RUNTIME_SPEC_PATH = "/etc/containerd/base-runtime-spec.json";
+import { BASE_RUNTIME_SPEC_PATH } from "../util/node-layout.ts";
 
 const CAPS = [
   "CAP_AUDIT_WRITE",
@@ -81,7 +80,7 @@ export function defaultBaseRuntimeSpec(): JsonObject {
 }
 
 /** Objects merge recursively; arrays and scalars from `over` replace; `null` in `over` deletes the key. */
-export function mergeJson(base: JsonObject, over: JsonObject): JsonObject {
+function overlayRuntimeSpec(base: JsonObject, over: JsonObject): JsonObject {
   return deepMerge(base, over, { nullDeletes: true });
 }
 
@@ -109,7 +108,7 @@ function goJsonString(s: string): string {
  * containers as `{}`/`[]`. Hand-written because JSON.stringify keeps
  * insertion order and does not escape `<>&`.
  */
-export function goJsonIndent(v: JsonValue, indent: string, level = 0): string {
+function goJsonIndent(v: JsonValue, indent: string, level = 0): string {
   if (v === null) return "null";
   if (typeof v === "string") return goJsonString(v);
   if (typeof v === "number") return Number.isFinite(v) ? JSON.stringify(v) : "null";
@@ -130,7 +129,7 @@ export function renderBaseRuntimeSpec(spec: NodeConfigSpec): PlannedFile {
   const fragment = spec.containerd?.baseRuntimeSpec;
   const content =
     fragment && Object.keys(fragment).length > 0
-      ? goJsonIndent(mergeJson(defaultBaseRuntimeSpec(), fragment), "    ")
+      ? goJsonIndent(overlayRuntimeSpec(defaultBaseRuntimeSpec(), fragment), "    ")
       : `${JSON.stringify(defaultBaseRuntimeSpec(), null, 2)}\n`;
   return { path: BASE_RUNTIME_SPEC_PATH, content, mode: 0o644, component: "containerd" };
 }

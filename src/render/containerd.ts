@@ -1,89 +1,45 @@
 /**
- * containerd's `/etc/containerd/config.toml` (and, via base-runtime-spec.ts,
- * the base OCI spec), purely from config + facts.
- *
- * Facts taken from nodeadm (not its code):
- * - containerd 1.x reads config schema `version = 2` (CRI plugin
- *   `io.containerd.grpc.v1.cri`); 2.x reads `version = 3` (CRI split into
- *   `io.containerd.cri.v1.images` and `io.containerd.cri.v1.runtime`).
- * - `enable_cdi` is on from kubelet 1.32.0.
- * - default runtime `runc` at `/usr/sbin/runc`; `nvidia` at
- *   `/usr/bin/nvidia-container-runtime` when that binary exists. nodeadm has
- *   no neuron-specific runtime: neuron nodes get the default runtime.
- * - sandbox image `localhost/kubernetes/pause:latest` unless the user sets one.
- * - the user's TOML is deep-merged over the rendered one (tables merge, later
- *   wins, arrays replace), not containerd's section-replacing `imports`.
- *
- * Where berth differs, on purpose:
- * - The user config's schema is read from its parsed structure (`version`
- *   and which CRI plugin tables it has), not by searching the text for a
- *   plugin id (a comment mentioning one would fool nodeadm).
- * - A version-2 user config on containerd 2.x: nodeadm writes a v2 file and
- *   shells out to `containerd config migrate`, leaving containerd's full
- *   dump of defaults on disk. berth stays pure: it moves every known v2 CRI
- *   key to its v3 home (the same moves `containerd config migrate` makes) and
- *   merges the result over its v3 config; a key it cannot place is an error
- *   naming the key, so nothing is silently dropped. The values berth writes
- *   equal those in nodeadm's migrated file; containerd's own defaults are
- *   not spelled out.
- * - A user config that mixes schemas (declares `version = 2` but uses v3
- *   plugin ids, or puts v2 CRI keys beside v3 ones) is an error.
- *
- * FastImagePull (decided once, in fast-image-pull.ts, for this renderer and
- * the kubelet's): when it applies, nodeadm
- * - sets the CRI image snapshotter to `soci` with snapshot annotations on
- *   (`snapshotter`, `disable_snapshot_annotations = false` under
- *   `plugins."io.containerd.grpc.v1.cri".containerd` for 1.x, under
- *   `plugins."io.containerd.cri.v1.images"` for 2.x),
- * - registers `[proxy_plugins.soci]` (a snapshot proxy on the SOCI socket,
- *   exporting its root `/var/lib/soci-snapshotter-grpc`),
- * - writes `/etc/soci-snapshotter-grpc/config.toml` (parallel pull/unpack
- *   settings, unpigz for gzip layers, the CRI keychain on containerd's socket),
- * - and a `containerd.service` drop-in that Requires/After
- *   `soci-snapshotter.service`, so containerd starts only once SOCI serves.
- * berth renders all four as files. Not here (impure, run phase): nodeadm
- * then imports `/etc/eks/pause.tar` into the soci snapshotter with `ctr`
- * after containerd starts, since the cached pause image's layers live in
- * the overlayfs snapshotter only.
+ * containerd's `/etc/containerd/config.toml` (schema 2 or 3 by containerd's
+ * version, the user's TOML merged over it, a v2 user config moved to v3) and
+ * FastImagePull's SOCI files, purely from config + facts. Never runs
+ * containerd or `ctr` (the run phase does). nodeadm's facts and where berth
+ * differs: docs/internals.md ("containerd's config").
  */
 
 import type { NodeConfigSpec } from "../api/types.ts";
 import type { NodeFacts } from "../facts/types.ts";
 import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok } from "../util/result.ts";
-import type { BerthError, Result } from "../util/result.ts";
+import type { Result } from "../util/result.ts";
 import { parseVersion, versionAtLeast } from "../util/version.ts";
 import { renderBaseRuntimeSpec } from "./base-runtime-spec.ts";
 import { fastImagePullEnabled } from "./fast-image-pull.ts";
-import { isTomlTable, mergeToml, parseToml, stringifyToml } from "./toml.ts";
-import type { TomlTable, TomlValue } from "./toml.ts";
+import { isTomlTable, mergeToml, parseToml, stringifyToml } from "../util/toml.ts";
+import type { TomlTable, TomlValue } from "../util/toml.ts";
+import {
+  containerdConfigError,
+  CONTAINERD_CONFIG_FIELD,
+  CRI_IMAGES,
+  CRI_RUNTIME,
+  CRI_V2,
+  tomlValueText,
+  userConfigSchema,
+  V3_SERVER_KEYS,
+  type ContainerdSchema,
+} from "../api/containerd-config.ts";
+import {
+  BASE_RUNTIME_SPEC_PATH,
+  CONTAINERD_CONFIG_PATH,
+  CONTAINERD_SOCKET,
+  NVIDIA_RUNTIME_PATH,
+  SOCI_CONFIG_PATH,
+  SOCI_CONTAINERD_DROPIN_PATH,
+  SOCI_ROOT,
+  SOCI_SOCKET,
+} from "../util/node-layout.ts";
 
-export const CONTAINERD_CONFIG_PATH = "/etc/containerd/config.toml";
 export const DEFAULT_SANDBOX_IMAGE = "localhost/kubernetes/pause:latest";
-import { CONTAINERD_SOCKET } from "../util/node-layout.ts";
-export { CONTAINERD_SOCKET };
-export const SOCI_SOCKET = "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock";
-export const SOCI_ROOT = "/var/lib/soci-snapshotter-grpc";
-export const SOCI_CONFIG_PATH = "/etc/soci-snapshotter-grpc/config.toml";
-export const SOCI_CONTAINERD_DROPIN_PATH = "/etc/systemd/system/containerd.service.d/10-soci-snapshotter.conf";
 
-/** containerd's config schema version. */
-export type ContainerdSchema = 2 | 3;
-
-const CRI_V2 = "io.containerd.grpc.v1.cri";
-const CRI_IMAGES = "io.containerd.cri.v1.images";
-const CRI_RUNTIME = "io.containerd.cri.v1.runtime";
-const FIELD = "spec.containerd.config";
-
-/** Keys that stay in `io.containerd.grpc.v1.cri` in schema 3 (the CRI gRPC server). */
-const V3_SERVER_KEYS = new Set([
-  "disable_tcp_service",
-  "stream_server_address",
-  "stream_server_port",
-  "stream_idle_timeout",
-  "enable_tls_streaming",
-  "x509_key_pair_streaming",
-]);
 /** v2 CRI-level keys that move to `io.containerd.cri.v1.images` unchanged. */
 const V2_TO_IMAGES = new Set([
   "max_concurrent_downloads",
@@ -126,7 +82,7 @@ const V2_CONTAINERD_TO_RUNTIME = new Set([
 ]);
 
 /** Which schema a containerd version reads. */
-export function containerdSchemaFor(containerdVersion: string): Result<ContainerdSchema> {
+function containerdSchemaFor(containerdVersion: string): Result<ContainerdSchema> {
   const v = parseVersion(containerdVersion);
   if (!v) {
     return fail({
@@ -144,19 +100,17 @@ interface RuntimeChoice {
 }
 
 function runtimeFor(facts: NodeFacts): RuntimeChoice {
-  return facts.nvidiaRuntime
-    ? { name: "nvidia", binary: "/usr/bin/nvidia-container-runtime" }
-    : { name: "runc", binary: "/usr/sbin/runc" };
+  return facts.nvidiaRuntime ? { name: "nvidia", binary: NVIDIA_RUNTIME_PATH } : { name: "runc", binary: "/usr/sbin/runc" };
 }
 
 /** berth's own config before the user's is merged in; `soci` when FastImagePull applies. */
-export function baseContainerdConfig(schema: ContainerdSchema, facts: NodeFacts, soci = false): TomlTable {
+function baseContainerdConfig(schema: ContainerdSchema, facts: NodeFacts, soci = false): TomlTable {
   const rt = runtimeFor(facts);
   const enableCdi = versionAtLeast(facts.kubeletVersion, "1.32.0");
   const runtimes: TomlTable = {
     [rt.name]: {
       runtime_type: "io.containerd.runc.v2",
-      base_runtime_spec: "/etc/containerd/base-runtime-spec.json",
+      base_runtime_spec: BASE_RUNTIME_SPEC_PATH,
       options: { BinaryName: rt.binary, SystemdCgroup: true },
     },
   };
@@ -190,55 +144,6 @@ export function baseContainerdConfig(schema: ContainerdSchema, facts: NodeFacts,
   return top;
 }
 
-function describe(v: TomlValue | undefined): string {
-  // TOML integers are bigints, also inside arrays and tables, which JSON.stringify refuses.
-  return typeof v === "bigint" ? v.toString() : (JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? Number(x) : x)) ?? "nothing");
-}
-
-function err(message: string, hint: string, code = "containerd.config-schema"): BerthError {
-  return { code, message, where: { path: FIELD }, hint };
-}
-
-interface UserSchema {
-  /** 2 or 3 when the user config says so (explicitly or by its plugin tables); undefined when it is neutral. */
-  schema?: ContainerdSchema;
-  /** What gave it away, for messages. */
-  evidence: string[];
-}
-
-/** Read which schema the user's config is written for. */
-export function userConfigSchema(user: TomlTable): Result<UserSchema> {
-  const declared = user.version;
-  if (declared !== undefined && declared !== 2n && declared !== 3n) {
-    return fail(
-      err(
-        `${FIELD} declares version = ${describe(declared)}; berth merges only containerd config versions 2 and 3`,
-        "write the settings as `version = 2` (containerd 1.x) or `version = 3` (containerd 2.x)",
-      ),
-    );
-  }
-  const plugins = isTomlTable(user.plugins) ? user.plugins : {};
-  const v3Ids = [CRI_IMAGES, CRI_RUNTIME].filter((id) => id in plugins);
-  const cri = plugins[CRI_V2];
-  const v2Keys = isTomlTable(cri) ? Object.keys(cri).filter((k) => !V3_SERVER_KEYS.has(k)) : [];
-  const v3Evidence = [...(declared === 3n ? ["version = 3"] : []), ...v3Ids.map((id) => `plugin "${id}"`)];
-  const v2Evidence = [
-    ...(declared === 2n ? ["version = 2"] : []),
-    ...v2Keys.map((k) => `plugins."${CRI_V2}".${k}`),
-  ];
-  if (v3Ids.length > 0 && (declared === 2n || v2Keys.length > 0)) {
-    return fail(
-      err(
-        `${FIELD} mixes containerd config schemas: ${[...v3Evidence, ...v2Evidence].join(", ")}`,
-        `use one schema: version 2 keeps CRI settings under plugins."${CRI_V2}"; version 3 splits them into plugins."${CRI_IMAGES}" and plugins."${CRI_RUNTIME}"`,
-      ),
-    );
-  }
-  if (v3Evidence.length > 0) return ok({ schema: 3, evidence: v3Evidence });
-  if (v2Evidence.length > 0) return ok({ schema: 2, evidence: v2Evidence });
-  return ok({ evidence: [] });
-}
-
 function table(parent: TomlTable, key: string): TomlTable {
   const cur = parent[key];
   if (isTomlTable(cur)) return cur;
@@ -254,8 +159,9 @@ function translateRuntime(name: string, rt: TomlValue): Result<TomlValue> {
     if (k === "sandbox_mode") out.sandboxer = v;
     else if (k === "runtime_engine" || k === "runtime_root") {
       return fail(
-        err(
-          `${FIELD}: plugins."${CRI_V2}".containerd.runtimes.${name}.${k} was removed in containerd 2.x and has no version 3 equivalent`,
+        containerdConfigError(
+          `${CONTAINERD_CONFIG_FIELD}: plugins."${CRI_V2}".containerd.runtimes.${name}.${k} was removed in containerd 2.x and ` +
+            `has no version 3 equivalent`,
           `remove it (use options.BinaryName / options.Root of the runtime instead)`,
         ),
       );
@@ -278,7 +184,13 @@ export function translateV2ToV3(user: TomlTable): Result<TomlTable> {
   out.plugins = plugins;
   const cri = user.plugins[CRI_V2];
   if (cri === undefined) return ok(out);
-  if (!isTomlTable(cri)) return fail(err(`${FIELD}: plugins."${CRI_V2}" must be a table, found ${describe(cri)}`, "write it as a [table]"));
+  if (!isTomlTable(cri))
+    return fail(
+      containerdConfigError(
+        `${CONTAINERD_CONFIG_FIELD}: plugins."${CRI_V2}" must be a table, found ${tomlValueText(cri)}`,
+        "write it as a [table]",
+      ),
+    );
   const unknown: string[] = [];
   for (const [k, v] of Object.entries(cri)) {
     if (V3_SERVER_KEYS.has(k)) table(plugins, CRI_V2)[k] = v;
@@ -302,9 +214,11 @@ export function translateV2ToV3(user: TomlTable): Result<TomlTable> {
   }
   if (unknown.length > 0) {
     return fail(
-      err(
-        `${FIELD} is a version 2 config for containerd 2.x and berth does not know where version 3 keeps ${unknown.join(", ")}`,
-        `write the config as version = 3 (CRI settings under plugins."${CRI_IMAGES}" and plugins."${CRI_RUNTIME}"; \`containerd config migrate\` shows the new layout), or remove the key`,
+      containerdConfigError(
+        `${CONTAINERD_CONFIG_FIELD} is a version 2 config for containerd 2.x and berth does not know where version 3 keeps ` +
+          `${unknown.join(", ")}`,
+        `write the config as version = 3 (CRI settings under plugins."${CRI_IMAGES}" and plugins."${CRI_RUNTIME}"; ` +
+          `\`containerd config migrate\` shows the new layout), or remove the key`,
         "containerd.config-migrate",
       ),
     );
@@ -325,8 +239,8 @@ export function renderContainerdConfig(spec: NodeConfigSpec, facts: NodeFacts): 
       const at = parsed.line !== undefined ? ` at line ${parsed.line}, column ${parsed.column ?? 1}` : "";
       return fail({
         code: "containerd.config-invalid-toml",
-        message: `${FIELD} is not valid TOML${at}: ${parsed.message}`,
-        where: { path: FIELD },
+        message: `${CONTAINERD_CONFIG_FIELD} is not valid TOML${at}: ${parsed.message}`,
+        where: { path: CONTAINERD_CONFIG_FIELD },
         hint: "fix the TOML syntax (check quoting and [table] headers); the text is used as containerd's config.toml fragment",
       });
     }
@@ -335,9 +249,11 @@ export function renderContainerdConfig(spec: NodeConfigSpec, facts: NodeFacts): 
     if (!us.ok) return us;
     if (schema === 2 && us.value.schema === 3) {
       return fail(
-        err(
-          `${FIELD} is a containerd config version 3 (found ${us.value.evidence.join(", ")}), but this node runs containerd ${facts.containerdVersion}, which reads only version 2`,
-          `write it as version = 2 with CRI settings under plugins."${CRI_V2}" (e.g. plugins."${CRI_V2}".containerd.discard_unpacked_layers), or use an image with containerd 2.x`,
+        containerdConfigError(
+          `${CONTAINERD_CONFIG_FIELD} is a containerd config version 3 (found ${us.value.evidence.join(", ")}), but this node ` +
+            `runs containerd ${facts.containerdVersion}, which reads only version 2`,
+          `write it as version = 2 with CRI settings under plugins."${CRI_V2}" (e.g. ` +
+            `plugins."${CRI_V2}".containerd.discard_unpacked_layers), or use an image with containerd 2.x`,
         ),
       );
     }
@@ -357,7 +273,7 @@ export function renderContainerdConfig(spec: NodeConfigSpec, facts: NodeFacts): 
  * decompress gzip with unpigz, drop unpacked layer blobs, and resolve
  * registry credentials through the CRI keychain on containerd's socket.
  */
-export function sociSnapshotterConfig(): TomlTable {
+function sociSnapshotterConfig(): TomlTable {
   return {
     debug: false,
     content_store: { type: "containerd" },
@@ -378,7 +294,7 @@ export function sociSnapshotterConfig(): TomlTable {
 }
 
 /** containerd waits for the SOCI snapshotter: it is a hard dependency once containerd's images go through it. */
-export const SOCI_CONTAINERD_DROPIN = "[Unit]\nRequires=soci-snapshotter.service\nAfter=soci-snapshotter.service\n";
+const SOCI_CONTAINERD_DROPIN = "[Unit]\nRequires=soci-snapshotter.service\nAfter=soci-snapshotter.service\n";
 
 /**
  * `/etc/containerd/config.toml` and `/etc/containerd/base-runtime-spec.json`;

@@ -6,12 +6,9 @@
  */
 
 import { versionAtLeast } from "../util/version.ts";
+import { ECR_CREDENTIAL_PROVIDER_BIN } from "../util/node-layout.ts";
 
-export const IMAGE_CREDENTIAL_PROVIDER_DIR = "/etc/eks/image-credential-provider";
-export const IMAGE_CREDENTIAL_PROVIDER_CONFIG_PATH = `${IMAGE_CREDENTIAL_PROVIDER_DIR}/config.json`;
-export const ECR_CREDENTIAL_PROVIDER_BIN = `${IMAGE_CREDENTIAL_PROVIDER_DIR}/ecr-credential-provider`;
-
-export const CREDENTIAL_PROVIDER_THRESHOLDS = {
+const CREDENTIAL_PROVIDER_THRESHOLDS = {
   /** < 1.27: v1alpha1 config and provider API. (image-credential-provider.go before commit 41298160) */
   v1Api: "1.27.0",
   /** >= 1.32: also match `ecr-public.aws.com`. (image-credential-provider.go) */
@@ -34,7 +31,7 @@ const ECR_MATCH_IMAGES = [
 ] as const;
 
 /** The ECR image patterns the provider is asked about on this kubelet version. */
-export function ecrMatchImages(kubeletVersion: string): string[] {
+function ecrMatchImages(kubeletVersion: string): string[] {
   const list: string[] = [...ECR_MATCH_IMAGES];
   // Only ecr-credential-provider 1.32+ can answer for this registry; asking older ones just adds latency.
   if (versionAtLeast(kubeletVersion, CREDENTIAL_PROVIDER_THRESHOLDS.ecrPublicAwsCom)) list.push("ecr-public.aws.com");

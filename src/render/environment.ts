@@ -19,11 +19,10 @@ import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok } from "../util/result.ts";
 import type { BerthError, Result } from "../util/result.ts";
 import { isEnvironmentName, isEnvironmentService } from "../api/rules.ts";
+import { SYSTEM_ENVIRONMENT_PATH, UNIT_DIR } from "../util/node-layout.ts";
 
-export const SYSTEM_ENVIRONMENT_PATH = "/etc/systemd/system.conf.d/environment.conf";
-
-export function serviceEnvironmentPath(service: string): string {
-  return `/etc/systemd/system/${service}.service.d/environment.conf`;
+function serviceEnvironmentPath(service: string): string {
+  return `${UNIT_DIR}/${service}.service.d/environment.conf`;
 }
 
 /** Services whose drop-in is always cleaned up when the config does not ask for it (the ones berth runs). */
@@ -46,8 +45,7 @@ export function escapeSystemdValue(value: string): string {
     else if (ch === "\t") out += "\\t";
     else if (ch === "\v") out += "\\v";
     else if (c < 0x20 || c === 0x7f) out += `\\x${c.toString(16).padStart(2, "0")}`;
-    else if ((c >= 0x80 && c <= 0x9f) || c === 0x2028 || c === 0x2029 || c === 0xfeff)
-      out += `\\u${c.toString(16).padStart(4, "0")}`;
+    else if ((c >= 0x80 && c <= 0x9f) || c === 0x2028 || c === 0x2029 || c === 0xfeff) out += `\\u${c.toString(16).padStart(4, "0")}`;
     else if (ch === "%") out += "%%";
     else out += ch;
   }
@@ -100,9 +98,7 @@ export function renderEnvironment(spec: NodeConfigSpec): Result<EnvironmentFiles
       }
     }
     if (bad || Object.keys(vars).length === 0) continue;
-    const content = isDefault
-      ? renderSection("[Manager]", "DefaultEnvironment", vars)
-      : renderSection("[Service]", "Environment", vars);
+    const content = isDefault ? renderSection("[Manager]", "DefaultEnvironment", vars) : renderSection("[Service]", "Environment", vars);
     files.push({ path, content, mode: 0o644, component: "environment" });
     written.add(path);
   }

@@ -14,8 +14,8 @@ import type { OutpostFacts } from "../facts/dns.ts";
 import type { NodeFacts } from "../facts/types.ts";
 import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
+import { HOSTS_FILE_PATH } from "../util/node-layout.ts";
 
-export const HOSTS_FILE_PATH = "/etc/hosts";
 export const HOSTS_BLOCK_BEGIN = "# BEGIN berth: outpost api server";
 export const HOSTS_BLOCK_END = "# END berth: outpost api server";
 

@@ -6,12 +6,8 @@
 
 import type { ClusterDetails } from "../api/types.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
-import { CA_CERT_PATH } from "./kubelet-config.ts";
 import { isStdBase64 } from "../api/rules.ts";
-
-export const KUBECONFIG_PATH = "/var/lib/kubelet/kubeconfig";
-/** Outposts: kubelet TLS-bootstraps from this one and writes KUBECONFIG_PATH itself. */
-export const BOOTSTRAP_KUBECONFIG_PATH = "/var/lib/kubelet/bootstrap-kubeconfig";
+import { BOOTSTRAP_KUBECONFIG_PATH, CA_CERT_PATH, KUBECONFIG_PATH } from "../util/node-layout.ts";
 
 /**
  * A YAML scalar for a URL `s`: bare when it is plainly safe (what the template
@@ -19,7 +15,7 @@ export const BOOTSTRAP_KUBECONFIG_PATH = "/var/lib/kubelet/bootstrap-kubeconfig"
  * scalar. Hand-rolled instead of the yaml package so the output keeps the
  * template's exact bytes and this module stays dependency-free.
  */
-function plain(s: string): string {
+function yamlScalar(s: string): string {
   // Requiring "://" keeps words YAML would retype (true, null, 1.5) quoted.
   return s.includes("://") && /^[A-Za-z0-9/][A-Za-z0-9._~:/?#@!$&'()*+,;=%-]*$/.test(s) && !/: |\s#|:$/.test(s) ? s : JSON.stringify(s);
 }
@@ -40,7 +36,7 @@ export function kubeconfigYaml(i: KubeconfigInput): string {
     "  - name: kubernetes",
     "    cluster:",
     `      certificate-authority: ${CA_CERT_PATH}`,
-    `      server: ${plain(i.apiServerEndpoint)}`,
+    `      server: ${yamlScalar(i.apiServerEndpoint)}`,
     "current-context: kubelet",
     "contexts:",
     "  - name: kubelet",
@@ -80,11 +76,23 @@ function missing(path: string, what: string, hint: string): BerthError {
 export function renderKubeconfig(cluster: ClusterDetails | undefined, region: string): Result<{ path: string; content: string }> {
   const errors: BerthError[] = [];
   if (!cluster?.apiServerEndpoint) {
-    errors.push(missing("spec.cluster.apiServerEndpoint", "the API server endpoint", "set it to the cluster's endpoint URL (aws eks describe-cluster: endpoint)"));
+    errors.push(
+      missing(
+        "spec.cluster.apiServerEndpoint",
+        "the API server endpoint",
+        "set it to the cluster's endpoint URL (aws eks describe-cluster: endpoint)",
+      ),
+    );
   }
   const outpost = isOutpost(cluster);
   if (outpost && !cluster?.id) {
-    errors.push(missing("spec.cluster.id", "the cluster id (required when enableOutpost is true)", "set spec.cluster.id to the Outposts cluster's id (aws eks describe-cluster: id)"));
+    errors.push(
+      missing(
+        "spec.cluster.id",
+        "the cluster id (required when enableOutpost is true)",
+        "set spec.cluster.id to the Outposts cluster's id (aws eks describe-cluster: id)",
+      ),
+    );
   }
   if (!outpost && !cluster?.name) {
     errors.push(missing("spec.cluster.name", "the cluster name", "set spec.cluster.name to the EKS cluster's name"));
@@ -101,7 +109,6 @@ export function renderKubeconfig(cluster: ClusterDetails | undefined, region: st
   });
 }
 
-
 /**
  * The CA bundle bytes from the NodeConfig's base64 `certificateAuthority`.
  * Strict (standard alphabet, padded; line breaks ignored as Go's decoder
@@ -111,7 +118,12 @@ export function renderKubeconfig(cluster: ClusterDetails | undefined, region: st
 export function decodeCertificateAuthority(b64: string | undefined): Result<Uint8Array> {
   const where = { path: "spec.cluster.certificateAuthority" };
   if (!b64) {
-    return fail({ code: "config.missing-field", message: "the cluster certificate authority is not set", where, hint: "set it to the base64 CA bundle (aws eks describe-cluster: certificateAuthority.data)" });
+    return fail({
+      code: "config.missing-field",
+      message: "the cluster certificate authority is not set",
+      where,
+      hint: "set it to the base64 CA bundle (aws eks describe-cluster: certificateAuthority.data)",
+    });
   }
   const compact = b64.replace(/[\r\n]/g, "");
   if (!isStdBase64(compact)) {

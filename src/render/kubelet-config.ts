@@ -13,16 +13,10 @@ import type { NodeFacts } from "../facts/types.ts";
 import { canonicalJson, deepMerge } from "../util/json.ts";
 import { fail, ok, type Result } from "../util/result.ts";
 import { versionAtLeast } from "../util/version.ts";
+import { CA_CERT_PATH, CONTAINERD_SOCKET_ENDPOINT, SOCI_IMAGE_SERVICE_ENDPOINT } from "../util/node-layout.ts";
 
-export const KUBELET_CONFIG_PATH = "/etc/kubernetes/kubelet/config.json";
-export const KUBELET_CONFIG_DIR = "/etc/kubernetes/kubelet/config.json.d";
-export const KUBELET_DROPIN_PATH = `${KUBELET_CONFIG_DIR}/40-nodeadm.conf`;
-export const CA_CERT_PATH = "/etc/kubernetes/pki/ca.crt";
-export const CONTAINERD_SOCKET_ENDPOINT = "unix:///run/containerd/containerd.sock";
-export const SOCI_IMAGE_SERVICE_ENDPOINT = "unix:///run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock";
-
-export const KUBELET_KIND = "KubeletConfiguration";
-export const KUBELET_API_VERSION = "kubelet.config.k8s.io/v1beta1";
+const KUBELET_KIND = "KubeletConfiguration";
+const KUBELET_API_VERSION = "kubelet.config.k8s.io/v1beta1";
 
 /**
  * Version thresholds (kubelet version, major.minor.patch; vendor suffixes
@@ -56,7 +50,9 @@ function cidrError(cidr: string | undefined, why: string) {
     code: "config.invalid-cidr",
     message: cidr === undefined ? "the cluster's service CIDR is not set" : `${JSON.stringify(cidr)} is not a valid CIDR: ${why}`,
     where: { path: CIDR_PATH },
-    hint: "set spec.cluster.cidr to the cluster's service IPv4 or IPv6 CIDR, e.g. 10.100.0.0/16 or fd00:10:96::/108 (aws eks describe-cluster: kubernetesNetworkConfig)",
+    hint:
+      "set spec.cluster.cidr to the cluster's service IPv4 or IPv6 CIDR, e.g. 10.100.0.0/16 or fd00:10:96::/108 (aws eks " +
+      "describe-cluster: kubernetesNetworkConfig)",
   });
 }
 
@@ -87,12 +83,12 @@ export function clusterDnsFromCidr(cidr: string | undefined): Result<string> {
   return ok(`${addr}a`);
 }
 
-export function providerId(availabilityZone: string, instanceId: string): string {
+function providerId(availabilityZone: string, instanceId: string): string {
   return `aws:///${availabilityZone}/${instanceId}`;
 }
 
 /** nodeadm's fixed defaults, before any node- or version-dependent value. */
-export function defaultKubeletConfig(): JsonObject {
+function defaultKubeletConfig(): JsonObject {
   return {
     kind: KUBELET_KIND,
     apiVersion: KUBELET_API_VERSION,

@@ -13,12 +13,10 @@
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { flagHasControlCharacter } from "../api/rules.ts";
 
-/** The kubelet reads its extra flags from this variable in this file (nodeadm's names, so both tools interoperate). */
-export const KUBELET_ENVIRONMENT_PATH = "/etc/eks/kubelet/environment";
 export const KUBELET_ARGS_VARIABLE = "NODEADM_KUBELET_ARGS";
 
 /** `--name=value` for each of berth's flags, sorted by name. */
-export function formatBerthFlags(flags: Record<string, string>): string[] {
+function formatBerthFlags(flags: Record<string, string>): string[] {
   return Object.keys(flags)
     .sort()
     .map((name) => `--${name}=${flags[name]}`);

@@ -17,33 +17,36 @@ import type { NodeFacts } from "../facts/types.ts";
 import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { versionAtLeast } from "../util/version.ts";
+import { credentialProviderBinDir, credentialProviderConfigJson } from "./credential-provider.ts";
+import { decodeCertificateAuthority, isOutpost, renderKubeconfig } from "./kubeconfig.ts";
 import {
-  credentialProviderBinDir,
-  credentialProviderConfigJson,
-  ECR_CREDENTIAL_PROVIDER_BIN,
-  IMAGE_CREDENTIAL_PROVIDER_CONFIG_PATH,
-} from "./credential-provider.ts";
-import { BOOTSTRAP_KUBECONFIG_PATH, decodeCertificateAuthority, isOutpost, KUBECONFIG_PATH, renderKubeconfig } from "./kubeconfig.ts";
-import {
-  CA_CERT_PATH,
   cidrFamily,
-  CONTAINERD_SOCKET_ENDPOINT,
   mergeKubeletConfig,
   generatedKubeletConfig,
-  KUBELET_CONFIG_DIR,
-  KUBELET_CONFIG_PATH,
-  KUBELET_DROPIN_PATH,
   KUBELET_THRESHOLDS,
   stableJson,
   supportsConfigDropIn,
   userKubeletDropIn,
 } from "./kubelet-config.ts";
-import { checkUserFlags, KUBELET_ARGS_VARIABLE, KUBELET_ENVIRONMENT_PATH, kubeletArgs, kubeletEnvironmentFile } from "./kubelet-env.ts";
-import { computeMaxPods, loadMaxPodsEvaluator, MAX_INT32, type MaxPodsEvaluator } from "./max-pods.ts";
+import { checkUserFlags, KUBELET_ARGS_VARIABLE, kubeletArgs, kubeletEnvironmentFile } from "./kubelet-env.ts";
+import { computeMaxPods, loadMaxPodsEvaluator } from "./max-pods.ts";
+import { MAX_INT32, type MaxPodsEvaluator } from "../api/rules.ts";
 import { kubeReserved } from "./reserved.ts";
 import { fastImagePullEnabled } from "./fast-image-pull.ts";
+import {
+  BOOTSTRAP_KUBECONFIG_PATH,
+  CA_CERT_PATH,
+  CONTAINERD_SOCKET_ENDPOINT,
+  ECR_CREDENTIAL_PROVIDER_BIN,
+  IMAGE_CREDENTIAL_PROVIDER_CONFIG_PATH,
+  KUBECONFIG_PATH,
+  KUBELET_CONFIG_DIR,
+  KUBELET_CONFIG_PATH,
+  KUBELET_DROPIN_PATH,
+  KUBELET_ENVIRONMENT_PATH,
+} from "../util/node-layout.ts";
 
-export const KUBELET_COMPONENT = "kubelet";
+const KUBELET_COMPONENT = "kubelet";
 
 /** Inputs beyond (spec, facts); all optional. */
 export interface RenderKubeletOptions {
@@ -84,7 +87,9 @@ function nodeIp(spec: NodeConfigSpec, facts: NodeFacts): Result<string> {
   if (ip) return ok(ip);
   return fail({
     code: "facts.missing-node-ip",
-    message: `the cluster is ${family.value === "ipv4" ? "IPv4" : "IPv6"} (spec.cluster.cidr ${spec.cluster?.cidr}) but the instance has no ${family.value === "ipv4" ? "local IPv4" : "IPv6"} address`,
+    message:
+      `the cluster is ${family.value === "ipv4" ? "IPv4" : "IPv6"} (spec.cluster.cidr ${spec.cluster?.cidr}) but the ` +
+      `instance has no ${family.value === "ipv4" ? "local IPv4" : "IPv6"} address`,
     where: { path: "spec.cluster.cidr" },
     hint:
       family.value === "ipv4"
@@ -100,7 +105,9 @@ function nodeName(spec: NodeConfigSpec, facts: NodeFacts): Result<string> {
     code: "facts.missing-private-dns-name",
     message: "the instance's private DNS name is unknown, and it names the Node",
     where: { path: "spec.featureGates.InstanceIdNodeName" },
-    hint: "allow ec2:DescribeInstances for the node role, or set spec.featureGates.InstanceIdNodeName: true to name the Node by instance id",
+    hint:
+      "allow ec2:DescribeInstances for the node role, or set spec.featureGates.InstanceIdNodeName: true to name the Node " +
+      "by instance id",
   });
 }
 
@@ -190,7 +197,12 @@ export function renderKubelet(spec: NodeConfigSpec, facts: NodeFacts, opts: Rend
   const environment: Record<string, string> = { [KUBELET_ARGS_VARIABLE]: kubeletArgs(flags, userFlags) };
   if (dropIn && !versionAtLeast(v, KUBELET_THRESHOLDS.configDropInGa)) environment.KUBELET_CONFIG_DROPIN_DIR_ALPHA = "on";
 
-  const file = (path: string, content: string | Uint8Array, mode: number): PlannedFile => ({ path, content, mode, component: KUBELET_COMPONENT });
+  const file = (path: string, content: string | Uint8Array, mode: number): PlannedFile => ({
+    path,
+    content,
+    mode,
+    component: KUBELET_COMPONENT,
+  });
   const files: PlannedFile[] = [
     file(KUBELET_CONFIG_PATH, stableJson(config), 0o644),
     file(KUBELET_ENVIRONMENT_PATH, kubeletEnvironmentFile(environment), 0o644),
@@ -204,7 +216,11 @@ export function renderKubelet(spec: NodeConfigSpec, facts: NodeFacts, opts: Rend
 }
 
 /** renderKubelet, loading the CEL evaluator first only if an expression is set. */
-export async function renderKubeletAsync(spec: NodeConfigSpec, facts: NodeFacts, opts: RenderKubeletOptions = {}): Promise<Result<PlannedFile[]>> {
+export async function renderKubeletAsync(
+  spec: NodeConfigSpec,
+  facts: NodeFacts,
+  opts: RenderKubeletOptions = {},
+): Promise<Result<PlannedFile[]>> {
   if (spec.kubelet?.maxPodsExpression && !opts.maxPodsEvaluator) {
     return renderKubelet(spec, facts, { ...opts, maxPodsEvaluator: await loadMaxPodsEvaluator() });
   }

@@ -1,41 +1,25 @@
 /**
- * `instance.localStorage` → systemd mount units. Pure: (config, the node's
- * instance-store disks) → a layout and its unit files. nodeadm's
- * setup-local-disks writes its units at run time; berth renders them through
- * the plan like every other file (so `--dry-run` shows them and a re-run
- * rewrites nothing) and leaves only formatting, the md array and the first
- * move of state directories to the run phase's local-storage step
- * (src/phases/steps/local-storage.ts), which works from the same layout.
- *
- * - `Mount`: disk i (1-based, in the fact's order) → xfs at `<mountPath>/i`.
- * - `RAID0`, `RAID10` (≥ 4 disks): one md array `/dev/md/kubernetes` → xfs at
- *   `<mountPath>/0`, then /var/lib/kubelet, /var/lib/containerd,
- *   /var/lib/soci-snapshotter-grpc and /var/log/pods bind-mounted from
- *   `<mountPath>/0/<last component>` unless `disabledMounts` names them
- *   (the kubelet's directory always: nodeadm has no switch for it).
- *
- * `mountPath` defaults to /mnt/k8s-disks. Units are named after their mount
- * point as `systemd-escape --path --suffix=mount` names them. Each is ordered
- * before containerd and kubelet, and one drop-in makes multi-user.target want
- * them all (berth enables units this way, see units.ts), so every boot mounts
- * them before either starts. Disks are named by their by-id link, which
- * follows the disk across reboots; nodeadm names `/dev/nvmeXn1`, whose
- * number may change.
+ * `instance.localStorage` → systemd mount units (Mount, or one md array with
+ * the state directories bound onto it). Pure: (config, the node's
+ * instance-store disks) → a layout and its unit files; never formats, builds
+ * an array or copies (src/phases/steps/local-storage.ts does, from the same
+ * layout). Details: docs/internals.md ("Instance-store disks").
  */
 import type { LocalStorageOptions, LocalStorageStrategy, NodeConfigSpec } from "../api/types.ts";
 import type { InstanceStoreDisk } from "../facts/disks.ts";
 import type { PlannedFile } from "../plan/types.ts";
-import { UNITS } from "../util/node-layout.ts";
+import {
+  DEFAULT_LOCAL_STORAGE_PATH,
+  LOCAL_STORAGE_WANTS,
+  RAID_DEVICE,
+  RAID_NAME,
+  SOCI_ROOT,
+  SOCI_UNIT,
+  UNIT_DIR,
+  UNITS,
+} from "../util/node-layout.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
-import { unit, UNIT_DIR, type Section } from "./units.ts";
-
-export const DEFAULT_LOCAL_STORAGE_PATH = "/mnt/k8s-disks";
-/** The md array's name (`mdadm --name`) and device, as nodeadm's. */
-export const RAID_NAME = "kubernetes";
-export const RAID_DEVICE = `/dev/md/${RAID_NAME}`;
-/** The drop-in that makes multi-user.target want every local-storage mount unit. */
-export const LOCAL_STORAGE_WANTS = `${UNIT_DIR}/multi-user.target.d/20-berth-local-storage.conf`;
-export const SOCI_UNIT = "soci-snapshotter.service";
+import { unit, type Section } from "./units.ts";
 
 const STORAGE_FIELD = "spec.instance.localStorage";
 
@@ -43,7 +27,7 @@ const STORAGE_FIELD = "spec.instance.localStorage";
 const BIND_DIRS: readonly { path: string; users: string[]; disabledBy?: string }[] = [
   { path: "/var/lib/kubelet", users: [UNITS.kubelet] },
   { path: "/var/lib/containerd", users: [UNITS.containerd], disabledBy: "Containerd" },
-  { path: "/var/lib/soci-snapshotter-grpc", users: [SOCI_UNIT], disabledBy: "SOCI" },
+  { path: SOCI_ROOT, users: [SOCI_UNIT], disabledBy: "SOCI" },
   { path: "/var/log/pods", users: [UNITS.kubelet], disabledBy: "PodLogs" },
 ];
 

@@ -13,33 +13,13 @@ import type { NodeConfigSpec } from "../api/types.ts";
 import type { InstanceTypeFacts } from "../facts/types.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { errorMessage } from "../util/errors.ts";
+import type * as Cel from "@bufbuild/cel";
+import { MAX_INT32, type MaxPodsEvaluator } from "../api/rules.ts";
 
 /** kubelet's own default, used when the instance type's ENI limits are unknown. */
 export const DEFAULT_MAX_PODS = 110;
-/** maxPods is an int32 in KubeletConfiguration. */
-export const MAX_INT32 = 2_147_483_647;
 
-export const MAX_PODS_EXPRESSION_PATH = "spec.kubelet.maxPodsExpression";
-
-/** Variables an expression may use; names are nodeadm's, so existing expressions keep working. */
-export interface MaxPodsVariables {
-  default_enis: number;
-  ips_per_eni: number;
-  /** The standard ENI-formula value, so `max_pods + 2` style tweaks work. */
-  max_pods: number;
-}
-
-/** Evaluates an expression against the variables; a value or an error, never throws. */
-export interface MaxPodsEvaluator {
-  /**
-   * What can be checked while the variables are unknown (`config check`, an
-   * instance type without ENI limits): the syntax, and what fails whatever
-   * their values — an unknown variable, mismatched types, a result that is
-   * no integer. Whether the result is in range depends on the instance.
-   */
-  check(expression: string): Result<void>;
-  evaluate(expression: string, vars: MaxPodsVariables): Result<number>;
-}
+const MAX_PODS_EXPRESSION_PATH = "spec.kubelet.maxPodsExpression";
 
 /**
  * The AL2/nodeadm formula: every ENI but the primary IP of each can hold a pod
@@ -68,7 +48,7 @@ function exprError(expression: string, message: string, cause?: unknown): BerthE
 }
 
 /** The subset of `@bufbuild/cel` used here, so tests can type against it without importing it. */
-type CelModule = typeof import("@bufbuild/cel");
+type CelModule = typeof Cel;
 
 /**
  * Turn a CEL result into an int32 the way nodeadm's conversion to CEL `int`
@@ -86,7 +66,7 @@ function toInteger(cel: CelModule, value: unknown): bigint | undefined {
 function toPositiveInt32(cel: CelModule, expression: string, value: unknown): Result<number> {
   const n = toInteger(cel, value);
   if (n === undefined) {
-    return fail(exprError(expression, `the result ${describe(value)} is not an integer`));
+    return fail(exprError(expression, `the result ${celValueText(value)} is not an integer`));
   }
   if (n <= 0n || n > BigInt(MAX_INT32)) {
     return fail(exprError(expression, `the result ${n} is not a positive integer up to ${MAX_INT32}`));
@@ -94,7 +74,7 @@ function toPositiveInt32(cel: CelModule, expression: string, value: unknown): Re
   return ok(Number(n));
 }
 
-function describe(value: unknown): string {
+function celValueText(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number" || typeof value === "boolean" || value === null) return String(value);
   return `of type ${typeof value}`;
@@ -106,7 +86,7 @@ const CHECK_BINDINGS = { default_enis: 3n, ips_per_eni: 10n, max_pods: BigInt(ma
 const VALUE_DEPENDENT = /divide by zero|modulus by zero|overflow|out of range|range error/i;
 
 /** Build an evaluator over an already-loaded `@bufbuild/cel` module. */
-export function celMaxPodsEvaluator(cel: CelModule): MaxPodsEvaluator {
+function celMaxPodsEvaluator(cel: CelModule): MaxPodsEvaluator {
   return {
     check(expression) {
       try {
@@ -124,10 +104,11 @@ export function celMaxPodsEvaluator(cel: CelModule): MaxPodsEvaluator {
       }
       if (cel.isCelError(result)) {
         if (VALUE_DEPENDENT.test(result.message)) return ok(undefined);
-        const msg = result.message === "unresolved attribute" ? "unknown variable (known: default_enis, ips_per_eni, max_pods)" : result.message;
+        const msg =
+          result.message === "unresolved attribute" ? "unknown variable (known: default_enis, ips_per_eni, max_pods)" : result.message;
         return fail(exprError(expression, msg, result));
       }
-      if (toInteger(cel, result) === undefined) return fail(exprError(expression, `the result ${describe(result)} is not an integer`));
+      if (toInteger(cel, result) === undefined) return fail(exprError(expression, `the result ${celValueText(result)} is not an integer`));
       return ok(undefined);
     },
     evaluate(expression, vars) {
@@ -144,7 +125,8 @@ export function celMaxPodsEvaluator(cel: CelModule): MaxPodsEvaluator {
         return fail(exprError(expression, errorMessage(e), e));
       }
       if (cel.isCelError(result)) {
-        const msg = result.message === "unresolved attribute" ? "unknown variable (known: default_enis, ips_per_eni, max_pods)" : result.message;
+        const msg =
+          result.message === "unresolved attribute" ? "unknown variable (known: default_enis, ips_per_eni, max_pods)" : result.message;
         return fail(exprError(expression, msg, result));
       }
       return toPositiveInt32(cel, expression, result);

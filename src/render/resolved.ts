@@ -10,9 +10,7 @@ import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok } from "../util/result.ts";
 import type { BerthError, Result } from "../util/result.ts";
 import { isNetworkEntry } from "../api/rules.ts";
-
-export const RESOLVED_DROPIN_PATH = "/run/systemd/resolved.conf.d/40-eks.conf";
-
+import { RESOLVED_DROPIN_PATH } from "../util/node-layout.ts";
 
 export function renderResolved(spec: NodeConfigSpec): Result<PlannedFile[]> {
   const nameservers = spec.instance?.network?.nameservers ?? [];
@@ -24,7 +22,9 @@ export function renderResolved(spec: NodeConfigSpec): Result<PlannedFile[]> {
       if (!isNetworkEntry(v)) {
         errors.push({
           code: "config.network-entry",
-          message: `${JSON.stringify(v)} cannot be a ${field === "nameservers" ? "nameserver" : "search domain"}: it is empty or contains whitespace`,
+          message:
+            `${JSON.stringify(v)} cannot be a ${field === "nameservers" ? "nameserver" : "search domain"}: it is empty ` +
+            `or contains whitespace`,
           where: { path: `spec.instance.network.${field}[${i}]` },
           hint: "give one address or domain per list item",
         });

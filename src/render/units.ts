@@ -1,70 +1,26 @@
 /**
- * Every systemd unit berth owns, rendered like any other file (no
- * `systemctl enable`, no symlinks): what starts at boot is declared with a
- * `Wants=` drop-in on multi-user.target.
- *
- * The boot graph:
- *
- *   multi-user.target ─Wants→ berth-config.service, berth.target,
- *                               berth-tasks.target
- *
- * kubelet.service is not pulled in at boot: berth-run starts it, every boot,
- * once containerd's CRI answers and the sandbox image is present — the
- * ordering that removes nodeadm's boot race. (It cannot be ordered
- * After=berth-run instead: berth-run waits for kubelet to be active, so that
- * ordering would deadlock the two start jobs.)
- *   berth.target (no ordering of its own) ─Wants→ berth-run, berth-agent,
- *                               berth-reboot-once
- *   berth-tasks.target (no ordering) ─Wants→ berth-task-<name>.service ...
- *
- * Why the two grouping targets carry DefaultDependencies=no: a target orders
- * itself after everything it wants, and multi-user.target orders itself after
- * everything *it* wants. berth-run must run after cloud-final.service, and on
- * Debian/Ubuntu cloud-final.service is itself ordered after
- * multi-user.target; wanting berth-run straight from multi-user.target (or
- * from a target with default dependencies) would make an ordering cycle that
- * systemd breaks by dropping a job at boot. Grouping targets without default
- * dependencies pull units in without ordering them before multi-user.target.
- *
- * Ordering facts taken from nodeadm's AMI units: the config phase runs before
- * cloud-init.service and after systemd-networkd-wait-online.service (so user
- * data scripts see a configured node); the run phase after cloud-final; the
- * kubelet in runtime.slice with containerd, `ExecStartPre=` iptables, flags
- * from `$NODEADM_KUBELET_ARGS` in /etc/eks/kubelet/environment.
- *
- * Where berth departs from nodeadm on purpose:
- * - kubelet `Restart=always` (nodeadm: on-failure, which leaves a kubelet
- *   that exited 0 down) and `StartLimitIntervalSec=0` (never give up);
- * - the iptables pre-step is prefixed `-` (nodes without CAP_NET_ADMIN);
- * - kubelet only `Wants=`/`After=` containerd, never `Requires=`/`BindsTo=`:
- *   a containerd restart must not take the kubelet down with it;
- * - containerd gets `Restart=always` through a drop-in.
+ * Every systemd unit berth owns (the phases, the agent, kubelet, the
+ * grouping targets, tasks, the one reboot), rendered like any other file:
+ * what starts at boot is a `Wants=` drop-in on multi-user.target, never
+ * `systemctl enable`. Pure. kubelet must never `Requires=`/`BindsTo=`
+ * containerd. The boot graph and why: docs/internals.md ("The boot units").
  */
 
-import type { BerthSpec, NodeConfigSpec, Task } from "../api/types.ts";
+import type { BerthSpec, Task } from "../api/types.ts";
 import type { PlannedFile } from "../plan/types.ts";
 import { fail, ok } from "../util/result.ts";
-import type { BerthError, Result } from "../util/result.ts";
-import { versionAtLeast } from "../util/version.ts";
-import { KUBELET_ARGS_VARIABLE, KUBELET_ENVIRONMENT_PATH } from "./kubelet-env.ts";
-import { UNITS } from "../util/node-layout.ts";
-import { isImageReference, TASK_NAME } from "../api/rules.ts";
+import type { Result } from "../util/result.ts";
+import { KUBELET_ARGS_VARIABLE } from "./kubelet-env.ts";
+import { KUBELET_BINARY, KUBELET_ENVIRONMENT_PATH, REBOOT_MARKER, TASK_SCRIPT_DIR, UNIT_DIR, UNITS } from "../util/node-layout.ts";
+import { taskErrors } from "../api/rules.ts";
 
-export const UNIT_DIR = "/etc/systemd/system";
 export const UNIT_HEADER = "# Written by berth; changes are overwritten.";
 
-export const KUBELET_BINARY = "/usr/bin/kubelet";
-
-export const TASK_SCRIPT_DIR = "/etc/berth/tasks";
-export const REBOOT_MARKER = "/var/lib/berth/rebooted-once";
-
-export { UNITS };
-
-export function taskUnitName(name: string): string {
+function taskUnitName(name: string): string {
   return `berth-task-${name}.service`;
 }
 
-export function taskScriptPath(name: string): string {
+function taskScriptPath(name: string): string {
   return `${TASK_SCRIPT_DIR}/${name}.sh`;
 }
 
@@ -105,60 +61,6 @@ function file(path: string, content: string, mode = 0o644): PlannedFile {
   return { path, content, mode, component: "units" };
 }
 
-// Task names and image references: validation's rules (api/rules.ts); checked again here as guards.
-
-function validateTasks(tasks: Task[]): BerthError[] {
-  const errors: BerthError[] = [];
-  const seen = new Set<string>();
-  tasks.forEach((t, i) => {
-    const at = `berth.tasks[${i}]`;
-    if (!TASK_NAME.test(t.name)) {
-      errors.push({
-        code: "config.task-name",
-        message: `task name ${JSON.stringify(t.name)} cannot name a unit`,
-        where: { path: `${at}.name` },
-        hint: "use lower-case letters, digits and '-', starting and ending with a letter or digit (at most 63 characters)",
-      });
-    } else if (seen.has(t.name)) {
-      errors.push({
-        code: "config.task-duplicate",
-        message: `task name "${t.name}" is used twice`,
-        where: { path: `${at}.name` },
-        hint: "give every task its own name",
-      });
-    }
-    seen.add(t.name);
-    if (t.pullImages !== undefined) {
-      if (t.pullImages.length === 0) {
-        errors.push({
-          code: "config.task-empty",
-          message: `task "${t.name}" has an empty pullImages list`,
-          where: { path: `${at}.pullImages` },
-          hint: "list at least one image, or remove the task",
-        });
-      }
-      t.pullImages.forEach((img, j) => {
-        if (!isImageReference(img)) {
-          errors.push({
-            code: "config.task-image",
-            message: `${JSON.stringify(img)} is not an image reference`,
-            where: { path: `${at}.pullImages[${j}]` },
-            hint: "write it as registry/repository:tag or registry/repository@sha256:digest",
-          });
-        }
-      });
-    } else if (t.script === undefined || t.script.trim() === "") {
-      errors.push({
-        code: "config.task-empty",
-        message: `task "${t.name}" has neither pullImages nor a script`,
-        where: { path: at },
-        hint: "set pullImages (a list of images) or script (a shell script)",
-      });
-    }
-  });
-  return errors;
-}
-
 function kubeletUnit(): string {
   // Every kubelet flag (--config, --kubeconfig, --config-dir, ...) and the
   // drop-in dir's alpha switch live in the environment file the kubelet
@@ -192,13 +94,202 @@ function kubeletUnit(): string {
   ]);
 }
 
+/** berth's own phase units: the config phase, the run phase, the agent. */
+function phaseUnits(berthBin: string, initArgs: string[]): Array<[name: string, content: string]> {
+  const config = unit([
+    [
+      "Unit",
+      [
+        "Description=berth config phase: write kubelet and containerd configuration",
+        // Before cloud-init so user-data scripts find a configured node.
+        "Before=cloud-init.service",
+        "After=systemd-networkd-wait-online.service",
+      ],
+    ],
+    [
+      "Service",
+      [
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        `ExecStart=${execLine([berthBin, "init", "--skip", "run", ...initArgs])}`,
+        "StandardError=journal+console",
+      ],
+    ],
+    ["Install", ["WantedBy=multi-user.target"]],
+  ]);
+  const run = unit([
+    [
+      "Unit",
+      [
+        "Description=berth run phase: start containerd, wait for CRI, sandbox image, start kubelet",
+        // After cloud-final so changes made by user-data scripts are picked up.
+        `After=${UNITS.config} cloud-final.service ${UNITS.containerd}`,
+        `Wants=cloud-final.service ${UNITS.containerd}`,
+        `Requires=${UNITS.config}`,
+      ],
+    ],
+    [
+      "Service",
+      [
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        `ExecStart=${execLine([berthBin, "init", "--skip", "config", ...initArgs])}`,
+        // berth bounds each step itself; this is the backstop for a hung run.
+        "TimeoutStartSec=30min",
+        "StandardError=journal+console",
+      ],
+    ],
+    ["Install", [`WantedBy=${UNITS.target}`]],
+  ]);
+  const agent = unit([
+    [
+      "Unit",
+      ["Description=berth health agent: probes and repairs containerd and kubelet", `After=${UNITS.run}`, "StartLimitIntervalSec=0"],
+    ],
+    [
+      "Service",
+      [
+        "Type=exec",
+        // The agent reads spec.agent from the same sources as the init units.
+        `ExecStart=${execLine([berthBin, "agent", ...(initArgs.length > 0 ? initArgs : ["-c", "imds://user-data"])])}`,
+        // Interpreter only: the agent idles between probes, and V8 without
+        // its JIT costs ~7 MB less RSS (bench/agent-faults.ts). V8 prints
+        // one harmless warning about wasm at start.
+        "Environment=NODE_OPTIONS=--jitless",
+        "Restart=always",
+        "RestartSec=5",
+        // Small and bounded: the agent must never compete with pods.
+        "MemoryHigh=96M",
+        "MemoryMax=128M",
+        "TasksMax=64",
+        "CPUWeight=20",
+      ],
+    ],
+    ["Install", [`WantedBy=${UNITS.target}`]],
+  ]);
+  return [
+    [UNITS.config, config],
+    [UNITS.run, run],
+    [UNITS.agent, agent],
+  ];
+}
+
+/** The runtime slice and containerd's drop-in (containerd itself is the distribution's unit). */
+function runtimeFiles(): PlannedFile[] {
+  const slice = unit([
+    [
+      "Unit",
+      // The kubelet's --runtime-cgroups points here; containerd and kubelet run in it.
+      ["Description=Kubernetes and container runtime slice", "Documentation=man:systemd.special(7)", "Before=slices.target"],
+    ],
+  ]);
+  const containerdDropIn = unit([
+    // Ordering only: at boot containerd starts once the config phase has written its
+    // config. Started alongside it, containerd could read the distribution's config.toml
+    // while berth-config replaces it and run with the old one (issue 7).
+    ["Unit", [`After=${UNITS.config}`, "StartLimitIntervalSec=0"]],
+    ["Service", ["Slice=runtime.slice", "Restart=always", "RestartSec=5"]],
+  ]);
+  return [file(`${UNIT_DIR}/${UNITS.runtimeSlice}`, slice), file(`${UNIT_DIR}/${UNITS.containerd}.d/10-berth.conf`, containerdDropIn)];
+}
+
+/** The two grouping targets and multi-user.target's drop-in that wants them (see the file comment). */
+function groupingFiles(berth: BerthSpec, taskUnits: string[]): PlannedFile[] {
+  const targetWants = [UNITS.run, UNITS.agent, ...(berth.rebootAfterBootstrap ? [UNITS.rebootOnce] : [])];
+  const target = unit([
+    [
+      "Unit",
+      [
+        "Description=berth node bootstrap and health agent",
+        // No implicit After= on what it wants (see the file comment).
+        "DefaultDependencies=no",
+        `Wants=${targetWants.join(" ")}`,
+      ],
+    ],
+  ]);
+  const tasks = unit([
+    [
+      "Unit",
+      ["Description=berth post-bootstrap tasks", "DefaultDependencies=no", ...(taskUnits.length ? [`Wants=${taskUnits.join(" ")}`] : [])],
+    ],
+    ["Install", ["WantedBy=multi-user.target"]],
+  ]);
+  const wants = unit([["Unit", [`Wants=${UNITS.config} ${UNITS.target} ${UNITS.tasks}`]]]);
+  return [
+    file(`${UNIT_DIR}/${UNITS.target}`, target),
+    file(`${UNIT_DIR}/${UNITS.tasks}`, tasks),
+    file(`${UNIT_DIR}/multi-user.target.d/10-berth.conf`, wants),
+  ];
+}
+
+/** One oneshot unit per task, each after the previous one, and the scripts they run. */
+function taskFiles(tasks: readonly Task[], berthBin: string): PlannedFile[] {
+  const files: PlannedFile[] = [];
+  let prev: string | undefined;
+  for (const t of tasks) {
+    let exec: string;
+    if (t.pullImages !== undefined) {
+      exec = execLine([berthBin, "task", "pull-images", ...t.pullImages]);
+    } else {
+      const script = t.script ?? "";
+      // A script without an interpreter line runs under /bin/sh.
+      const body = script.startsWith("#!") ? script : `#!/bin/sh\n${script}`;
+      files.push(file(taskScriptPath(t.name), body.endsWith("\n") ? body : `${body}\n`, 0o755));
+      exec = execLine([taskScriptPath(t.name)]);
+    }
+    const content = unit([
+      [
+        "Unit",
+        [
+          `Description=berth post-bootstrap task ${t.name}`,
+          // Never ordered before the kubelet, so a task can never hold it back.
+          `After=${[UNITS.run, UNITS.containerd, UNITS.kubelet, ...(prev ? [prev] : [])].join(" ")}`,
+          `Wants=${UNITS.containerd}`,
+        ],
+      ],
+      ["Service", ["Type=oneshot", "RemainAfterExit=yes", `ExecStart=${exec}`, "TimeoutStartSec=30min"]],
+      ["Install", [`WantedBy=${UNITS.tasks}`]],
+    ]);
+    files.push(file(`${UNIT_DIR}/${taskUnitName(t.name)}`, content));
+    prev = taskUnitName(t.name);
+  }
+  return files;
+}
+
+/** berth-reboot-once.service: one reboot after the first bootstrap that succeeded (and every task). */
+function rebootOnceUnit(taskUnits: string[]): string {
+  return unit([
+    [
+      "Unit",
+      [
+        "Description=berth: reboot once after the first successful bootstrap",
+        `ConditionPathExists=!${REBOOT_MARKER}`,
+        `After=${[UNITS.run, ...taskUnits].join(" ")}`,
+        // Only after a bootstrap that succeeded: a failed run phase fails this job too.
+        `Requires=${UNITS.run}`,
+      ],
+    ],
+    [
+      "Service",
+      [
+        "Type=oneshot",
+        `ExecStart=/bin/mkdir -p ${REBOOT_MARKER.slice(0, REBOOT_MARKER.lastIndexOf("/"))}`,
+        // The marker goes down before the reboot is asked for, so a crash in between cannot loop.
+        `ExecStart=/bin/touch ${REBOOT_MARKER}`,
+        "ExecStart=/bin/systemctl --no-block reboot",
+      ],
+    ],
+    ["Install", [`WantedBy=${UNITS.target}`]],
+  ]);
+}
+
 /**
  * All of berth's units and drop-ins, plus task scripts. Deterministic: files
  * come out sorted by path.
  */
-export function renderUnits(spec: NodeConfigSpec, berth: BerthSpec, opts: UnitOptions): Result<PlannedFile[]> {
+export function renderUnits(berth: BerthSpec, opts: UnitOptions): Result<PlannedFile[]> {
   const tasks = berth.tasks ?? [];
-  const errors = validateTasks(tasks);
+  const errors = taskErrors(tasks);
   if (!opts.berthPath.startsWith("/")) {
     errors.push({
       code: "units.berth-path",
@@ -208,225 +299,15 @@ export function renderUnits(spec: NodeConfigSpec, berth: BerthSpec, opts: UnitOp
   }
   if (errors.length > 0) return fail(...errors);
 
-  const berthBin = opts.berthPath;
-  const initArgs = opts.initArgs ?? [];
   const taskUnits = tasks.map((t) => taskUnitName(t.name));
-  const files: PlannedFile[] = [];
-  const add = (name: string, content: string): void => {
-    files.push(file(`${UNIT_DIR}/${name}`, content));
-  };
-
-  add(
-    UNITS.config,
-    unit([
-      [
-        "Unit",
-        [
-          "Description=berth config phase: write kubelet and containerd configuration",
-          // Before cloud-init so user-data scripts find a configured node.
-          "Before=cloud-init.service",
-          "After=systemd-networkd-wait-online.service",
-        ],
-      ],
-      [
-        "Service",
-        [
-          "Type=oneshot",
-          "RemainAfterExit=yes",
-          `ExecStart=${execLine([berthBin, "init", "--skip", "run", ...initArgs])}`,
-          "StandardError=journal+console",
-        ],
-      ],
-      ["Install", ["WantedBy=multi-user.target"]],
-    ]),
-  );
-
-  add(
-    UNITS.run,
-    unit([
-      [
-        "Unit",
-        [
-          "Description=berth run phase: start containerd, wait for CRI, sandbox image, start kubelet",
-          // After cloud-final so changes made by user-data scripts are picked up.
-          `After=${UNITS.config} cloud-final.service ${UNITS.containerd}`,
-          `Wants=cloud-final.service ${UNITS.containerd}`,
-          `Requires=${UNITS.config}`,
-        ],
-      ],
-      [
-        "Service",
-        [
-          "Type=oneshot",
-          "RemainAfterExit=yes",
-          `ExecStart=${execLine([berthBin, "init", "--skip", "config", ...initArgs])}`,
-          // berth bounds each step itself; this is the backstop for a hung run.
-          "TimeoutStartSec=30min",
-          "StandardError=journal+console",
-        ],
-      ],
-      ["Install", [`WantedBy=${UNITS.target}`]],
-    ]),
-  );
-
-  add(
-    UNITS.agent,
-    unit([
-      [
-        "Unit",
-        ["Description=berth health agent: probes and repairs containerd and kubelet", `After=${UNITS.run}`, "StartLimitIntervalSec=0"],
-      ],
-      [
-        "Service",
-        [
-          "Type=exec",
-          // The agent reads spec.agent from the same sources as the init units.
-          `ExecStart=${execLine([berthBin, "agent", ...(initArgs.length > 0 ? initArgs : ["-c", "imds://user-data"])])}`,
-          // Interpreter only: the agent idles between probes, and V8 without
-          // its JIT costs ~7 MB less RSS (bench/agent-faults.ts). V8 prints
-          // one harmless warning about wasm at start.
-          "Environment=NODE_OPTIONS=--jitless",
-          "Restart=always",
-          "RestartSec=5",
-          // Small and bounded: the agent must never compete with pods.
-          "MemoryHigh=96M",
-          "MemoryMax=128M",
-          "TasksMax=64",
-          "CPUWeight=20",
-        ],
-      ],
-      ["Install", [`WantedBy=${UNITS.target}`]],
-    ]),
-  );
-
-  add(
-    UNITS.kubelet,
-    kubeletUnit(),
-  );
-
-  add(
-    UNITS.runtimeSlice,
-    unit([
-      [
-        "Unit",
-        // The kubelet's --runtime-cgroups points here; containerd and kubelet run in it.
-        ["Description=Kubernetes and container runtime slice", "Documentation=man:systemd.special(7)", "Before=slices.target"],
-      ],
-    ]),
-  );
-
-  files.push(
-    file(
-      `${UNIT_DIR}/${UNITS.containerd}.d/10-berth.conf`,
-      unit([
-        ["Unit", ["StartLimitIntervalSec=0"]],
-        ["Service", ["Slice=runtime.slice", "Restart=always", "RestartSec=5"]],
-      ]),
-    ),
-  );
-
-  const targetWants = [UNITS.run, UNITS.agent, ...(berth.rebootAfterBootstrap ? [UNITS.rebootOnce] : [])];
-  add(
-    UNITS.target,
-    unit([
-      [
-        "Unit",
-        [
-          "Description=berth node bootstrap and health agent",
-          // No implicit After= on what it wants (see the file comment).
-          "DefaultDependencies=no",
-          `Wants=${targetWants.join(" ")}`,
-        ],
-      ],
-    ]),
-  );
-
-  add(
-    UNITS.tasks,
-    unit([
-      [
-        "Unit",
-        [
-          "Description=berth post-bootstrap tasks",
-          "DefaultDependencies=no",
-          ...(taskUnits.length ? [`Wants=${taskUnits.join(" ")}`] : []),
-        ],
-      ],
-      ["Install", ["WantedBy=multi-user.target"]],
-    ]),
-  );
-
-  tasks.forEach((t, i) => {
-    const prev = i > 0 ? taskUnits[i - 1] : undefined;
-    let exec: string;
-    if (t.pullImages !== undefined) {
-      exec = execLine([berthBin, "task", "pull-images", ...t.pullImages]);
-    } else {
-      const script = t.script ?? "";
-      // A script without an interpreter line runs under /bin/sh.
-      const body = script.startsWith("#!") ? script : `#!/bin/sh\n${script}`;
-      files.push({
-        path: taskScriptPath(t.name),
-        content: body.endsWith("\n") ? body : `${body}\n`,
-        mode: 0o755,
-        component: "units",
-      });
-      exec = execLine([taskScriptPath(t.name)]);
-    }
-    add(
-      taskUnitName(t.name),
-      unit([
-        [
-          "Unit",
-          [
-            `Description=berth post-bootstrap task ${t.name}`,
-            // Never ordered before the kubelet, so a task can never hold it back.
-            `After=${[UNITS.run, UNITS.containerd, UNITS.kubelet, ...(prev ? [prev] : [])].join(" ")}`,
-            `Wants=${UNITS.containerd}`,
-          ],
-        ],
-        ["Service", ["Type=oneshot", "RemainAfterExit=yes", `ExecStart=${exec}`, "TimeoutStartSec=30min"]],
-        ["Install", [`WantedBy=${UNITS.tasks}`]],
-      ]),
-    );
-  });
-
-  if (berth.rebootAfterBootstrap) {
-    add(
-      UNITS.rebootOnce,
-      unit([
-        [
-          "Unit",
-          [
-            "Description=berth: reboot once after the first successful bootstrap",
-            `ConditionPathExists=!${REBOOT_MARKER}`,
-            `After=${[UNITS.run, ...taskUnits].join(" ")}`,
-            // Only after a bootstrap that succeeded: a failed run phase fails this job too.
-            `Requires=${UNITS.run}`,
-          ],
-        ],
-        [
-          "Service",
-          [
-            "Type=oneshot",
-            `ExecStart=/bin/mkdir -p ${REBOOT_MARKER.slice(0, REBOOT_MARKER.lastIndexOf("/"))}`,
-            // The marker goes down before the reboot is asked for, so a crash in between cannot loop.
-            `ExecStart=/bin/touch ${REBOOT_MARKER}`,
-            "ExecStart=/bin/systemctl --no-block reboot",
-          ],
-        ],
-        ["Install", [`WantedBy=${UNITS.target}`]],
-      ]),
-    );
-  }
-
-  files.push(
-    file(
-      `${UNIT_DIR}/multi-user.target.d/10-berth.conf`,
-      unit([["Unit", [`Wants=${UNITS.config} ${UNITS.target} ${UNITS.tasks}`]]]),
-    ),
-  );
-
+  const files: PlannedFile[] = [
+    ...phaseUnits(opts.berthPath, opts.initArgs ?? []).map(([name, content]) => file(`${UNIT_DIR}/${name}`, content)),
+    file(`${UNIT_DIR}/${UNITS.kubelet}`, kubeletUnit()),
+    ...runtimeFiles(),
+    ...groupingFiles(berth, taskUnits),
+    ...taskFiles(tasks, opts.berthPath),
+    ...(berth.rebootAfterBootstrap ? [file(`${UNIT_DIR}/${UNITS.rebootOnce}`, rebootOnceUnit(taskUnits))] : []),
+  ];
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return ok(files);
 }

@@ -1,23 +1,8 @@
 /**
- * nodeadm's `--config-cache PATH` semantics.
- *
- * - A cache that cannot be read or decoded is ignored with a warning (nodeadm
- *   only logs it).
- * - Sources yield a config → it is validated, then compared with the cache by
- *   spec: equal → `unchanged` (the caller may skip re-configuring), different
- *   → `changed` (the caller must re-run the config phase even when told to
- *   skip it, and rewrite the cache), no cache → `none`.
- * - No source yields any document → the cache is used (`from-cache`); with no
- *   cache either it is an error.
- * - A source error (unreadable file, bad YAML, a partial config failing
- *   validation) is fatal even when a cache exists.
- *
- * The file is JSON: `{apiVersion, kind, spec}` like nodeadm's, so
- * `jq .spec` gives nodeadm's spec JSON, plus `berth` (the BerthConfig
- * document) when berth settings are present, which nodeadm ignores.
- * It holds the config as validated: in warn mode the unknown fields the
- * sources had are not in it (nodeadm's cache has none either), so the cache
- * itself always decodes strictly.
+ * nodeadm's `--config-cache PATH`: read, compare with what the sources yield,
+ * and write (atomically) the validated config. A broken cache is a warning,
+ * a broken source an error even with a cache. Every rule and the file's
+ * shape: docs/config.md ("Config cache").
  */
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../host/fs.ts";
@@ -77,15 +62,12 @@ export interface ResolvedConfig {
   locate?: (path: string) => Location | undefined;
 }
 
-/** Stable JSON: keys sorted at every level, undefined dropped (shared with the renderers; kept exported here for callers). */
-export { canonicalJson };
-
 function isEmptyObject(v: object): boolean {
   return Object.values(v).every((x) => x === undefined);
 }
 
 /** The cache file's JSON value for a config. */
-export function cacheDocument(config: MergedConfig, encode: EncodeFn): JsonObject {
+function cacheDocument(config: MergedConfig, encode: EncodeFn): JsonObject {
   const doc: JsonObject = { apiVersion: NODECONFIG_API_VERSION, kind: NODECONFIG_KIND, spec: encode(config.nodeConfig) };
   if (!isEmptyObject(config.berth)) {
     doc.berth = { apiVersion: BERTH_API_VERSION, kind: BERTH_KIND, spec: sortKeys(config.berth) as JsonValue };
@@ -94,11 +76,8 @@ export function cacheDocument(config: MergedConfig, encode: EncodeFn): JsonObjec
 }
 
 /** Two configs are the same for the cache when their nodeadm spec JSON and berth spec are equal (nodeadm: DeepEqual of specs). */
-export function sameConfig(a: MergedConfig, b: MergedConfig, encode: EncodeFn): boolean {
-  return (
-    canonicalJson(encode(a.nodeConfig)) === canonicalJson(encode(b.nodeConfig)) &&
-    canonicalJson(a.berth) === canonicalJson(b.berth)
-  );
+function sameConfig(a: MergedConfig, b: MergedConfig, encode: EncodeFn): boolean {
+  return canonicalJson(encode(a.nodeConfig)) === canonicalJson(encode(b.nodeConfig)) && canonicalJson(a.berth) === canonicalJson(b.berth);
 }
 
 function cacheSource(cachePath: string): string {
@@ -118,17 +97,34 @@ export async function readCache(cachePath: string, deps: CacheDeps): Promise<Res
     text = await readFile(real, "utf8");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return ok(undefined);
-    return fail({ code: "cache.unreadable", message: `cannot read the config cache ${deps.root.describe(cachePath, real)}: ${errorMessage(e)}`, where: { source }, hint: "check its permissions, or delete it", cause: e });
+    return fail({
+      code: "cache.unreadable",
+      message: `cannot read the config cache ${deps.root.describe(cachePath, real)}: ${errorMessage(e)}`,
+      where: { source },
+      hint: "check its permissions, or delete it",
+      cause: e,
+    });
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    return fail({ code: "cache.corrupt", message: `the config cache is not valid JSON: ${errorMessage(e)}`, where: { source }, hint: `delete ${real}; the next init with a config source rewrites it`, cause: e });
+    return fail({
+      code: "cache.corrupt",
+      message: `the config cache is not valid JSON: ${errorMessage(e)}`,
+      where: { source },
+      hint: `delete ${real}; the next init with a config source rewrites it`,
+      cause: e,
+    });
   }
   const obj = parsed as { spec?: unknown; berth?: unknown } | null;
   if (obj === null || typeof obj !== "object" || Array.isArray(obj) || typeof obj.spec !== "object" || obj.spec === null) {
-    return fail({ code: "cache.corrupt", message: "the config cache has no `spec` object", where: { source }, hint: `delete ${real}; the next init with a config source rewrites it` });
+    return fail({
+      code: "cache.corrupt",
+      message: "the config cache has no `spec` object",
+      where: { source },
+      hint: `delete ${real}; the next init with a config source rewrites it`,
+    });
   }
   const decode = deps.decode ?? (await defaultDecode());
   const docs: ConfigDocument[] = [];
@@ -176,7 +172,9 @@ export async function resolveConfig(
     if (cached === undefined) {
       return fail({
         code: "config.none",
-        message: `no config: none of the sources (${urls.join(", ") || "none given"}) holds a NodeConfig${cachePath ? `, and there is no usable config cache at ${cachePath}` : ""}`,
+        message:
+          `no config: none of the sources (${urls.join(", ") || "none given"}) holds a ` +
+          `NodeConfig${cachePath ? `, and there is no usable config cache at ${cachePath}` : ""}`,
         hint: "give a NodeConfig in user data (MIME part of type application/node.eks.aws) or with --config-source file:///path",
       });
     }
@@ -184,7 +182,10 @@ export async function resolveConfig(
     if (!v.ok) {
       return {
         ok: false,
-        errors: v.errors.map((e) => ({ ...e, hint: `${e.hint ? `${e.hint}; ` : ""}this came from the config cache ${cachePath}: delete it or give a config source` })),
+        errors: v.errors.map((e) => ({
+          ...e,
+          hint: `${e.hint ? `${e.hint}; ` : ""}this came from the config cache ${cachePath}: delete it or give a config source`,
+        })),
       };
     }
     return ok({ config: v.value, origin: "cache", cacheState: "from-cache", warnings });
@@ -210,7 +211,13 @@ export async function resolveConfig(
  * errors; nodeadm treats a failed cache write as non-fatal, the caller
  * decides. `lock`: the berth lock, when the caller holds it.
  */
-export async function writeCache(cachePath: string, config: MergedConfig, root: HostRoot, encode?: EncodeFn, lock?: BerthLock): Promise<void> {
+export async function writeCache(
+  cachePath: string,
+  config: MergedConfig,
+  root: HostRoot,
+  encode?: EncodeFn,
+  lock?: BerthLock,
+): Promise<void> {
   const enc = encode ?? (await defaultEncode());
   const body = canonicalJson(cacheDocument(config, enc), 2) + "\n";
   const r = await writeFileAtomic(root, cachePath, body, { mode: 0o600, component: "config cache", ...(lock ? { lock } : {}) });

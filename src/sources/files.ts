@@ -16,7 +16,7 @@ import { decodeConfigFile, type SourceText } from "./userdata.ts";
 
 const CONFIG_EXTENSIONS = [".yaml", ".yml", ".json"];
 
-export function isConfigFileName(name: string): boolean {
+function isConfigFileName(name: string): boolean {
   const lower = name.toLowerCase();
   return CONFIG_EXTENSIONS.some((ext) => lower.endsWith(ext));
 }
@@ -27,9 +27,14 @@ export function compareNames(a: string, b: string): number {
 }
 
 /** The path part of a `file://` URL (`file:///etc/x` → `/etc/x`, `file://x.yaml` → `x.yaml`). */
-export function filePathOfUrl(url: string): Result<string> {
+function filePathOfUrl(url: string): Result<string> {
   if (!url.startsWith("file://")) {
-    return fail({ code: "source.url", message: `"${url}" is not a file:// URL`, where: { source: url }, hint: "write file:///absolute/path or file://relative/path" });
+    return fail({
+      code: "source.url",
+      message: `"${url}" is not a file:// URL`,
+      where: { source: url },
+      hint: "write file:///absolute/path or file://relative/path",
+    });
   }
   let p = url.slice("file://".length);
   const cut = p.search(/[?#]/);
@@ -40,7 +45,12 @@ export function filePathOfUrl(url: string): Result<string> {
     // Not percent-encoded after all; take it literally.
   }
   if (p === "") {
-    return fail({ code: "source.url", message: `"${url}" names no path`, where: { source: url }, hint: "write file:///etc/eks/nodeadm.d or file:///path/to/config.yaml" });
+    return fail({
+      code: "source.url",
+      message: `"${url}" names no path`,
+      where: { source: url },
+      hint: "write file:///etc/eks/nodeadm.d or file:///path/to/config.yaml",
+    });
   }
   return ok(p);
 }
@@ -51,7 +61,7 @@ export interface FileSourceOptions {
   cwd?: string;
 }
 
-function describe(hostPath: string, real: string, root: HostRoot): string {
+function shownPath(hostPath: string, real: string, root: HostRoot): string {
   return real === hostPath ? real : root.describe(hostPath, real);
 }
 
@@ -72,11 +82,15 @@ export async function readFileSource(url: string, opts: FileSourceOptions): Prom
     const code = (e as NodeJS.ErrnoException).code;
     return fail({
       code: code === "ENOENT" ? "source.not-found" : "source.unreadable",
-      message: code === "ENOENT" ? `config path ${describe(hostPath, real, opts.root)} does not exist` : `cannot access config path ${describe(hostPath, real, opts.root)}: ${errorMessage(e)}`,
+      message:
+        code === "ENOENT"
+          ? `config path ${shownPath(hostPath, real, opts.root)} does not exist`
+          : `cannot access config path ${shownPath(hostPath, real, opts.root)}: ${errorMessage(e)}`,
       where: { source: url },
-      hint: code === "ENOENT"
-        ? "create it, fix the --config-source URL, or drop that source"
-        : "check the permissions of the path (berth reads it as the user it runs as)",
+      hint:
+        code === "ENOENT"
+          ? "create it, fix the --config-source URL, or drop that source"
+          : "check the permissions of the path (berth reads it as the user it runs as)",
       cause: e,
     });
   }
@@ -85,9 +99,18 @@ export async function readFileSource(url: string, opts: FileSourceOptions): Prom
   let names: string[];
   try {
     const entries = await readdir(real, { withFileTypes: true });
-    names = entries.filter((e) => !e.isDirectory() && isConfigFileName(e.name)).map((e) => e.name).sort(compareNames);
+    names = entries
+      .filter((e) => !e.isDirectory() && isConfigFileName(e.name))
+      .map((e) => e.name)
+      .sort(compareNames);
   } catch (e) {
-    return fail({ code: "source.unreadable", message: `cannot list directory ${describe(hostPath, real, opts.root)}: ${errorMessage(e)}`, where: { source: url }, hint: "check its permissions", cause: e });
+    return fail({
+      code: "source.unreadable",
+      message: `cannot list directory ${shownPath(hostPath, real, opts.root)}: ${errorMessage(e)}`,
+      where: { source: url },
+      hint: "check its permissions",
+      cause: e,
+    });
   }
   const out: SourceText[] = [];
   const errors: BerthError[] = [];
@@ -98,7 +121,13 @@ export async function readFileSource(url: string, opts: FileSourceOptions): Prom
     try {
       entryReal = inRoot ? locate(entry) : path.join(real, name);
     } catch (e) {
-      errors.push({ code: "source.unreadable", message: `cannot read config file ${describe(entry, path.join(real, name), opts.root)}: ${errorMessage(e)}`, where: { source: `${base}/${name}` }, hint: "fix or remove the symbolic link", cause: e });
+      errors.push({
+        code: "source.unreadable",
+        message: `cannot read config file ${shownPath(entry, path.join(real, name), opts.root)}: ${errorMessage(e)}`,
+        where: { source: `${base}/${name}` },
+        hint: "fix or remove the symbolic link",
+        cause: e,
+      });
       continue;
     }
     const r = await readOne(`${base}/${name}`, entryReal, entry, opts.root);
@@ -115,7 +144,7 @@ async function readOne(source: string, real: string, hostPath: string, root: Hos
   } catch (e) {
     return fail({
       code: "source.unreadable",
-      message: `cannot read config file ${describe(hostPath, real, root)}: ${errorMessage(e)}`,
+      message: `cannot read config file ${shownPath(hostPath, real, root)}: ${errorMessage(e)}`,
       where: { source },
       hint: "check that it is a readable regular file",
       cause: e,

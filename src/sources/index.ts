@@ -17,7 +17,7 @@ import { readFileSource } from "./files.ts";
 import { decodeUserData, USERDATA_SOURCE, type SourceText } from "./userdata.ts";
 
 export type DecodeFn = (text: string, source: string) => Result<ConfigDocument[]>;
-export type DecodeSourceFn = (text: string, source: string) => DecodedSource;
+type DecodeSourceFn = (text: string, source: string) => DecodedSource;
 export type MergeFn = (docs: ConfigDocument[]) => MergedConfig;
 export type ValidateFn = (merged: MergedConfig, opts?: ValidateOptions) => Result<MergedConfig>;
 export type EncodeFn = (spec: NodeConfigSpec) => JsonObject;
@@ -31,9 +31,7 @@ export interface SourceDeps {
   cwd?: string;
 }
 
-export const SUPPORTED_SOURCES = ["imds://user-data", "file:///path/to/file-or-directory"] as const;
-/** nodeadm's default when no --config-source is given. */
-export const DEFAULT_SOURCES = ["imds://user-data"] as const;
+const SUPPORTED_SOURCES = ["imds://user-data", "file:///path/to/file-or-directory"] as const;
 
 export async function defaultDecode(): Promise<DecodeFn> {
   return (await import("../api/decode.ts")).decodeDocuments;
@@ -52,7 +50,7 @@ export async function defaultEncode(): Promise<EncodeFn> {
 }
 
 /** Reads one source URL into the texts it holds (no decoding of documents yet). */
-export async function readSourceTexts(url: string, deps: Pick<SourceDeps, "root" | "imds" | "cwd">): Promise<Result<SourceText[]>> {
+async function readSourceTexts(url: string, deps: Pick<SourceDeps, "root" | "imds" | "cwd">): Promise<Result<SourceText[]>> {
   if (url === USERDATA_SOURCE || url === "imds://userdata") {
     let bytes: Uint8Array | undefined;
     try {
@@ -85,9 +83,7 @@ export async function readSourceTexts(url: string, deps: Pick<SourceDeps, "root"
 function withNote(errors: BerthError[], t: SourceText): BerthError[] {
   if (t.lineNote === undefined) return errors;
   return errors.map((e) =>
-    e.where?.source === t.source && e.where.line !== undefined
-      ? { ...e, hint: e.hint ? `${e.hint} (${t.lineNote})` : `${t.lineNote}` }
-      : e,
+    e.where?.source === t.source && e.where.line !== undefined ? { ...e, hint: e.hint ? `${e.hint} (${t.lineNote})` : `${t.lineNote}` } : e,
   );
 }
 
@@ -177,6 +173,3 @@ export async function loadConfig(urls: readonly string[], deps: SourceDeps): Pro
   const merge = deps.merge ?? (await defaultMerge());
   return ok(merge(docs.value));
 }
-
-export type { SourceText } from "./userdata.ts";
-export { decodeUserData } from "./userdata.ts";

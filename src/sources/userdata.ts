@@ -11,12 +11,11 @@
  */
 // node:zlib and postal-mime are imported where gzip or MIME multipart is
 // actually met: the common config (a plain YAML file) needs neither, and
-// startup time is a requirement (bench/config-phase.ts). The startup snapshot
-// keeps postal-mime out of its heap too (scripts/build.mjs).
+// startup time is a requirement (bench/config-phase.ts).
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { errorMessage } from "../util/errors.ts";
+import { scanMultipart } from "./mime.ts";
 
-export const NODECONFIG_MEDIA_TYPE = "application/node.eks.aws";
 export const USERDATA_SOURCE = "imds://user-data";
 
 /** One text to hand to the document decoder. */
@@ -47,16 +46,27 @@ export function maybeBase64(bytes: Uint8Array): Uint8Array {
   // Cheap reject before building a string: YAML/MIME always has ':' or ' ' inside.
   for (const b of bytes) {
     const isB64 =
-      (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) ||
-      b === 0x2b || b === 0x2f || b === 0x3d || b === 0x0d || b === 0x0a || b === 0x20 || b === 0x09;
+      (b >= 0x41 && b <= 0x5a) ||
+      (b >= 0x61 && b <= 0x7a) ||
+      (b >= 0x30 && b <= 0x39) ||
+      b === 0x2b ||
+      b === 0x2f ||
+      b === 0x3d ||
+      b === 0x0d ||
+      b === 0x0a ||
+      b === 0x20 ||
+      b === 0x09;
     if (!isB64) return bytes;
   }
-  const s = Buffer.from(bytes).toString("latin1").trim().replace(/[\r\n]/g, "");
+  const s = Buffer.from(bytes)
+    .toString("latin1")
+    .trim()
+    .replace(/[\r\n]/g, "");
   if (s.length === 0 || !B64_RE.test(s)) return bytes;
   return new Uint8Array(Buffer.from(s, "base64"));
 }
 
-export function isGzip(bytes: Uint8Array): boolean {
+function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
@@ -93,207 +103,12 @@ function utf8(bytes: Uint8Array, source: string): Result<string> {
   }
 }
 
-// ---------------------------------------------------------------- MIME structure
-
-interface Line {
-  text: string;
-  /** Offset of the first character of the line in the text. */
-  start: number;
-  /** Offset just past the line terminator. */
-  next: number;
-}
-
-function splitLines(text: string): Line[] {
-  const lines: Line[] = [];
-  let i = 0;
-  while (i < text.length) {
-    const nl = text.indexOf("\n", i);
-    const end = nl === -1 ? text.length : nl;
-    const body = end > i && text[end - 1] === "\r" ? text.slice(i, end - 1) : text.slice(i, end);
-    lines.push({ text: body, start: i, next: nl === -1 ? text.length : nl + 1 });
-    i = nl === -1 ? text.length : nl + 1;
-  }
-  return lines;
-}
-
-const HEADER_RE = /^([!-9;-~]+):(.*)$/;
-
-interface HeaderBlock {
-  headers: Map<string, { value: string; line: number }>;
-  names: { name: string; line: number }[];
-  /** Index of the blank line that ends the block, or -1. */
-  blank: number;
-  /** Index of the first line that is neither a header nor blank (the block is broken there), or -1. */
-  bad: number;
-}
-
-function readHeaders(lines: Line[], from: number, to: number): HeaderBlock {
-  const headers = new Map<string, { value: string; line: number }>();
-  const names: { name: string; line: number }[] = [];
-  let last: string | undefined;
-  for (let i = from; i < to; i++) {
-    const t = lines[i]!.text;
-    if (t.trim() === "") return { headers, names, blank: i, bad: -1 };
-    if ((t.startsWith(" ") || t.startsWith("\t")) && last !== undefined) {
-      const h = headers.get(last)!;
-      h.value += " " + t.trim();
-      continue;
-    }
-    const m = HEADER_RE.exec(t);
-    if (!m) return { headers, names, blank: -1, bad: i };
-    last = m[1]!.toLowerCase();
-    names.push({ name: m[1]!, line: i + 1 });
-    if (!headers.has(last)) headers.set(last, { value: m[2]!.trim(), line: i + 1 });
-  }
-  return { headers, names, blank: -1, bad: -1 };
-}
-
-function mediaType(value: string): string {
-  return (value.split(";")[0] ?? "").trim().toLowerCase();
-}
-
-function boundaryOf(value: string): string | undefined {
-  const m = /(?:^|;)\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]+))/i.exec(value);
-  const b = m?.[1] ?? m?.[2];
-  return b === undefined || b === "" ? undefined : b;
-}
-
-/** Keys of a NodeConfig that, without a blank line after the part headers, get read as headers. */
-const YAML_KEYS_AS_HEADERS = new Set(["apiversion", "kind", "spec", "metadata"]);
-
-function mimeError(source: string, line: number, message: string, hint: string, code = "source.mime"): BerthError {
-  return { code, message, where: { source, line, column: 1 }, hint };
-}
-
-interface RawPart {
-  index: number;
-  total: number;
-  contentType: string;
-  /** Raw text of the part (headers, blank line, body) for postal-mime. */
-  raw: string;
-  /** 1-based line of the first body line in the whole text. */
-  bodyLine: number;
-}
-
-/**
- * Checks the multipart structure line by line (postal-mime accepts broken
- * messages silently and reports no line numbers, so the classic mistakes are
- * caught here) and returns the top-level parts.
- * `undefined` when the text is not a MIME multipart message.
- */
-function scanMultipart(text: string, source: string): Result<{ parts: RawPart[] } | undefined> {
-  const lines = splitLines(text);
-  const top = readHeaders(lines, 0, lines.length);
-  const ct = top.headers.get("content-type");
-  const looksMime = top.headers.has("mime-version") || (ct !== undefined && mediaType(ct.value).startsWith("multipart/"));
-  if (!looksMime || ct === undefined || !mediaType(ct.value).startsWith("multipart/")) {
-    if (looksMime && ct === undefined && top.bad === -1) {
-      return fail(
-        mimeError(source, top.headers.get("mime-version")!.line,
-          "user data has a MIME-Version header but no Content-Type, so it is neither multipart MIME nor a NodeConfig",
-          'add `Content-Type: multipart/mixed; boundary="//"` under MIME-Version, or remove the MIME headers and give the NodeConfig YAML alone'),
-      );
-    }
-    return ok(undefined);
-  }
-  const boundary = boundaryOf(ct.value);
-  if (boundary === undefined) {
-    return fail(
-      mimeError(source, ct.line, `the multipart Content-Type "${ct.value}" has no boundary parameter`,
-        'write it as `Content-Type: multipart/mixed; boundary="//"` and separate parts with `--//` lines, ending with `--//--`'),
-    );
-  }
-  if (top.bad !== -1) {
-    return fail(
-      mimeError(source, top.bad + 1,
-        `the MIME headers at the top are not followed by a blank line; line ${top.bad + 1} ("${clip(lines[top.bad]!.text)}") is read as a header`,
-        "insert an empty line after the last top-level header (Content-Type), before the first boundary line"),
-    );
-  }
-  if (top.blank === -1) {
-    return fail(mimeError(source, ct.line, "the MIME message has headers but no body", "add a blank line after the headers and then the parts"));
-  }
-  const delim = `--${boundary}`;
-  const close = `${delim}--`;
-  const starts: number[] = [];
-  let closeAt = -1;
-  for (let i = top.blank + 1; i < lines.length; i++) {
-    const t = lines[i]!.text.trimEnd();
-    if (t === close) {
-      closeAt = i;
-      break;
-    }
-    if (t === delim) starts.push(i);
-  }
-  if (starts.length === 0) {
-    return fail(
-      mimeError(source, ct.line, `the boundary "${boundary}" declared here never appears as a "${delim}" line`,
-        `start each part with a line "${delim}" and end the message with "${close}"; check the boundary is spelled the same (it is case-sensitive)`),
-    );
-  }
-  if (closeAt === -1) {
-    return fail(
-      mimeError(source, starts[starts.length - 1]! + 1,
-        `the MIME message has no closing boundary line "${close}" (the last part starts here)`,
-        `add a line "${close}" after the last part; without it the last part is truncated`, "source.mime-unterminated"),
-    );
-  }
-  const total = starts.length;
-  const parts: RawPart[] = [];
-  const errors: BerthError[] = [];
-  for (let k = 0; k < total; k++) {
-    const from = starts[k]! + 1;
-    const to = k + 1 < total ? starts[k + 1]! : closeAt;
-    const label = `MIME part ${k + 1} of ${total}`;
-    const h = readHeaders(lines, from, to);
-    const pct = h.headers.get("content-type");
-    const pmt = pct ? mediaType(pct.value) : "";
-    const yamlKey = h.names.find((n) => YAML_KEYS_AS_HEADERS.has(n.name.toLowerCase()));
-    if (yamlKey !== undefined && (pmt === NODECONFIG_MEDIA_TYPE || h.blank === -1)) {
-      errors.push(
-        mimeError(source, yamlKey.line,
-          `${label}: "${clip(lines[yamlKey.line - 1]!.text)}" is read as a MIME header because no blank line separates the part's headers from its body`,
-          `insert an empty line after the part's Content-Type header (line ${(pct?.line ?? from + 1)})`, "source.mime-part-headers"),
-      );
-      continue;
-    }
-    if (h.bad !== -1) {
-      errors.push(
-        mimeError(source, h.bad + 1,
-          `${label}: its headers are not followed by a blank line; line ${h.bad + 1} ("${clip(lines[h.bad]!.text)}") is neither a header nor the empty line that must end them`,
-          `insert an empty line after the part's headers${pct ? ` (after line ${pct.line})` : ""}`, "source.mime-part-headers"),
-      );
-      continue;
-    }
-    if (pmt !== NODECONFIG_MEDIA_TYPE) continue;
-    if (h.blank === -1) {
-      errors.push(
-        mimeError(source, pct!.line, `${label} has headers but no blank line and no body`,
-          "put an empty line after the part's headers, then the NodeConfig YAML", "source.mime-part-headers"),
-      );
-      continue;
-    }
-    // The CRLF before a delimiter belongs to the delimiter (RFC 2046).
-    let end = lines[to]!.start;
-    if (end > 0 && text[end - 1] === "\n") end--;
-    if (end > 0 && text[end - 1] === "\r") end--;
-    const rawStart = lines[from]!.start;
-    parts.push({ index: k + 1, total, contentType: pmt, raw: text.slice(rawStart, Math.max(rawStart, end)), bodyLine: h.blank + 2 });
-  }
-  if (errors.length) return { ok: false, errors };
-  return ok({ parts });
-}
-
-function clip(s: string): string {
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
-
 /**
  * Splits MIME multipart text into the NodeConfig texts of its
  * `application/node.eks.aws` parts (each base64/gzip-decoded as needed).
  * Resolves `ok(undefined)` when the text is not multipart MIME.
  */
-export async function splitMultipart(text: string, source: string): Promise<Result<SourceText[] | undefined>> {
+async function splitMultipart(text: string, source: string): Promise<Result<SourceText[] | undefined>> {
   const scanned = scanMultipart(text, source);
   if (!scanned.ok) return scanned;
   if (scanned.value === undefined) return ok(undefined);
@@ -308,7 +123,11 @@ export async function splitMultipart(text: string, source: string): Promise<Resu
       const parsed = await PostalMime.parse(part.raw + "\r\n", { attachmentEncoding: "arraybuffer" });
       const att = parsed.attachments[0];
       if (att !== undefined && typeof att.content !== "string") {
-        content = new Uint8Array(att.content instanceof ArrayBuffer ? att.content : att.content.buffer.slice(att.content.byteOffset, att.content.byteOffset + att.content.byteLength));
+        content = new Uint8Array(
+          att.content instanceof ArrayBuffer
+            ? att.content
+            : att.content.buffer.slice(att.content.byteOffset, att.content.byteOffset + att.content.byteLength),
+        );
       } else {
         content = new TextEncoder().encode(parsed.text ?? "");
       }
@@ -374,12 +193,16 @@ export async function decodeUserData(bytes: Uint8Array, source: string = USERDAT
     if (!mime.ok) return mime;
     if (mime.value !== undefined) {
       if (!encoded) return mime as Result<SourceText[]>;
-      return ok(mime.value.map((p) => ({ ...p, lineNote: `${p.lineNote ?? ""}${p.lineNote ? "; " : ""}${source} was base64/gzip-decoded first` })));
+      return ok(
+        mime.value.map((p) => ({ ...p, lineNote: `${p.lineNote ?? ""}${p.lineNote ? "; " : ""}${source} was base64/gzip-decoded first` })),
+      );
     }
     if (!mentionsConfig(loose)) return ok([]);
     const text = utf8(gz.value, source);
     if (!text.ok) return text;
-    return ok([{ text: text.value, source, ...(encoded ? { lineNote: `line numbers count in ${source} after base64/gzip decoding` } : {}) }]);
+    return ok([
+      { text: text.value, source, ...(encoded ? { lineNote: `line numbers count in ${source} after base64/gzip decoding` } : {}) },
+    ]);
   } catch (e) {
     return fail({
       code: "source.user-data",

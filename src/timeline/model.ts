@@ -228,7 +228,7 @@ function unitBar(u: UnitTimes, now: DualTimestamp, clock: Clock): BarDraft | und
 }
 
 /** The run phase's steps, inside berth-run.service when they ran there, else inside a bar of their own. */
-function runBars(status: RunStatus, units: BarDraft[], now: number, clock: Clock, notes: string[]): BarDraft[] {
+function runBars(status: RunStatus, units: BarDraft[], now: number | undefined, clock: Clock, notes: string[]): BarDraft[] {
   const steps = status.steps.map((r): BarDraft => {
     const role = STEP_ROLES[r.step] ?? { label: r.step, owner: "berth" };
     const what = `${r.outcome}${r.action ? ` (${r.action})` : ""}`;
@@ -238,7 +238,8 @@ function runBars(status: RunStatus, units: BarDraft[], now: number, clock: Clock
   });
   const startedMs = clock.epoch(Date.parse(status.startedAt));
   const lastEnd = steps.length > 0 ? Math.max(...steps.map((s) => s.endMs)) : startedMs;
-  const endedMs = status.finishedAt ? clock.epoch(Date.parse(status.finishedAt)) : Math.max(lastEnd, clock.epoch(now));
+  // Still running: up to now when the clocks were read, else (no systemd) up to its last step's end.
+  const endedMs = status.finishedAt ? clock.epoch(Date.parse(status.finishedAt)) : Math.max(lastEnd, now ? clock.epoch(now) : lastEnd);
   const unit = units.find((b) => b.id === `unit:${UNITS.run}`);
   const inside = unit && startedMs >= unit.startMs - INSIDE_TOLERANCE_MS && endedMs <= unit.endMs + INSIDE_TOLERANCE_MS;
   if (status.result === "running") notes.push("the run phase is still running: its last bar ends now");
@@ -353,7 +354,7 @@ function pathByOwner(
 export function buildTimeline(input: TimelineInput): Timeline {
   const notes = [...(input.notes ?? [])];
   const clock = clockOf(input);
-  const nowMs = input.boot ? input.boot.now.realtimeUs / 1000 : Date.now();
+  const nowMs = input.boot ? input.boot.now.realtimeUs / 1000 : undefined;
   const drafts: BarDraft[] = [];
   if (input.boot) {
     drafts.push(...kernelBars(input.boot, clock));

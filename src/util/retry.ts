@@ -119,22 +119,3 @@ export async function retry<T>(fn: (attempt: number, remainingMs: number) => Pro
     }
   }
 }
-
-/** Run a promise-returning call with a deadline; rejects with a TimeoutError-named error. */
-export async function withTimeout<T>(ms: number, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const e = new Error(`${what} timed out after ${ms} ms`);
-      e.name = "TimeoutError";
-      ac.abort(e);
-      reject(e);
-    }, ms);
-  });
-  try {
-    return await Promise.race([fn(ac.signal), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -31,7 +31,7 @@ export function parseVersion(s: string): Version | undefined {
  * are builds of that release, not pre-releases, so `1.35.0-eks-x` counts as
  * 1.35.0 (nodeadm compares kubelet versions the same way for its thresholds).
  */
-export function compareVersions(a: Version, b: Version): number {
+function compareVersions(a: Version, b: Version): number {
   return a.major - b.major || a.minor - b.minor || a.patch - b.patch;
 }
 

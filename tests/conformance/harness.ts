@@ -51,7 +51,25 @@ export interface Case {
 }
 
 export const KNOWN_CASE_KEYS = new Set(["kubelet", "containerd", "instance_type", "before", "steps"]);
-export const KNOWN_STEP_KEYS = new Set(["command", "source", "sources", "args", "kubelet", "expect", "json", "exact", "toml", "yaml", "json_spec", "contains", "not_contains", "absent", "before", "remove", "berth_differs"]);
+export const KNOWN_STEP_KEYS = new Set([
+  "command",
+  "source",
+  "sources",
+  "args",
+  "kubelet",
+  "expect",
+  "json",
+  "exact",
+  "toml",
+  "yaml",
+  "json_spec",
+  "contains",
+  "not_contains",
+  "absent",
+  "before",
+  "remove",
+  "berth_differs",
+]);
 
 /** cases.yaml, parsed at module level so node:test can register one subtest per case and step. */
 export function loadCases(): Record<string, Case> {
@@ -75,13 +93,20 @@ export async function writeNodeFile(root: string, hostPath: string, content: str
  * (README.md) plus the case's own files, and a copy of the case dir as the working directory
  * (relative file:// sources name files of the case dir).
  */
-export async function makeNode(name: string, c: Pick<Case, "containerd" | "before">, scratches: string[]): Promise<{ root: string; cwd: string }> {
+export async function makeNode(
+  name: string,
+  c: Pick<Case, "containerd" | "before">,
+  scratches: string[],
+): Promise<{ root: string; cwd: string }> {
   const root = await mkdtemp(path.join(tmpdir(), `berth-e2e-${name}-`));
   scratches.push(root);
   await writeNodeFile(root, "/etc/eks/containerd-version.txt", `${fullVersion(String(c.containerd ?? "1.7.27"))}\n`);
   // sysfs: the suite's mock CPU/node trees, and the `online` list every case relies on (2 CPUs).
   const mock = path.join(E2E, "infra/mock");
-  for (const [from, to] of [["cpu", "sys/devices/system/cpu"], ["node", "sys/devices/system/node"]] as const) {
+  for (const [from, to] of [
+    ["cpu", "sys/devices/system/cpu"],
+    ["node", "sys/devices/system/node"],
+  ] as const) {
     if (existsSync(path.join(mock, from))) await cp(path.join(mock, from), path.join(root, to), { recursive: true });
   }
   await writeNodeFile(root, "/sys/devices/system/cpu/online", "0-1\n");
@@ -110,7 +135,10 @@ export function nodeEnv(imds: ImdsStandIn, ec2: Ec2StandIn): NodeJS.ProcessEnv {
 /** The shipped executable with `args`, and a transcript for assertion messages. */
 export async function runExe(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<CliRun & { transcript: string }> {
   const r = await runBerth(args, { cwd, env });
-  return { ...r, transcript: `$ ${path.basename(EXE)} ${args.join(" ")}\n--- exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}` };
+  return {
+    ...r,
+    transcript: `$ ${path.basename(EXE)} ${args.join(" ")}\n--- exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`,
+  };
 }
 
 /** A run that must succeed: exit 0, and never a stack trace. */

@@ -49,41 +49,49 @@ for (const [name, c] of Object.entries(CASES)) {
     const env = nodeEnv(imds, ec2!);
     for (const [i, step] of c.steps.entries()) {
       const sources = step.sources ?? (step.source !== undefined ? [step.source] : []);
-      await t.test(`step ${i + 1}: ${step.command ?? "init"} ${sources.join(" ")}${step.args?.length ? ` ${step.args.join(" ")}` : ""}`, async (st) => {
-        for (const k of Object.keys(step)) assert.ok(KNOWN_STEP_KEYS.has(k), `step key '${k}' is not implemented by this suite`);
-        for (const p of step.remove ?? []) await rm(path.join(root, p), { force: true });
-        for (const [p, content] of Object.entries(step.before ?? {})) await writeNodeFile(root, p, content);
-        await writeNodeFile(root, "/etc/eks/kubelet-version.txt", `v${String(step.kubelet ?? c.kubelet ?? "1.35.0")}\n`);
+      await t.test(
+        `step ${i + 1}: ${step.command ?? "init"} ${sources.join(" ")}${step.args?.length ? ` ${step.args.join(" ")}` : ""}`,
+        async (st) => {
+          for (const k of Object.keys(step)) assert.ok(KNOWN_STEP_KEYS.has(k), `step key '${k}' is not implemented by this suite`);
+          for (const p of step.remove ?? []) await rm(path.join(root, p), { force: true });
+          for (const [p, content] of Object.entries(step.before ?? {})) await writeNodeFile(root, p, content);
+          await writeNodeFile(root, "/etc/eks/kubelet-version.txt", `v${String(step.kubelet ?? c.kubelet ?? "1.35.0")}\n`);
 
-        const command = step.command ?? "init";
-        const srcArgs = sources.flatMap((s) => ["-c", s]);
-        let args: string[];
-        if (command === "init") args = ["init", "--skip", "run", "--root", root, ...(step.args ?? []), ...srcArgs];
-        else if (command === "config check") args = ["config", "check", "--root", root, ...(step.args ?? []), ...srcArgs];
-        else throw new Error(`command '${command}' is not implemented by this suite`);
+          const command = step.command ?? "init";
+          const srcArgs = sources.flatMap((s) => ["-c", s]);
+          let args: string[];
+          if (command === "init") args = ["init", "--skip", "run", "--root", root, ...(step.args ?? []), ...srcArgs];
+          else if (command === "config check") args = ["config", "check", "--root", root, ...(step.args ?? []), ...srcArgs];
+          else throw new Error(`command '${command}' is not implemented by this suite`);
 
-        const r = await runExe(args, cwd, env);
-        const transcript = r.transcript;
-        // Failures are user errors: a formatted message, never a stack trace.
-        assert.doesNotMatch(r.stderr, NO_STACK, `stack trace printed\n${transcript}`);
-        if ((step.expect ?? "ok") === "ok") {
-          assert.equal(r.code, 0, `expected success\n${transcript}`);
-        } else {
-          assert.notEqual(r.code, 0, `expected failure\n${transcript}`);
-          assert.match(r.stderr, /^error: /m, `expected a formatted error\n${transcript}`);
-          // cases.yaml says only "fail"; make sure it fails for the reason the case is about.
-          const reason = FAILURE_REASONS[`${name}#${i + 1}`];
-          assert.ok(reason, `no expected failure reason recorded for ${name} step ${i + 1}; add one to FAILURE_REASONS`);
-          assert.match(r.stderr, reason, `failed, but not for the expected reason\n${transcript}`);
-          st.diagnostic(r.stderr.split("\n").filter((l) => l.startsWith("error: ")).join(" | "));
-        }
-        try {
-          await checkStep(name, step, root);
-        } catch (e) {
-          if (e instanceof Error) e.message += `\n${transcript}`;
-          throw e;
-        }
-      });
+          const r = await runExe(args, cwd, env);
+          const transcript = r.transcript;
+          // Failures are user errors: a formatted message, never a stack trace.
+          assert.doesNotMatch(r.stderr, NO_STACK, `stack trace printed\n${transcript}`);
+          if ((step.expect ?? "ok") === "ok") {
+            assert.equal(r.code, 0, `expected success\n${transcript}`);
+          } else {
+            assert.notEqual(r.code, 0, `expected failure\n${transcript}`);
+            assert.match(r.stderr, /^error: /m, `expected a formatted error\n${transcript}`);
+            // cases.yaml says only "fail"; make sure it fails for the reason the case is about.
+            const reason = FAILURE_REASONS[`${name}#${i + 1}`];
+            assert.ok(reason, `no expected failure reason recorded for ${name} step ${i + 1}; add one to FAILURE_REASONS`);
+            assert.match(r.stderr, reason, `failed, but not for the expected reason\n${transcript}`);
+            st.diagnostic(
+              r.stderr
+                .split("\n")
+                .filter((l) => l.startsWith("error: "))
+                .join(" | "),
+            );
+          }
+          try {
+            await checkStep(name, step, root);
+          } catch (e) {
+            if (e instanceof Error) e.message += `\n${transcript}`;
+            throw e;
+          }
+        },
+      );
     }
   });
 }

@@ -77,13 +77,22 @@ const ENCODINGS: { name: string; base: string; userData: () => Uint8Array | stri
   { name: "base64", base: SINGLE, userData: () => base64(single.config) },
   { name: "base64 of gzip", base: SINGLE, userData: () => base64(gzip(single.config)) },
   { name: "MIME multipart", base: MIME, userData: () => mime.config },
-  { name: "MIME multipart, a gzip'd part (transfer-encoded base64) and a base64-of-gzip part", base: MIME, userData: () => mimeWithEncodedParts(mimeText) },
+  {
+    name: "MIME multipart, a gzip'd part (transfer-encoded base64) and a base64-of-gzip part",
+    base: MIME,
+    userData: () => mimeWithEncodedParts(mimeText),
+  },
   { name: "gzip of MIME multipart with encoded parts", base: MIME, userData: () => gzip(mimeWithEncodedParts(mimeText)) },
   { name: "base64 of gzip of MIME multipart", base: MIME, userData: () => base64(gzip(mime.config)) },
 ];
 
 /** A fresh node for case `base` whose IMDS serves `userData`; `init --skip run -c imds://user-data` through the executable. */
-async function initFromUserData(base: string, userData: Uint8Array | string, ec2S: Ec2StandIn, envOver: (env: NodeJS.ProcessEnv) => NodeJS.ProcessEnv = (e) => e) {
+async function initFromUserData(
+  base: string,
+  userData: Uint8Array | string,
+  ec2S: Ec2StandIn,
+  envOver: (env: NodeJS.ProcessEnv) => NodeJS.ProcessEnv = (e) => e,
+) {
   const { kubelet } = caseStep(base);
   const imds = await startImdsStandIn({ userData });
   try {
@@ -104,9 +113,20 @@ for (const enc of ENCODINGS) {
     assertOk(r);
     assert.ok(imdsRequests.includes("GET /latest/user-data"), `IMDS user data was not read\n${r.transcript}`);
     // The default node: named by EC2 DescribeInstances over https.
-    assert.deepEqual(ec2Calls.filter((c) => c.action === "DescribeInstances").map((c) => c.params), [{ "InstanceId.1": INSTANCE_ID }], r.transcript);
+    assert.deepEqual(
+      ec2Calls.filter((c) => c.action === "DescribeInstances").map((c) => c.params),
+      [{ "InstanceId.1": INSTANCE_ID }],
+      r.transcript,
+    );
     try {
-      await checkStep(enc.base, { ...step, contains: { ...step.contains, "/etc/eks/kubelet/environment": "--hostname-override=ip-172-16-34-43\\.ec2\\.internal( |$)" } }, root);
+      await checkStep(
+        enc.base,
+        {
+          ...step,
+          contains: { ...step.contains, "/etc/eks/kubelet/environment": "--hostname-override=ip-172-16-34-43\\.ec2\\.internal( |$)" },
+        },
+        root,
+      );
     } catch (e) {
       if (e instanceof Error) e.message += `\n${r.transcript}`;
       throw e;

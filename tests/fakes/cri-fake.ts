@@ -5,7 +5,16 @@
  * containerd is not answering), "hung" (cri.deadline), not ready yet, and can
  * be told to fail the next call of a method once.
  */
-import { CriError, type CriClient, type CriImage, type CriStatus, type CriVersion, type ContainerdVersion, type CallOptions, type RegistryAuth } from "../../src/host/cri.ts";
+import {
+  CriError,
+  type CriClient,
+  type CriImage,
+  type CriStatus,
+  type CriVersion,
+  type ContainerdVersion,
+  type CallOptions,
+  type RegistryAuth,
+} from "../../src/host/cri.ts";
 
 export type CriFakeMethod = "version" | "status" | "imageStatus" | "listImages" | "pullImage" | "containerdVersion";
 

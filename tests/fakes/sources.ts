@@ -11,7 +11,10 @@ import { fail, ok, type BerthError, type Result } from "../../src/util/result.ts
 import { deepMerge } from "../../src/util/json.ts";
 
 export class MemoryImds implements ImdsClient {
-  constructor(public readonly data: Map<string, Uint8Array> = new Map(), public readonly failWith?: Error) {}
+  constructor(
+    public readonly data: Map<string, Uint8Array> = new Map(),
+    public readonly failWith?: Error,
+  ) {}
   static withUserData(bytes: Uint8Array | string | undefined): MemoryImds {
     const m = new MemoryImds();
     if (bytes !== undefined) m.data.set("user-data", typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
@@ -32,15 +35,26 @@ export function fakeDecode(text: string, source: string): Result<ConfigDocument[
   const errors: BerthError[] = [];
   for (const doc of parseAllDocuments(text, { prettyErrors: true })) {
     if (doc.errors.length) {
-      for (const e of doc.errors) errors.push({ code: "config.yaml", message: e.message, where: { source, line: e.linePos?.[0].line ?? 1, column: e.linePos?.[0].col ?? 1 } });
+      for (const e of doc.errors)
+        errors.push({
+          code: "config.yaml",
+          message: e.message,
+          where: { source, line: e.linePos?.[0].line ?? 1, column: e.linePos?.[0].col ?? 1 },
+        });
       continue;
     }
     const v = doc.toJS() as unknown;
     if (v === null || v === undefined) continue;
     const o = v as { apiVersion?: unknown; kind?: unknown; spec?: unknown };
-    if (o.kind === "NodeConfig" && o.apiVersion === "node.eks.aws/v1alpha1") out.push({ kind: "NodeConfig", source, spec: (o.spec ?? {}) as NodeConfigSpec });
-    else if (o.kind === "BerthConfig" && o.apiVersion === "berth.dev/v1alpha1") out.push({ kind: "BerthConfig", source, spec: (o.spec ?? {}) as object });
-    else errors.push({ code: "config.kind", message: `unknown document ${String(o.apiVersion)}/${String(o.kind)}`, where: { source, line: 1, column: 1 } });
+    if (o.kind === "NodeConfig" && o.apiVersion === "node.eks.aws/v1alpha1") out.push({ kind: "NodeConfig", source, spec: o.spec ?? {} });
+    else if (o.kind === "BerthConfig" && o.apiVersion === "berth.dev/v1alpha1")
+      out.push({ kind: "BerthConfig", source, spec: o.spec ?? {} });
+    else
+      errors.push({
+        code: "config.kind",
+        message: `unknown document ${String(o.apiVersion)}/${String(o.kind)}`,
+        where: { source, line: 1, column: 1 },
+      });
   }
   return errors.length ? fail(...errors) : ok(out);
 }
@@ -50,8 +64,8 @@ export function fakeMerge(docs: ConfigDocument[]): MergedConfig {
   let berth = {};
   const sources: string[] = [];
   for (const d of docs) {
-    if (d.kind === "NodeConfig") nodeConfig = deepMerge(nodeConfig, d.spec) as NodeConfigSpec;
-    else berth = deepMerge(berth, d.spec) as object;
+    if (d.kind === "NodeConfig") nodeConfig = deepMerge<NodeConfigSpec>(nodeConfig, d.spec);
+    else berth = deepMerge<object>(berth, d.spec);
     if (!sources.includes(d.source)) sources.push(d.source);
   }
   return { nodeConfig, berth, sources };
@@ -60,7 +74,10 @@ export function fakeMerge(docs: ConfigDocument[]): MergedConfig {
 export function fakeValidate(m: MergedConfig): Result<MergedConfig> {
   const c = m.nodeConfig.cluster ?? {};
   const missing = (["name", "apiServerEndpoint", "certificateAuthority", "cidr"] as const).filter((k) => !c[k]);
-  if (missing.length) return fail(...missing.map((k) => ({ code: "config.required", message: `spec.cluster.${k} is required`, where: { path: `spec.cluster.${k}` } })));
+  if (missing.length)
+    return fail(
+      ...missing.map((k) => ({ code: "config.required", message: `spec.cluster.${k} is required`, where: { path: `spec.cluster.${k}` } })),
+    );
   return ok(m);
 }
 
@@ -75,7 +92,7 @@ export function fakeEncode(spec: NodeConfigSpec): JsonObject {
       ...(spec.instance?.environment ? { environment: spec.instance.environment as JsonValue } : {}),
     },
     kubelet: { ...(spec.kubelet as JsonObject | undefined) },
-    ...(spec.featureGates ? { featureGates: spec.featureGates as JsonValue } : {}),
+    ...(spec.featureGates ? { featureGates: spec.featureGates } : {}),
   };
 }
 

@@ -12,9 +12,26 @@
  *   sd.crash("containerd.service");            // as if kill -9: failed, MainPID 0
  *   assert.deepEqual(sd.callNames(), ["daemonReload", "restartUnit"]);
  */
-import { SystemdError, type JobOptions, type JobResult, type Systemd, type UnitState, type EnableChange, type JobMode } from "../../src/host/systemd.ts";
+import {
+  SystemdError,
+  type JobOptions,
+  type JobResult,
+  type Systemd,
+  type UnitState,
+  type EnableChange,
+  type JobMode,
+} from "../../src/host/systemd.ts";
 
-export type FakeMethod = "daemonReload" | "startUnit" | "enqueueStartUnit" | "resetFailedUnit" | "restartUnit" | "stopUnit" | "enableUnits" | "unitState" | "subscribe";
+export type FakeMethod =
+  | "daemonReload"
+  | "startUnit"
+  | "enqueueStartUnit"
+  | "resetFailedUnit"
+  | "restartUnit"
+  | "stopUnit"
+  | "enableUnits"
+  | "unitState"
+  | "subscribe";
 
 export interface FakeCall {
   method: FakeMethod;
@@ -88,7 +105,11 @@ export class FakeSystemd implements Systemd {
 
   /** A SystemdError like the real one for an unknown unit. */
   noSuchUnit(unit: string): SystemdError {
-    return new SystemdError({ code: "systemd.no-such-unit", message: `fake: Unit ${unit} not found.`, where: { path: unit } }, unit, "org.freedesktop.systemd1.NoSuchUnit");
+    return new SystemdError(
+      { code: "systemd.no-such-unit", message: `fake: Unit ${unit} not found.`, where: { path: unit } },
+      unit,
+      "org.freedesktop.systemd1.NoSuchUnit",
+    );
   }
 
   /** Replace parts of a unit's state and notify subscribers (as PropertiesChanged would). */
@@ -100,13 +121,27 @@ export class FakeSystemd implements Systemd {
 
   /** The main process died by a signal (e.g. kill -9) and systemd has not restarted it. */
   crash(unit: string): void {
-    this.setState(unit, { activeState: "failed", subState: "failed", mainPid: 0, result: "signal", activeExitTimestampUs: this.nowUs(), inactiveEnterTimestampUs: this.nowUs() });
+    this.setState(unit, {
+      activeState: "failed",
+      subState: "failed",
+      mainPid: 0,
+      result: "signal",
+      activeExitTimestampUs: this.nowUs(),
+      inactiveEnterTimestampUs: this.nowUs(),
+    });
   }
 
   /** systemd's own `Restart=` brought the unit back (NRestarts+1, new MainPID and ActiveEnterTimestamp). */
   autoRestart(unit: string): void {
     const cur = this.units.get(unit) ?? defaultUnitState();
-    this.setState(unit, { activeState: "active", subState: "running", mainPid: this.nextPid++, activeEnterTimestampUs: this.nowUs(), nRestarts: cur.nRestarts + 1, result: "success" });
+    this.setState(unit, {
+      activeState: "active",
+      subState: "running",
+      mainPid: this.nextPid++,
+      activeEnterTimestampUs: this.nowUs(),
+      nRestarts: cur.nRestarts + 1,
+      result: "success",
+    });
   }
 
   /** Method names in call order. */
@@ -154,7 +189,11 @@ export class FakeSystemd implements Systemd {
     if (r !== "done") return this.jobFailed(name, r);
     const cur = this.mustExist(name);
     // A job-started unit resets NRestarts, as systemd does.
-    this.activate(name, { ...cur, nRestarts: 0, activeExitTimestampUs: cur.activeState === "active" ? this.nowUs() : cur.activeExitTimestampUs });
+    this.activate(name, {
+      ...cur,
+      nRestarts: 0,
+      activeExitTimestampUs: cur.activeState === "active" ? this.nowUs() : cur.activeExitTimestampUs,
+    });
     return "done";
   }
 
@@ -164,7 +203,14 @@ export class FakeSystemd implements Systemd {
     if (r !== "done") return this.jobFailed(name, r);
     const cur = this.mustExist(name);
     const t = this.nowUs();
-    this.units.set(name, { ...cur, activeState: "inactive", subState: "dead", mainPid: 0, activeExitTimestampUs: cur.activeState === "active" ? t : cur.activeExitTimestampUs, inactiveEnterTimestampUs: t });
+    this.units.set(name, {
+      ...cur,
+      activeState: "inactive",
+      subState: "dead",
+      mainPid: 0,
+      activeExitTimestampUs: cur.activeState === "active" ? t : cur.activeExitTimestampUs,
+      inactiveEnterTimestampUs: t,
+    });
     this.emit(name);
     return "done";
   }
@@ -191,7 +237,8 @@ export class FakeSystemd implements Systemd {
     this.record({ method: "subscribe", units: [...units] });
     const sub = { units: new Set(units), onChange };
     this.subscribers.add(sub);
-    for (const u of [...sub.units].sort()) onChange(u, { ...(this.units.get(u) ?? defaultUnitState({ loadState: "not-found", result: "" })) });
+    for (const u of [...sub.units].sort())
+      onChange(u, { ...(this.units.get(u) ?? defaultUnitState({ loadState: "not-found", result: "" })) });
     return () => {
       this.subscribers.delete(sub);
     };
@@ -227,14 +274,28 @@ export class FakeSystemd implements Systemd {
   }
 
   private activate(name: string, cur: UnitState): void {
-    this.units.set(name, { ...cur, activeState: "active", subState: "running", mainPid: name.endsWith(".service") ? this.nextPid++ : 0, activeEnterTimestampUs: this.nowUs(), result: "success" });
+    this.units.set(name, {
+      ...cur,
+      activeState: "active",
+      subState: "running",
+      mainPid: name.endsWith(".service") ? this.nextPid++ : 0,
+      activeEnterTimestampUs: this.nowUs(),
+      result: "success",
+    });
     this.emit(name);
   }
 
   private jobFailed(name: string, r: JobResult): JobResult {
     const cur = this.units.get(name);
     if (cur && (r === "failed" || r === "timeout")) {
-      this.units.set(name, { ...cur, activeState: "failed", subState: "failed", mainPid: 0, result: r === "timeout" ? "timeout" : "exit-code", inactiveEnterTimestampUs: this.nowUs() });
+      this.units.set(name, {
+        ...cur,
+        activeState: "failed",
+        subState: "failed",
+        mainPid: 0,
+        result: r === "timeout" ? "timeout" : "exit-code",
+        inactiveEnterTimestampUs: this.nowUs(),
+      });
       this.emit(name);
     }
     return r;

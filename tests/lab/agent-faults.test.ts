@@ -43,7 +43,8 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
   let since = 0;
 
   const node = () => rn.node;
-  const mainPid = async (unit: string): Promise<number> => Number((await node().exec(["systemctl", "show", "-p", "MainPID", "--value", unit], { check: true })).stdout.trim());
+  const mainPid = async (unit: string): Promise<number> =>
+    Number((await node().exec(["systemctl", "show", "-p", "MainPID", "--value", unit], { check: true })).stdout.trim());
   const sh = async (cmd: string) => {
     const r = await node().exec(["sh", "-c", cmd]);
     assert.equal(r.code, 0, `${cmd}: ${r.stderr}`);
@@ -51,8 +52,10 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
   };
   const kubeletMode = (mode: "ok" | "fail" | "hang") => node().writeFile("/var/lib/kubelet-standin/healthz-mode", `${mode}\n`);
   const health = (c: string) => log.health(c, since);
-  const eventAfter = (t0: number, component: string, pred: (e: AgentLogLine) => boolean) => log.find(t0, (e) => e.component === component && pred(e));
-  const stateAfter = (t0: number, component: string, pred: (e: AgentLogLine) => boolean) => eventAfter(t0, component, (e) => e.event === "agent.state" && pred(e));
+  const eventAfter = (t0: number, component: string, pred: (e: AgentLogLine) => boolean) =>
+    log.find(t0, (e) => e.component === component && pred(e));
+  const stateAfter = (t0: number, component: string, pred: (e: AgentLogLine) => boolean) =>
+    eventAfter(t0, component, (e) => e.event === "agent.state" && pred(e));
   const repairsOf = (c: string, t0 = since) => log.since(t0).filter((e) => e.component === c && e.event === "agent.repair");
   const waitFor = (what: string, cond: () => boolean, timeoutMs = 30_000) => log.until(what, cond, since, timeoutMs);
 
@@ -70,7 +73,8 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
   before(async () => {
     rn = await bootRunNode({ name: "agent", rebootAfterInstall: true, agent: true, berth: { agent: SETTINGS } });
     const s = await rn.waitSettled("berth-run.service", 180_000);
-    if (s !== "active") throw new Error(`berth-run.service is ${s} after boot:\n${await rn.node.journal("berth-run.service", { lines: 40 })}`);
+    if (s !== "active")
+      throw new Error(`berth-run.service is ${s} after boot:\n${await rn.node.journal("berth-run.service", { lines: 40 })}`);
     goodConfig = (await rn.node.exec(["cat", "/etc/containerd/config.toml"], { check: true })).stdout;
     log = new AgentJournal(rn.node);
     await kubeletMode("ok");
@@ -121,7 +125,9 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
     assert.equal(repairsOf("kubelet").length, 0, "kubelet not restarted for a containerd fault");
     assert.equal(await mainPid("kubelet"), kubeletPid, "kubelet's MainPID unchanged");
     assert.notEqual(await mainPid("containerd"), oldPid);
-    process.stdout.write(`# kill -9: detected after ${detected.atMs - t0} ms, healthy after ${healed.atMs - t0} ms (systemd RestartSec=5)\n`);
+    process.stdout.write(
+      `# kill -9: detected after ${detected.atMs - t0} ms, healthy after ${healed.atMs - t0} ms (systemd RestartSec=5)\n`,
+    );
   });
 
   it("containerd hung (SIGSTOP): caught by the probe deadline, restarted once with RestartUnit; kubelet untouched", async () => {
@@ -150,7 +156,9 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
       await waitFor("kubelet healthy", () => health("kubelet") === "healthy");
       assert.equal(repairsOf("kubelet").length, 0);
       assert.equal(await mainPid("kubelet"), kubeletPid, "kubelet's MainPID unchanged");
-      process.stdout.write(`# SIGSTOP: detected after ${detected.atMs - t0} ms, restart at ${(repairs[0]?.atMs ?? 0) - t0} ms, healthy after ${healed.atMs - t0} ms\n`);
+      process.stdout.write(
+        `# SIGSTOP: detected after ${detected.atMs - t0} ms, restart at ${(repairs[0]?.atMs ?? 0) - t0} ms, healthy after ${healed.atMs - t0} ms\n`,
+      );
     } finally {
       await node().exec(["sh", "-c", `kill -CONT ${oldPid} 2>/dev/null; true`]);
     }
@@ -192,7 +200,9 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
       assert.notEqual(await mainPid("kubelet"), oldKubelet, "kubelet was restarted");
       assert.equal(repairsOf("containerd").length, 0);
       assert.equal(await mainPid("containerd"), containerdPid);
-      process.stdout.write(`# kubelet ${mode}: detected after ${detected.atMs - t0} ms, restart at ${(repairsOf("kubelet", t0)[0]?.atMs ?? 0) - t0} ms, healthy after ${healed.atMs - t0} ms\n`);
+      process.stdout.write(
+        `# kubelet ${mode}: detected after ${detected.atMs - t0} ms, restart at ${(repairsOf("kubelet", t0)[0]?.atMs ?? 0) - t0} ms, healthy after ${healed.atMs - t0} ms\n`,
+      );
     });
   }
 
@@ -204,7 +214,11 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
       await waitFor("kubelet stopped", () => health("kubelet") === "stopped");
       await sleep(2_000); // ≥ failure window + several probes
       assert.equal(repairsOf("kubelet", t0).length, 0);
-      assert.equal(stateAfter(t0, "kubelet", (e) => e.to === "failing"), undefined, "never reported failing");
+      assert.equal(
+        stateAfter(t0, "kubelet", (e) => e.to === "failing"),
+        undefined,
+        "never reported failing",
+      );
     } finally {
       assert.equal((await node().systemctl("start", "kubelet")).code, 0);
     }
@@ -217,10 +231,20 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
     assert.equal(st.code, 0, `berth status: ${st.stdout}\n${st.stderr}\n${log.describe(since)}`);
     const doc = JSON.parse(st.stdout) as { healthy: boolean; agent: { components: { name: string; health: string }[] } };
     assert.equal(doc.healthy, true);
-    assert.deepEqual(doc.agent.components.map((c) => `${c.name}:${c.health}`), ["containerd:healthy", "kubelet:healthy"]);
+    assert.deepEqual(
+      doc.agent.components.map((c) => `${c.name}:${c.health}`),
+      ["containerd:healthy", "kubelet:healthy"],
+    );
     const lines = log.since(since);
-    assert.ok(lines.some((l) => l.event === "agent.start"), "pino JSON lines on stdout, in the journal");
-    assert.ok(lines.every((l) => ["debug", "info", "warn", "error"].includes(l.level)), "levels as labels");
+    assert.ok(
+      lines.some((l) => l.event === "agent.start"),
+      "pino JSON lines on stdout, in the journal",
+    );
+    assert.ok(
+      lines.every((l) => ["debug", "info", "warn", "error"].includes(l.level)),
+      "levels as labels",
+    );
+    assert.deepEqual(log.other, [], "nothing but berth's JSON lines from the agent (no runtime warnings)");
 
     const pid = await mainPid(AGENT_UNIT);
     const t0 = Date.now();
@@ -228,7 +252,11 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
     const ended = await rn.show(AGENT_UNIT, ["ActiveState", "Result", "ExecMainCode", "ExecMainStatus", "ExecMainPID"]);
     assert.equal(ended.ExecMainPID, String(pid));
     // CLD_EXITED (1) with status 0: it exited by itself, cleanly, not killed by the signal.
-    assert.deepEqual([ended.ActiveState, ended.Result, ended.ExecMainCode, ended.ExecMainStatus], ["inactive", "success", "1", "0"], `${await node().journal(AGENT_UNIT, { lines: 20 })}`);
+    assert.deepEqual(
+      [ended.ActiveState, ended.Result, ended.ExecMainCode, ended.ExecMainStatus],
+      ["inactive", "success", "1", "0"],
+      `${await node().journal(AGENT_UNIT, { lines: 20 })}`,
+    );
     await log.waitFor("agent.stop", (l) => l.event === "agent.stop", t0, 10_000);
     assert.equal((await node().systemctl("start", AGENT_UNIT)).code, 0);
   });
@@ -250,19 +278,34 @@ describe("berth agent from the package, in the node lab", { timeout: 600_000 }, 
       await sleep(2 * SETTINGS.backoffMaxMs);
       const repairs = repairsOf("containerd", t0);
       assert.equal(repairs.length, SETTINGS.restartBudget, "exactly the budget, then no more");
-      const results = log.since(t0).filter((e) => e.component === "containerd" && e.event === "agent.repair-result").map((e) => e.fields.result);
-      assert.ok(results.length === SETTINGS.restartBudget && results.every((r) => r !== "done"), `every restart failed: ${results.join(", ")}`);
+      const results = log
+        .since(t0)
+        .filter((e) => e.component === "containerd" && e.event === "agent.repair-result")
+        .map((e) => e.fields.result);
+      assert.ok(
+        results.length === SETTINGS.restartBudget && results.every((r) => r !== "done"),
+        `every restart failed: ${results.join(", ")}`,
+      );
       // Backoff: repair n+1 no sooner than half (the jitter) of initial·2^(n-1) after repair n.
       for (let i = 1; i < repairs.length; i++) {
         const gap = (repairs[i]?.atMs ?? 0) - (repairs[i - 1]?.atMs ?? 0);
         const floor = Math.max(Math.min(SETTINGS.backoffMaxMs, SETTINGS.backoffInitialMs * 2 ** (i - 1)) / 2, SETTINGS.failureWindowMs);
         assert.ok(gap >= floor, `gap ${i} was ${gap} ms, backoff floor ${floor} ms`);
       }
-      assert.equal(log.since(t0).filter((e) => e.event === "agent.budget-exhausted" && e.component === "containerd").length, 1, "said loudly, once");
-      assert.ok(log.since(t0).some((l) => l.level === "error" && (l.msg ?? "").includes("restart budget spent")), "an error-level log line");
+      assert.equal(
+        log.since(t0).filter((e) => e.event === "agent.budget-exhausted" && e.component === "containerd").length,
+        1,
+        "said loudly, once",
+      );
+      assert.ok(
+        log.since(t0).some((l) => l.level === "error" && (l.msg ?? "").includes("restart budget spent")),
+        "an error-level log line",
+      );
       assert.equal(repairsOf("kubelet").length, 0);
       assert.equal(await mainPid("kubelet"), kubeletPid, "kubelet's MainPID unchanged");
-      process.stdout.write(`# broken config: repairs at ${repairs.map((r) => r.atMs - t0).join(", ")} ms, degraded at ${degradedAt - t0} ms\n`);
+      process.stdout.write(
+        `# broken config: repairs at ${repairs.map((r) => r.atMs - t0).join(", ")} ms, degraded at ${degradedAt - t0} ms\n`,
+      );
     } finally {
       await node().writeFile("/etc/containerd/config.toml", goodConfig);
       await node().exec(["rm", "-f", "/etc/systemd/system/containerd.service.d/20-agent-test.conf"]);

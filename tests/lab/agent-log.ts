@@ -35,7 +35,7 @@ export function parseAgentLine(line: string): AgentLogLine | undefined {
     return undefined;
   }
   if (typeof o.event !== "string" || typeof o.time !== "string") return undefined;
-  const str = (k: string): string | undefined => (typeof o[k] === "string" ? (o[k] as string) : undefined);
+  const str = (k: string): string | undefined => (typeof o[k] === "string" ? o[k] : undefined);
   const fields: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) if (!KNOWN.has(k)) fields[k] = v;
   const out: AgentLogLine = { atMs: Date.parse(o.time), level: str("level") ?? "", event: o.event, fields };
@@ -48,13 +48,14 @@ export function parseAgentLine(line: string): AgentLogLine | undefined {
 
 export class AgentJournal {
   readonly lines: AgentLogLine[] = [];
-  /** Lines that are not berth's JSON (e.g. a runtime warning on stderr). */
+  /** Lines of the agent's processes that are not berth's JSON (e.g. a runtime warning on stderr). */
   readonly other: string[] = [];
   private follower: Follower;
 
   /** Follows berth-agent.service's journal from now on (start it before restarting the agent). */
   constructor(node: LabNode) {
-    this.follower = node.follow(["journalctl", "--no-pager", "-f", "-o", "cat", "-n", "0", "-u", AGENT_UNIT], (l) => {
+    // Only what the unit's processes wrote (not systemd's own lines about the unit, as -u would add).
+    this.follower = node.follow(["journalctl", "--no-pager", "-f", "-o", "cat", "-n", "0", `_SYSTEMD_UNIT=${AGENT_UNIT}`], (l) => {
       const p = parseAgentLine(l);
       if (p) this.lines.push(p);
       else if (l.trim()) this.other.push(l);
@@ -82,7 +83,8 @@ export class AgentJournal {
     for (;;) {
       const l = this.find(sinceMs, pred);
       if (l) return l;
-      if (Date.now() > end) throw new Error(`berth-agent: no ${what} within ${timeoutMs} ms; its log since then:\n${this.describe(sinceMs)}`);
+      if (Date.now() > end)
+        throw new Error(`berth-agent: no ${what} within ${timeoutMs} ms; its log since then:\n${this.describe(sinceMs)}`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -91,7 +93,8 @@ export class AgentJournal {
   async until(what: string, cond: () => boolean, sinceMs: number, timeoutMs = 60_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (!cond()) {
-      if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; berth-agent's log:\n${this.describe(sinceMs)}`);
+      if (Date.now() > end)
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; berth-agent's log:\n${this.describe(sinceMs)}`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -99,7 +102,13 @@ export class AgentJournal {
   describe(sinceMs: number, last = 40): string {
     const ls = this.since(sinceMs).slice(-last);
     const other = this.other.slice(-5).map((l) => `  (other) ${l}`);
-    return [...ls.map((l) => `  ${new Date(l.atMs).toISOString()} ${l.level} ${l.event} ${l.component ?? ""} ${l.from ?? ""}${l.to ? `→${l.to}` : ""} ${l.cause ?? l.msg ?? ""}`), ...other].join("\n");
+    return [
+      ...ls.map(
+        (l) =>
+          `  ${new Date(l.atMs).toISOString()} ${l.level} ${l.event} ${l.component ?? ""} ${l.from ?? ""}${l.to ? `→${l.to}` : ""} ${l.cause ?? l.msg ?? ""}`,
+      ),
+      ...other,
+    ].join("\n");
   }
 
   stop(): Promise<void> {

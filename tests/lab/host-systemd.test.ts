@@ -3,13 +3,15 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { bootNode, containerdLabFiles, containerdLabToml, type LabNode } from "./lab.ts";
-import { createCriClient, waitForCriReady, DEFAULT_CONTAINERD_SOCKET } from "../../src/host/cri.ts";
+import { createCriClient, waitForCriReady } from "../../src/host/cri.ts";
+import { CONTAINERD_SOCKET as DEFAULT_CONTAINERD_SOCKET } from "../../src/util/node-layout.ts";
 import { connectSystemd, SystemdError, type Systemd, type UnitState } from "../../src/host/systemd.ts";
 
 let node: LabNode;
 let sd: Systemd;
 
-const unit = (body: string, install = "") => `[Unit]\nDescription=berth host-systemd test\n\n[Service]\n${body}\n${install ? `\n[Install]\n${install}\n` : ""}`;
+const unit = (body: string, install = "") =>
+  `[Unit]\nDescription=berth host-systemd test\n\n[Service]\n${body}\n${install ? `\n[Install]\n${install}\n` : ""}`;
 
 before(async () => {
   node = await bootNode({
@@ -19,7 +21,8 @@ before(async () => {
       "/etc/systemd/system/t-always.service": unit("ExecStart=/bin/sleep infinity\nRestart=always\nRestartSec=200ms"),
       "/etc/systemd/system/t-false.service": unit("Type=oneshot\nExecStart=/bin/false"),
       "/etc/systemd/system/t-slow.service": unit("Type=oneshot\nExecStart=/bin/sleep 30"),
-      "/etc/systemd/system/t-limit.service": "[Unit]\nDescription=berth host-systemd test\nStartLimitIntervalSec=600\nStartLimitBurst=2\n\n[Service]\nExecStart=/bin/false\nRestart=always\nRestartSec=50ms\n",
+      "/etc/systemd/system/t-limit.service":
+        "[Unit]\nDescription=berth host-systemd test\nStartLimitIntervalSec=600\nStartLimitBurst=2\n\n[Service]\nExecStart=/bin/false\nRestart=always\nRestartSec=50ms\n",
       "/etc/systemd/system/t-queued.service": unit("Type=oneshot\nExecStart=/bin/sleep 2"),
       "/etc/systemd/system/t-enable.service": unit("ExecStart=/bin/sleep infinity", "WantedBy=multi-user.target"),
       "/etc/containerd/config.toml": containerdLabToml(),
@@ -43,8 +46,8 @@ async function showTimestampUs(u: string, prop: string): Promise<number> {
   const out = (await node.systemctl("show", "--timestamp=us+utc", "-p", prop, "--value", u)).stdout.trim();
   const m = /(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) UTC/.exec(out);
   assert.ok(m, `unexpected timestamp from systemctl: "${out}"`);
-  const [, y, mo, d, h, mi, sec, us] = m.map(Number) as number[];
-  return Date.UTC(y!, mo! - 1, d!, h!, mi!, sec!) * 1000 + us!;
+  const [, y, mo, d, h, mi, sec, us] = m.map<number>(Number);
+  return Date.UTC(y!, mo! - 1, d, h, mi, sec) * 1000 + us!;
 }
 
 /** Resolves with the first state `pred` accepts (from a subscription set up before). */
@@ -71,6 +74,9 @@ test("startUnit waits for the job; unitState has MainPID and timestamps as syste
   assert.ok(s.mainPid > 0);
   assert.equal(String(s.mainPid), await show("t-sleep.service", "MainPID"));
   assert.equal(s.activeEnterTimestampUs, await showTimestampUs("t-sleep.service", "ActiveEnterTimestamp"));
+  // When the main process was exec'd: what the run phase compares config mtimes with.
+  assert.equal(s.execMainStartTimestampUs, await showTimestampUs("t-sleep.service", "ExecMainStartTimestamp"));
+  assert.ok((s.execMainStartTimestampUs ?? 0) > 0 && (s.execMainStartTimestampUs ?? 0) <= s.activeEnterTimestampUs);
   // Realtime µs, taken after this test started (host and node share the clock).
   assert.ok(s.activeEnterTimestampUs >= before - 1_000_000, `${s.activeEnterTimestampUs} vs ${before}`);
   assert.equal(s.result, "success");
@@ -122,10 +128,17 @@ test("subscribe follows systemd's own Restart= (NRestarts, new MainPID)", async 
   const unsubscribe = await sd.subscribe((u, s) => states.push([u, s]), ["t-always.service", "t-sleep.service"]);
   try {
     await node.exec(["kill", "-9", String(first.mainPid)], { check: true });
-    const back = await waitFor(states, (u, x) => u === "t-always.service" && x.activeState === "active" && x.mainPid !== first.mainPid && x.mainPid > 0, 10_000);
+    const back = await waitFor(
+      states,
+      (u, x) => u === "t-always.service" && x.activeState === "active" && x.mainPid !== first.mainPid && x.mainPid > 0,
+      10_000,
+    );
     assert.equal(back.nRestarts, first.nRestarts + 1);
     assert.ok(back.activeEnterTimestampUs > first.activeEnterTimestampUs);
-    assert.ok(states.some(([u, x]) => u === "t-always.service" && x.activeState !== "active"), "the down phase is seen too");
+    assert.ok(
+      states.some(([u, x]) => u === "t-always.service" && x.activeState !== "active"),
+      "the down phase is seen too",
+    );
   } finally {
     unsubscribe();
   }
@@ -193,7 +206,10 @@ test("enqueueStartUnit returns once the job is queued, without waiting for it", 
 test("enableUnits enables a unit file (symlink reported, UnitFileState enabled)", async () => {
   assert.ok(sd.enableUnits);
   const changes = await sd.enableUnits(["t-enable.service"]);
-  assert.ok(changes.some((c) => c.type === "symlink" && c.file.endsWith("multi-user.target.wants/t-enable.service")), JSON.stringify(changes));
+  assert.ok(
+    changes.some((c) => c.type === "symlink" && c.file.endsWith("multi-user.target.wants/t-enable.service")),
+    JSON.stringify(changes),
+  );
   assert.equal((await sd.unitState("t-enable.service")).unitFileState, "enabled");
   assert.deepEqual(await sd.enableUnits(["t-enable.service"]), [], "idempotent");
 });
@@ -223,7 +239,9 @@ test("RestartUnit of containerd: the job waits, and a long-lived CRI client reco
       assert.ok(Date.now() - tJob < 30_000, "the CRI client did not come back within 30 s");
       await new Promise((r) => setTimeout(r, 1));
     }
-    console.log(`# RestartUnit containerd: job ${tJob - t0} ms; same CRI client ready again ${Date.now() - tJob} ms after the job (${calls} calls)`);
+    console.log(
+      `# RestartUnit containerd: job ${tJob - t0} ms; same CRI client ready again ${Date.now() - tJob} ms after the job (${calls} calls)`,
+    );
   } finally {
     cri.close();
   }

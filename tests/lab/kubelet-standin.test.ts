@@ -34,7 +34,14 @@ test("records argv, --config, --kubeconfig; serves /healthz in ok/fail/hang mode
   const state = await mkdtemp(join(tmpdir(), "kubelet-standin-"));
   t.after(() => rm(state, { recursive: true, force: true }));
   const port = await freePort();
-  const argv = ["--config=/etc/kubernetes/kubelet/config.json", "--kubeconfig", "/var/lib/kubelet/kubeconfig", "--v=2", 'a "quoted\\ arg', `--healthz-port=${port}`];
+  const argv = [
+    "--config=/etc/kubernetes/kubelet/config.json",
+    "--kubeconfig",
+    "/var/lib/kubelet/kubeconfig",
+    "--v=2",
+    'a "quoted\\ arg',
+    `--healthz-port=${port}`,
+  ];
   const child = spawn(SCRIPT, argv, { env: { ...process.env, KUBELET_STANDIN_STATE_DIR: state }, stdio: ["ignore", "pipe", "pipe"] });
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -90,7 +97,10 @@ test("fails loudly when the port is taken", async (t) => {
   t.after(() => blocker.close());
   const addr = blocker.address();
   assert.ok(addr !== null && typeof addr !== "string");
-  const child = spawn(SCRIPT, [], { env: { ...process.env, KUBELET_STANDIN_STATE_DIR: state, KUBELET_STANDIN_HEALTHZ_PORT: String(addr.port) }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(SCRIPT, [], {
+    env: { ...process.env, KUBELET_STANDIN_STATE_DIR: state, KUBELET_STANDIN_HEALTHZ_PORT: String(addr.port) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const [code] = (await once(child, "exit")) as [number | null];

@@ -133,18 +133,29 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
     assert.match(s.stdout, /^Status: install ok installed$/m);
     assert.equal((await n.exec(["dpkg", "-S", "/usr/bin/berth"])).stdout.trim(), "berth: /usr/bin/berth");
     // The installed file is the node's private copy's content, the release executable.
-    const sums = await n.exec(["sh", "-c", `dpkg-deb --fsys-tarfile ${n.berthPackage} | tar -xO ./usr/bin/berth | sha256sum; sha256sum < /usr/bin/berth`]);
-    const [inDeb, installed] = sums.stdout.trim().split("\n").map((l) => l.split(" ")[0]);
+    const sums = await n.exec([
+      "sh",
+      "-c",
+      `dpkg-deb --fsys-tarfile ${n.berthPackage} | tar -xO ./usr/bin/berth | sha256sum; sha256sum < /usr/bin/berth`,
+    ]);
+    const [inDeb, installed] = sums.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" ")[0]);
     assert.equal(installed, inDeb);
 
     const v = await n.exec(["berth", "--version"]);
     assert.equal(v.code, 0, v.stderr);
-    assert.match(v.stdout, new RegExp(`^berth ${pkg.version.replace(/\./g, "\\.")} \\(commit \\S+, node v\\d+\\.\\d+\\.\\d+, linux/${process.arch}\\)`));
+    assert.match(
+      v.stdout,
+      new RegExp(`^berth ${pkg.version.replace(/\./g, "\\.")} \\(commit \\S+, node v\\d+\\.\\d+\\.\\d+, linux/${process.arch}\\)`),
+    );
     // The package's postinst ran `berth install`: boot units naming the installed executable, wired into multi-user.target.
     const unit = await n.exec(["cat", "/etc/systemd/system/berth-config.service"]);
     assert.match(unit.stdout, /^ExecStart=\/usr\/bin\/berth init --skip run$/m);
     const wants = await n.exec(["systemctl", "show", "-p", "Wants", "--value", "multi-user.target"]);
-    for (const u of ["berth-config.service", "berth.target", "berth-tasks.target"]) assert.ok(wants.stdout.split(/\s+/).includes(u), `multi-user.target does not want ${u}: ${wants.stdout}`);
+    for (const u of ["berth-config.service", "berth.target", "berth-tasks.target"])
+      assert.ok(wants.stdout.split(/\s+/).includes(u), `multi-user.target does not want ${u}: ${wants.stdout}`);
     assert.equal((await n.exec(["systemd-analyze", "verify", "berth-config.service", "berth-run.service", "berth-agent.service"])).code, 0);
   });
 
@@ -160,7 +171,9 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
 
   it("pulls the pause image from the lab registry through the hosts.toml mirror (ctr)", async () => {
     const n = node as LabNode;
-    const r = await n.exec(["ctr", "-n", "k8s.io", "images", "pull", "--hosts-dir", "/etc/containerd/certs.d", PAUSE_IMAGE], { timeoutMs: 60_000 });
+    const r = await n.exec(["ctr", "-n", "k8s.io", "images", "pull", "--hosts-dir", "/etc/containerd/certs.d", PAUSE_IMAGE], {
+      timeoutMs: 60_000,
+    });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const ls = await n.exec(["ctr", "-n", "k8s.io", "images", "ls", "-q"]);
     assert.ok(ls.stdout.split("\n").includes(PAUSE_IMAGE), ls.stdout);
@@ -172,7 +185,10 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
     try {
       const status = await call(cri.runtime, "Status", { verbose: false });
       const conditions = (status.status as Table).conditions as { type: string; status: boolean }[];
-      assert.ok(conditions.some((c) => c.type === "RuntimeReady" && c.status), JSON.stringify(conditions));
+      assert.ok(
+        conditions.some((c) => c.type === "RuntimeReady" && c.status),
+        JSON.stringify(conditions),
+      );
       await call(cri.image, "PullImage", { image: { image: PAUSE_IMAGE } }, 60_000);
       const config = {
         metadata: { name: "lab-smoke", uid: "lab-smoke-uid", namespace: "default", attempt: 0 },
@@ -189,7 +205,7 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
         const run = await call(cri.runtime, "RunPodSandbox", { config, runtime_handler: "" }, 60_000);
         id = String(run.pod_sandbox_id);
       } catch (e) {
-        throw new Error(`RunPodSandbox failed: ${(e as Error).message}\n${await n.journal("containerd", { lines: 40 })}`);
+        throw new Error(`RunPodSandbox failed: ${(e as Error).message}\n${await n.journal("containerd", { lines: 40 })}`, { cause: e });
       }
       const st = await call(cri.runtime, "PodSandboxStatus", { pod_sandbox_id: id });
       assert.equal((st.status as Table).state, "SANDBOX_READY");
@@ -237,6 +253,34 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
     assert.equal(result.stdout.trim(), "success");
   });
 
+  it("dpkg -r berth takes out the executable and the boot units and leaves config; dpkg -i puts them back", async () => {
+    const n = node as LabNode;
+    // Configuration someone wrote (the config phase would): it must survive removal.
+    await n.writeFile("/etc/eks/kubelet/environment", "NODEADM_KUBELET_ARGS=--v=2\n");
+    const units = [
+      "berth-config.service",
+      "berth-run.service",
+      "berth-agent.service",
+      "berth.target",
+      "berth-tasks.target",
+      "kubelet.service",
+      "multi-user.target.d/10-berth.conf",
+      "containerd.service.d/10-berth.conf",
+    ];
+    const r = await n.exec(["dpkg", "-r", "berth"], { env: { DEBIAN_FRONTEND: "noninteractive" } });
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+    assert.equal((await n.exec(["test", "-e", "/usr/bin/berth"])).code, 1, "/usr/bin/berth removed");
+    for (const u of units) assert.equal((await n.exec(["test", "-e", `/etc/systemd/system/${u}`])).code, 1, `${u} removed`);
+    const wants = await n.exec(["systemctl", "show", "-p", "Wants", "--value", "multi-user.target"]);
+    assert.doesNotMatch(wants.stdout, /berth/, "the package's prerm reloaded systemd: multi-user.target no longer wants berth");
+    assert.equal((await n.exec(["cat", "/etc/eks/kubelet/environment"])).stdout, "NODEADM_KUBELET_ARGS=--v=2\n", "config stays");
+
+    const again = await n.exec(["dpkg", "-i", n.berthPackage], { env: { DEBIAN_FRONTEND: "noninteractive" } });
+    assert.equal(again.code, 0, `${again.stdout}${again.stderr}`);
+    for (const u of units) assert.equal((await n.exec(["test", "-e", `/etc/systemd/system/${u}`])).code, 0, `${u} back`);
+    assert.match((await n.exec(["systemctl", "show", "-p", "Wants", "--value", "multi-user.target"])).stdout, /berth-config\.service/);
+  });
+
   it("reaches the node's systemd over D-Bus from the host", async () => {
     const n = node as LabNode;
     const bus = dbus.sessionBus({ busAddress: n.busAddress });
@@ -277,8 +321,16 @@ describe("node lab smoke", { timeout: 300_000 }, () => {
       }
     });
     assert.deepEqual(mine, [], "no nspawn process of this node");
-    assert.deepEqual(left.mounts.filter((m) => m.startsWith(dir)), [], "no mount under the node's dir");
-    assert.deepEqual(left.cgroups.filter((c) => c.endsWith(machine)), [], "no cgroup of the node");
+    assert.deepEqual(
+      left.mounts.filter((m) => m.startsWith(dir)),
+      [],
+      "no mount under the node's dir",
+    );
+    assert.deepEqual(
+      left.cgroups.filter((c) => c.endsWith(machine)),
+      [],
+      "no cgroup of the node",
+    );
     await assert.rejects(n.exec(["true"]), /shut down/);
   });
 });

@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pushOciLayout } from "../../lab/oci-push.ts";
-import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../../src/render/toml.ts";
+import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../../src/util/toml.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const LAB_DIR = join(REPO_ROOT, "lab");
@@ -197,7 +197,8 @@ export function ensureRootfs(): Promise<string> {
     const res = await run("bash", [join(LAB_DIR, "build-rootfs.sh")], { timeoutMs: 15 * 60_000 });
     if (res.code !== 0) throw new Error(`lab/build-rootfs.sh failed (${res.code}):\n${res.stderr}`);
     const path = res.stdout.trim().split("\n").pop() ?? "";
-    if (!existsSync(join(path, ".berth-lab-complete"))) throw new Error(`lab/build-rootfs.sh printed ${path}, which is not a complete rootfs`);
+    if (!existsSync(join(path, ".berth-lab-complete")))
+      throw new Error(`lab/build-rootfs.sh printed ${path}, which is not a complete rootfs`);
     return path;
   })();
   rootfsPromise.catch(() => (rootfsPromise = undefined));
@@ -296,7 +297,7 @@ export function nodeCgroupDirs(machine: string): string[] {
 
 /** Removes a cgroup subtree bottom-up (only empty cgroups can be removed). */
 async function removeCgroupTree(path: string): Promise<void> {
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = (await readdir(path, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
   } catch {
@@ -349,7 +350,8 @@ export function berthDebPath(): string {
   }
   const version = (JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string }).version;
   const deb = join(REPO_ROOT, "dist", "release", `berth_${version}_${debArch()}.deb`);
-  if (!existsSync(deb)) throw new Error(`${deb} is missing: lab nodes install berth from its package; run \`npm run package\` first (scripts/test.sh does)`);
+  if (!existsSync(deb))
+    throw new Error(`${deb} is missing: lab nodes install berth from its package; run \`npm run package\` first (scripts/test.sh does)`);
   return deb;
 }
 
@@ -491,7 +493,9 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
     "-b",
     "--keep-unit",
     "--register=no",
-    "--console=passive",
+    // The console (systemd's status lines, units' StandardOutput=console) goes to nspawn.log;
+    // "passive" would connect it to nothing, and a failed boot would say nothing.
+    "--console=read-only",
     "-q",
     "-D",
     root,
@@ -502,8 +506,12 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
     ...(opts.nspawnArgs ?? []),
   ];
 
+  const launchedAt: number[] = [];
+  const bootTimeoutMsFor = (deadline: number): string =>
+    `${Math.round((deadline - (launchedAt[launchedAt.length - 1] ?? deadline)) / 1000)} s`;
   /** Starts nspawn on the prepared root and waits until the node's systemd says running or degraded. */
   const launch = async (deadline: number): Promise<void> => {
+    launchedAt.push(Date.now());
     leaderPid = 0;
     const log = await open(join(dir, "nspawn.log"), "a");
     // nspawn --keep-unit puts itself in <own cgroup>/supervisor and the node in
@@ -551,10 +559,14 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
     while (state !== "running" && state !== "degraded") {
       if (!running(child)) throw new Error(`systemd-nspawn exited ${child.exitCode} during boot:\n${await nspawnLog()}`);
       if (Date.now() > deadline) {
-        const failed = await exec(["systemctl", "--failed", "--no-legend"], { timeoutMs: 5000 }).catch(() => undefined);
-        const jobs = await exec(["systemctl", "list-jobs", "--no-legend"], { timeoutMs: 5000 }).catch(() => undefined);
+        // What the boot is waiting for: the jobs still queued, what failed, and the journal.
+        const out = async (cmd: string[]): Promise<string> =>
+          (await exec(cmd, { timeoutMs: 5000 }).catch((e: unknown) => ({ stdout: `(${String(e)})` }))).stdout;
+        const jobs = await out(["systemctl", "list-jobs", "--no-legend", "--no-pager"]);
+        const failed = await out(["systemctl", "--failed", "--no-legend", "--no-pager"]);
+        const journal = await out(["journalctl", "-b", "--no-pager", "-o", "short-monotonic", "-n", "60"]);
         throw new Error(
-          `node ${name} did not reach running/degraded (last: "${state}"); jobs still queued:\n${jobs?.stdout ?? "?"}\nfailed units:\n${failed?.stdout ?? "?"}\nconsole:\n${await nspawnLog()}`,
+          `node ${name} did not reach running/degraded within ${bootTimeoutMsFor(deadline)} (last: "${state}"); jobs still queued:\n${jobs}\nfailed units:\n${failed}\njournal (last 60 lines):\n${journal}\nconsole:\n${await nspawnLog()}`,
         );
       }
       const r2 = await exec(["systemctl", "is-system-running"], { timeoutMs: 5000 });
@@ -586,7 +598,9 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
     // berth goes in as on any Debian node: dpkg -i, whose postinst runs `berth install`.
     const inst = await exec(["dpkg", "-i", nodeDeb], { timeoutMs: 120_000, env: { DEBIAN_FRONTEND: "noninteractive" } });
     if (inst.code !== 0) {
-      throw new Error(`dpkg -i ${basename(deb)} in node ${name} failed (exit ${inst.code}); is a dependency missing from lab/build-rootfs.sh's PACKAGES?\n${inst.stdout}${inst.stderr}`);
+      throw new Error(
+        `dpkg -i ${basename(deb)} in node ${name} failed (exit ${inst.code}); is a dependency missing from lab/build-rootfs.sh's PACKAGES?\n${inst.stdout}${inst.stderr}`,
+      );
     }
     const t4 = performance.now();
     let rebootMs: number | undefined;
@@ -595,7 +609,13 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
       await launch(Date.now() + bootTimeoutMs);
       rebootMs = performance.now() - t4;
     }
-    lastBootTimings = { rootfsMs: t1 - t0, prepareMs: t2 - t1, bootMs: t3 - t2, installMs: t4 - t3, ...(rebootMs !== undefined ? { rebootMs } : {}) };
+    lastBootTimings = {
+      rootfsMs: t1 - t0,
+      prepareMs: t2 - t1,
+      bootMs: t3 - t2,
+      installMs: t4 - t3,
+      ...(rebootMs !== undefined ? { rebootMs } : {}),
+    };
 
     const systemctl = (...a: string[]): Promise<ExecResult> => exec(["systemctl", ...a]);
     const journal = async (unit: string, jo: { lines?: number } = {}): Promise<string> => {
@@ -623,14 +643,16 @@ export async function bootNode(opts: BootOptions = {}): Promise<LabNode> {
       journal,
       async waitForState(unit: string, want: string, timeoutMs: number): Promise<void> {
         const end = Date.now() + timeoutMs;
-        let last = "";
+        let last: string;
         for (;;) {
           last = (await exec(["systemctl", "show", "-p", "ActiveState", "--value", unit], { timeoutMs: 5000 })).stdout.trim();
           if (last === want) return;
           if (Date.now() > end) break;
           await sleep(100);
         }
-        throw new Error(`${unit} in node ${name} is "${last}", not "${want}", after ${timeoutMs} ms; journal:\n${await journal(unit, { lines: 30 })}`);
+        throw new Error(
+          `${unit} in node ${name} is "${last}", not "${want}", after ${timeoutMs} ms; journal:\n${await journal(unit, { lines: 30 })}`,
+        );
       },
       async writeFile(nodePath: string, content: string, mode = 0o644): Promise<void> {
         await writeNodeFile(root, nodePath, { content, mode });
@@ -759,13 +781,7 @@ export async function pushPauseImage(registry: Registry): Promise<string> {
  */
 export function registryHostsToml(registry: Registry | string): string {
   const address = typeof registry === "string" ? registry : registry.address;
-  return [
-    `server = "http://${address}"`,
-    "",
-    `[host."http://${address}"]`,
-    '  capabilities = ["pull", "resolve"]',
-    "",
-  ].join("\n");
+  return [`server = "http://${address}"`, "", `[host."http://${address}"]`, '  capabilities = ["pull", "resolve"]', ""].join("\n");
 }
 
 /** The lab's containerd TOML fragment (merge it over berth's config). */
@@ -792,7 +808,9 @@ export function labContainerdConfig(extra = ""): string {
     if (!r.ok) throw new Error(`${what}: ${r.message} (line ${r.line ?? "?"})`);
     return r.value;
   };
-  return stringifyToml(mergeToml(parse(LAB_CONTAINERD_BASE + extra, "lab containerd base"), parse(containerdLabToml(), "lab/containerd-lab.toml")));
+  return stringifyToml(
+    mergeToml(parse(LAB_CONTAINERD_BASE + extra, "lab containerd base"), parse(containerdLabToml(), "lab/containerd-lab.toml")),
+  );
 }
 
 /** The containerd.service drop-in the lab needs inside nspawn. */
@@ -832,4 +850,3 @@ export function labLeftovers(): { processes: number[]; mounts: string[]; cgroups
   }
   return { processes, mounts, cgroups };
 }
-

@@ -28,11 +28,18 @@ const say = (s: string): void => void process.stdout.write(`${s}\n`);
 say(`${at()}  lab: starting registry, IMDS/EC2 stand-ins, booting a node`);
 const rn = await bootRunNode({
   name: "demo",
-  berth: { tasks: [{ name: "warm-images", pullImages: [TASK_IMAGE] }, { name: "hello", script: "echo hello from a berth task\n" }] },
+  berth: {
+    tasks: [
+      { name: "warm-images", pullImages: [TASK_IMAGE] },
+      { name: "hello", script: "echo hello from a berth task\n" },
+    ],
+  },
 });
-let code = 0;
+let code: number;
 try {
-  say(`${at()}  lab: node ${rn.node.name} running (systemd boot ${lastBootTimings?.bootMs.toFixed(0)} ms), registry ${rn.registry.address}, IMDS ${rn.imds.url}`);
+  say(
+    `${at()}  lab: node ${rn.node.name} running (systemd boot ${lastBootTimings?.bootMs.toFixed(0)} ms), registry ${rn.registry.address}, IMDS ${rn.imds.url}`,
+  );
   say(`${at()}  lab: running \`berth init\` inside the node (config source: imds://user-data)`);
   const tInit = performance.now();
   const r = await rn.berth(["init"]);
@@ -53,20 +60,43 @@ try {
     const e = JSON.parse(line) as { time: string; event: string; component: string; cause?: string; durationMs?: number };
     const ms = Date.parse(e.time);
     first ??= ms;
-    say(`    +${String(ms - first).padStart(5)} ms  ${e.event.padEnd(24)} ${e.cause ?? ""}${e.durationMs !== undefined ? `  (${e.durationMs} ms)` : ""}`);
+    say(
+      `    +${String(ms - first).padStart(5)} ms  ${e.event.padEnd(24)} ${e.cause ?? ""}${e.durationMs !== undefined ? `  (${e.durationMs} ms)` : ""}`,
+    );
   }
   say("");
   // Tasks run after berth-run, never awaited by it: give them a moment before showing the result.
   for (const t of ["warm-images", "hello"]) await rn.waitSettled(`berth-task-${t}.service`, 60_000);
   say(`result (${at().trim()}):`);
-  const units = await rn.node.exec(["systemctl", "--no-pager", "--no-legend", "list-units", "--all", "containerd.service", "kubelet.service", "berth-task-*.service"]);
+  const units = await rn.node.exec([
+    "systemctl",
+    "--no-pager",
+    "--no-legend",
+    "list-units",
+    "--all",
+    "containerd.service",
+    "kubelet.service",
+    "berth-task-*.service",
+  ]);
   for (const l of units.stdout.trim().split("\n")) say(`    ${l.trim()}`);
   const argv = await kubeletRecord();
   say(`    kubelet (stand-in) argv: ${argv.argv.join(" ")}`);
   const images = await rn.node.exec(["ctr", "-n", "k8s.io", "images", "ls", "-q"]);
-  say(`    images: ${images.stdout.trim().split("\n").filter((l) => !l.startsWith("sha256:")).join(", ")}`);
-  const st = JSON.parse((await rn.node.exec(["cat", "/run/berth/status.json"])).stdout) as { result: string; durationMs: number; steps: { step: string; action: string; durationMs: number }[] };
-  say(`    /run/berth/status.json: ${st.result} in ${st.durationMs} ms: ${st.steps.map((s) => `${s.step}=${s.action} ${s.durationMs}ms`).join(", ")}`);
+  say(
+    `    images: ${images.stdout
+      .trim()
+      .split("\n")
+      .filter((l) => !l.startsWith("sha256:"))
+      .join(", ")}`,
+  );
+  const st = JSON.parse((await rn.node.exec(["cat", "/run/berth/status.json"])).stdout) as {
+    result: string;
+    durationMs: number;
+    steps: { step: string; action: string; durationMs: number }[];
+  };
+  say(
+    `    /run/berth/status.json: ${st.result} in ${st.durationMs} ms: ${st.steps.map((s) => `${s.step}=${s.action} ${s.durationMs}ms`).join(", ")}`,
+  );
   if (keep) {
     say("");
     say(`node kept: sudo nsenter -t ${rn.node.leaderPid} -a bash   (Ctrl-C here tears it down)`);

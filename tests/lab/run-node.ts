@@ -98,7 +98,12 @@ export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
   };
   try {
     await pushPauseImage(registry);
-    await pushOciLayout({ registry: registry.address, layoutDir: await ensurePauseImageLayout(), tag: "latest", repository: "berth/task-image" });
+    await pushOciLayout({
+      registry: registry.address,
+      layoutDir: await ensurePauseImageLayout(),
+      tag: "latest",
+      repository: "berth/task-image",
+    });
     // pushOciLayout picks the manifest by the layout's tag; push it again under the tag tasks use.
     await retag(registry.address, "berth/task-image", "latest", "1");
 
@@ -142,13 +147,24 @@ export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
       "/etc/systemd/system/berth-config.service.d/50-lab.conf": dropIn(["[Service]", ...envLines]),
       "/etc/systemd/system/berth-run.service.d/50-lab.conf": dropIn(["[Service]", ...envLines]),
       // The health agent reads spec.agent from the same user data; it runs only where a test asks for it.
-      "/etc/systemd/system/berth-agent.service.d/50-lab.conf": dropIn(["[Unit]", `ConditionPathExists=${AGENT_ENABLE_FILE}`, "[Service]", ...envLines]),
+      "/etc/systemd/system/berth-agent.service.d/50-lab.conf": dropIn([
+        "[Unit]",
+        `ConditionPathExists=${AGENT_ENABLE_FILE}`,
+        "[Service]",
+        ...envLines,
+      ]),
       ...(opts.agent ? { [AGENT_ENABLE_FILE]: "enabled by tests/lab/run-node.ts\n" } : {}),
       // Reboot-once: the unit runs as rendered, but its /usr/bin/systemctl is a
       // recorder (a per-unit bind mount), so "reboot" is observed, not done —
       // a reboot would end nspawn (exit 133) and the test with it.
-      "/etc/systemd/system/berth-reboot-once.service.d/50-lab.conf": dropIn(["[Service]", `BindReadOnlyPaths=${FAKE_SYSTEMCTL}:/usr/bin/systemctl`]),
-      [FAKE_SYSTEMCTL]: { mode: 0o755, content: `#!/bin/sh\nmkdir -p ${path.dirname(REBOOT_RECORD)}\necho "$(date +%s.%N) $*" >> ${REBOOT_RECORD}\n` },
+      "/etc/systemd/system/berth-reboot-once.service.d/50-lab.conf": dropIn([
+        "[Service]",
+        `BindReadOnlyPaths=${FAKE_SYSTEMCTL}:/usr/bin/systemctl`,
+      ]),
+      [FAKE_SYSTEMCTL]: {
+        mode: 0o755,
+        content: `#!/bin/sh\nmkdir -p ${path.dirname(REBOOT_RECORD)}\necho "$(date +%s.%N) $*" >> ${REBOOT_RECORD}\n`,
+      },
       ...(opts.files ?? {}),
     };
     const node = await bootNode({
@@ -206,7 +222,12 @@ async function retag(registry: string, repo: string, from: string, to: string): 
   if (!got.ok) throw new Error(`GET manifest ${repo}:${from}: ${got.status}`);
   const type = got.headers.get("content-type") ?? "application/vnd.oci.image.manifest.v1+json";
   const body = Buffer.from(await got.arrayBuffer());
-  const put = await fetch(`http://${registry}/v2/${repo}/manifests/${to}`, { method: "PUT", headers: { "content-type": type }, body, signal: AbortSignal.timeout(10_000) });
+  const put = await fetch(`http://${registry}/v2/${repo}/manifests/${to}`, {
+    method: "PUT",
+    headers: { "content-type": type },
+    body,
+    signal: AbortSignal.timeout(10_000),
+  });
   if (!put.ok) throw new Error(`PUT manifest ${repo}:${to}: ${put.status} ${await put.text()}`);
 }
 

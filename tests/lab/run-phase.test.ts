@@ -30,7 +30,10 @@ let rn: RunNode;
 const TASKS = [
   { name: "pull", pullImages: [TASK_IMAGE] },
   // Proves the order: the pull task's image is there when the script runs.
-  { name: "script", script: "set -e\nctr -n k8s.io images ls -q | grep -qx 'localhost/berth/task-image:1'\ndate +%s.%N > /var/lib/berth-lab-script-ran\n" },
+  {
+    name: "script",
+    script: "set -e\nctr -n k8s.io images ls -q | grep -qx 'localhost/berth/task-image:1'\ndate +%s.%N > /var/lib/berth-lab-script-ran\n",
+  },
   { name: "broken", script: "echo 'this task fails on purpose' >&2\nexit 3\n" },
 ];
 
@@ -39,7 +42,9 @@ before(async () => {
   const s = await rn.waitSettled("berth-run.service", 180_000);
   if (s !== "active") {
     const j = await rn.node.exec(["journalctl", "--no-pager", "-o", "cat", "-u", "berth-config", "-u", "berth-run"]);
-    throw new Error(`berth-run.service is ${s} after boot; berth-config and berth-run journal:\n${j.stdout.slice(-6000)}\ncontainerd:\n${await rn.node.journal("containerd.service", { lines: 15 })}`);
+    throw new Error(
+      `berth-run.service is ${s} after boot; berth-config and berth-run journal:\n${j.stdout.slice(-6000)}\ncontainerd:\n${await rn.node.journal("containerd.service", { lines: 15 })}`,
+    );
   }
 });
 
@@ -89,8 +94,19 @@ test("1. a fresh node boots berth-config → berth-run to an active kubelet, con
   assert.match(toml, /restrict_oom_score_adj = true/);
   assert.match(toml, /sandbox_image = ["']localhost\/kubernetes\/pause:latest["']/);
 
+  // At boot containerd's process started only after berth-config had written its config
+  // (the drop-in orders it), so it runs berth's config and berth-run had nothing to restart.
+  const mono = async (u: string, p: string) => Number((await rn.show(u, [p]))[p]);
+  const configDone = await mono("berth-config.service", "ExecMainExitTimestampMonotonic");
+  const containerdExec = await mono("containerd.service", "ExecMainStartTimestampMonotonic");
+  assert.ok(
+    configDone > 0 && containerdExec >= configDone,
+    `containerd started (${containerdExec}) before berth-config ended (${configDone})`,
+  );
+
   const st = await statusJson();
   assert.equal(st.result, "succeeded");
+  assert.equal(st.containerd?.action, "none", `berth-run found containerd running its config: ${st.containerd?.cause}`);
   assert.deepEqual(
     st.steps.map((s) => s.step),
     ["reload", "containerd", "cri", "sandbox-image", "kubelet", "tasks", "reboot-once"],
@@ -98,9 +114,16 @@ test("1. a fresh node boots berth-config → berth-run to an active kubelet, con
   assert.equal(st.sandboxImage?.image, PAUSE_IMAGE);
   // The berth-run journal has one structured event per state change.
   const journal = (await rn.node.exec(["journalctl", "--no-pager", "-o", "cat", "-u", "berth-run"])).stdout;
-  const events = journal.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { event: string; component: string });
+  const events = journal
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as { event: string; component: string });
   assert.ok(events.every((e) => e.event && e.component));
-  for (const e of ["run.start", "cri.ready", "run.done"]) assert.ok(events.some((x) => x.event === e), `no ${e} event`);
+  for (const e of ["run.start", "cri.ready", "run.done"])
+    assert.ok(
+      events.some((x) => x.event === e),
+      `no ${e} event`,
+    );
 });
 
 test("5. tasks run after berth-run in order; a failing task is visible in systemctl and berth's status; kubelet unaffected; reboot-once fires once", async () => {
@@ -122,13 +145,21 @@ test("5. tasks run after berth-run in order; a failing task is visible in system
   const ts = await rn.berth(["task", "status"]);
   assert.equal(ts.code, 1, `berth task status should fail when a task failed: ${ts.stderr}`);
   const states = JSON.parse(ts.stdout) as { name: string; state: string }[];
-  assert.deepEqual(states.map((s) => [s.name, s.state]), [["pull", "succeeded"], ["script", "succeeded"], ["broken", "failed"]]);
+  assert.deepEqual(
+    states.map((s) => [s.name, s.state]),
+    [
+      ["pull", "succeeded"],
+      ["script", "succeeded"],
+      ["broken", "failed"],
+    ],
+  );
   const st = await statusJson();
   assert.equal(st.tasks?.find((t) => t.name === "broken")?.state, "failed");
 
   // Reboot-once: ran after bootstrap, wrote its marker, asked for exactly one reboot.
   // A oneshot without RemainAfterExit: it ends inactive, so wait for what it leaves behind.
-  for (let i = 0; i < 300 && (await rn.node.exec(["test", "-s", REBOOT_RECORD])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 300 && (await rn.node.exec(["test", "-s", REBOOT_RECORD])).code !== 0; i++)
+    await new Promise((r) => setTimeout(r, 100));
   assert.equal((await rn.node.exec(["test", "-e", "/var/lib/berth/rebooted-once"])).code, 0, "marker missing");
   const requests = (await rn.node.exec(["cat", REBOOT_RECORD])).stdout.trim().split("\n");
   assert.equal(requests.length, 1, requests.join("\n"));
@@ -166,8 +197,11 @@ test("6. an absent sandbox image is imported from berth.run.sandboxImageArchive 
   const tmp = await mkdtemp(path.join(tmpdir(), "berth-lab-archive-"));
   try {
     await cp(await ensurePauseImageLayout(), tmp, { recursive: true });
-    const index = JSON.parse(await readFile(path.join(tmp, "index.json"), "utf8")) as { manifests: { annotations?: Record<string, string> }[] };
-    for (const m of index.manifests) m.annotations = { ...m.annotations, "io.containerd.image.name": PAUSE_IMAGE, "org.opencontainers.image.ref.name": "latest" };
+    const index = JSON.parse(await readFile(path.join(tmp, "index.json"), "utf8")) as {
+      manifests: { annotations?: Record<string, string> }[];
+    };
+    for (const m of index.manifests)
+      m.annotations = { ...m.annotations, "io.containerd.image.name": PAUSE_IMAGE, "org.opencontainers.image.ref.name": "latest" };
     await writeFile(path.join(tmp, "index.json"), JSON.stringify(index));
     const tar = await run("tar", ["-C", tmp, "-cf", path.join(rn.node.root, archive), "."]);
     assert.equal(tar.code, 0, tar.stderr);
@@ -266,7 +300,9 @@ test("2. the boot race: 20 boots with containerd delayed 0-10 s (or failing its 
     await rn.node.systemctl("stop", "kubelet.service", "containerd.service");
     const dropin = [
       "[Service]",
-      ...(failFirst ? [`ExecStartPre=/bin/sh -c 'test -e /run/berth-race-${seed}-${boot} || { touch /run/berth-race-${seed}-${boot}; exit 1; }'`] : []),
+      ...(failFirst
+        ? [`ExecStartPre=/bin/sh -c 'test -e /run/berth-race-${seed}-${boot} || { touch /run/berth-race-${seed}-${boot}; exit 1; }'`]
+        : []),
       `ExecStartPre=/bin/sleep ${delayS}`,
     ].join("\n");
     await rn.node.writeFile("/etc/systemd/system/containerd.service.d/90-race.conf", `${dropin}\n`);
@@ -284,10 +320,18 @@ test("2. the boot race: 20 boots with containerd delayed 0-10 s (or failing its 
   await rn.node.exec(["rm", "-f", "/etc/systemd/system/containerd.service.d/90-race.conf"]);
   await rn.node.systemctl("daemon-reload");
   for (const r of results) {
-    process.stdout.write(`# boot ${String(r.boot).padStart(2)}: delay ${r.delayS.toFixed(3).padStart(6)} s${r.failFirst ? " + failed first start" : "                     "}  berth ${r.berth ? "ok  " : "FAIL"} (${r.berthMs} ms)  old nodeadm ${r.old ? "ok" : "FAIL"}\n`);
+    process.stdout.write(
+      `# boot ${String(r.boot).padStart(2)}: delay ${r.delayS.toFixed(3).padStart(6)} s${r.failFirst ? " + failed first start" : "                     "}  berth ${r.berth ? "ok  " : "FAIL"} (${r.berthMs} ms)  old nodeadm ${r.old ? "ok" : "FAIL"}\n`,
+    );
   }
   const oldFailures = results.filter((r) => !r.old).length;
-  process.stdout.write(`# berth: ${results.filter((r) => r.berth).length}/20 ok; old nodeadm check: ${oldFailures}/20 failed (seed ${seed})\n`);
-  assert.deepEqual(results.filter((r) => !r.berth).map((r) => r.boot), [], "every berth run must succeed");
+  process.stdout.write(
+    `# berth: ${results.filter((r) => r.berth).length}/20 ok; old nodeadm check: ${oldFailures}/20 failed (seed ${seed})\n`,
+  );
+  assert.deepEqual(
+    results.filter((r) => !r.berth).map((r) => r.boot),
+    [],
+    "every berth run must succeed",
+  );
   assert.ok(oldFailures > 0, `the old behaviour failed none of these boots (seed ${seed}); the race did not happen`);
 });

@@ -60,15 +60,19 @@ async function shown(unit: string | undefined, props: string[]): Promise<Record<
   return out;
 }
 
+/** How far each figure was from systemd's, for the test's diagnostics. */
+const deltas: string[] = [];
+
 function near(actual: number | undefined, expected: number, what: string): void {
   assert.ok(actual !== undefined, `${what}: missing from the timeline`);
+  deltas.push(`${what}: ${(actual - expected).toFixed(1)} ms`);
   assert.ok(
     Math.abs(actual - expected) <= AGREE_MS,
     `${what}: timeline ${actual} ms, systemd ${expected.toFixed(1)} ms (more than ${AGREE_MS} ms apart)`,
   );
 }
 
-test("berth timeline -o json agrees with systemd's own timestamps to within 50 ms", async () => {
+test("berth timeline -o json agrees with systemd's own timestamps to within 50 ms", async (tc) => {
   const r = await rn.berth(["timeline", "-o", "json", "--svg", "/tmp/timeline.svg"]);
   assert.equal(r.code, 0, r.stderr);
   const t = JSON.parse(r.stdout) as Timeline;
@@ -130,6 +134,7 @@ test("berth timeline -o json agrees with systemd's own timestamps to within 50 m
   assert.ok(Math.abs(cp.barsMs + cp.gapsMs - lastEnd) <= 0.2, `critical path ${cp.barsMs} + ${cp.gapsMs} ms vs ${lastEnd} ms`);
   const w = t.totals.berth.waitingMs;
   near(t.totals.berth.ownMs + w.containerd + w.kubelet + w.systemd, t.totals.berth.spanMs, "berth's own + waiting = its span");
+  tc.diagnostic(`timeline − systemd: ${deltas.join("; ")}`);
   const text = await rn.berth(["timeline"]);
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /^berth boot timeline: offsets from /);

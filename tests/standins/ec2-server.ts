@@ -23,6 +23,7 @@
  * gives the endpoint, the CA bundle, a region and static test credentials.
  */
 import https from "node:https";
+import type { AddressInfo } from "node:net";
 import type { RequestListener } from "node:http";
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -151,7 +152,9 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
         res.writeHead(status, { "content-type": "text/xml;charset=UTF-8" });
         res.end(xml);
       };
-      const form = new URLSearchParams(req.method === "POST" ? Buffer.concat(chunks).toString("utf8") : (req.url ?? "").replace(/^[^?]*\??/, ""));
+      const form = new URLSearchParams(
+        req.method === "POST" ? Buffer.concat(chunks).toString("utf8") : (req.url ?? "").replace(/^[^?]*\??/, ""),
+      );
       const params: Record<string, string> = {};
       for (const [k, v] of form) if (k !== "Action" && k !== "Version") params[k] = v;
       const action = form.get("Action") ?? "";
@@ -160,29 +163,39 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
       authorizations.push(auth);
       if (failuresLeft > 0) {
         failuresLeft--;
-        return opts.throttle ? send(503, errorXml("RequestLimitExceeded", "Request limit exceeded.")) : send(500, errorXml("InternalError", "An internal error has occurred"));
+        return opts.throttle
+          ? send(503, errorXml("RequestLimitExceeded", "Request limit exceeded."))
+          : send(500, errorXml("InternalError", "An internal error has occurred"));
       }
       if (!auth.startsWith("AWS4-HMAC-SHA256 Credential=")) {
         return send(401, errorXml("AuthFailure", "AWS was not able to validate the provided access credentials"));
       }
-      if (form.get("Version") !== "2016-11-15") return send(400, errorXml("InvalidParameterValue", `Invalid API version: ${form.get("Version") ?? ""}`));
+      if (form.get("Version") !== "2016-11-15")
+        return send(400, errorXml("InvalidParameterValue", `Invalid API version: ${form.get("Version") ?? ""}`));
       if (opts.deny?.includes(action)) {
         const who = "arn:aws:sts::123456789012:assumed-role/berth-standin-node-role/i-1234567890abcdef0";
         const why = `User: ${who} is not authorized to perform: ec2:${action} because no identity-based policy allows the ec2:${action} action`;
         return send(403, errorXml("UnauthorizedOperation", `You are not authorized to perform this operation. ${why}`));
       }
-      const list = (prefix: string) => [...form.keys()].filter((k) => k.startsWith(prefix + ".")).sort().map((k) => form.get(k)!);
+      const list = (prefix: string) =>
+        [...form.keys()]
+          .filter((k) => k.startsWith(prefix + "."))
+          .sort()
+          .map((k) => form.get(k)!);
       const requestId = randomUUID();
       if (action === "DescribeInstances") {
         const ids = list("InstanceId");
         const unknown = ids.filter((i) => i !== instanceId);
-        if (unknown.length) return send(400, errorXml("InvalidInstanceID.NotFound", `The instance ID '${unknown.join(", ")}' does not exist`));
+        if (unknown.length)
+          return send(400, errorXml("InvalidInstanceID.NotFound", `The instance ID '${unknown.join(", ")}' does not exist`));
         let name = dns;
         if (emptyDnsLeft > 0) {
           emptyDnsLeft--;
           name = "";
         }
-        return send(200, `<?xml version="1.0" encoding="UTF-8"?>
+        return send(
+          200,
+          `<?xml version="1.0" encoding="UTF-8"?>
 <DescribeInstancesResponse xmlns="${NS}">
     <requestId>${requestId}</requestId>
     <reservationSet>
@@ -195,20 +208,25 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
             </instancesSet>
         </item>
     </reservationSet>
-</DescribeInstancesResponse>`);
+</DescribeInstancesResponse>`,
+        );
       }
       if (action === "DescribeInstanceTypes") {
         const wanted = list("InstanceType");
         const unknown = wanted.filter((t) => !types.has(t));
-        if (unknown.length) return send(400, errorXml("InvalidInstanceType", `The following supplied instance types do not exist: [${unknown.join(", ")}]`));
+        if (unknown.length)
+          return send(400, errorXml("InvalidInstanceType", `The following supplied instance types do not exist: [${unknown.join(", ")}]`));
         const items = (wanted.length ? wanted : [...types.keys()].sort().slice(0, 100)).map((t) => instanceTypeXml(t, types.get(t)!));
-        return send(200, `<?xml version="1.0" encoding="UTF-8"?>
+        return send(
+          200,
+          `<?xml version="1.0" encoding="UTF-8"?>
 <DescribeInstanceTypesResponse xmlns="${NS}">
     <requestId>${requestId}</requestId>
     <instanceTypeSet>
         ${items.join("\n        ")}
     </instanceTypeSet>
-</DescribeInstanceTypesResponse>`);
+</DescribeInstanceTypesResponse>`,
+        );
       }
       return send(400, errorXml("InvalidAction", `The action ${action} is not valid for this web service.`));
     });
@@ -216,7 +234,7 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
   const pki = await testPki(opts.hostnames ?? []);
   const server = https.createServer({ key: pki.key, cert: pki.cert }, handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const addr = server.address() as import("node:net").AddressInfo;
+  const addr = server.address() as AddressInfo;
   const url = `https://127.0.0.1:${addr.port}`;
   return {
     url,
@@ -254,9 +272,25 @@ function testCa(): Promise<{ caFile: string; caKey: string }> {
     const caFile = path.join(dir, "ca.pem");
     const caKey = path.join(dir, "ca.key");
     await run("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", caKey, "-out", caFile,
-      "-days", "2", "-subj", `/CN=berth test CA ${randomUUID()}`,
-      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      caKey,
+      "-out",
+      caFile,
+      "-days",
+      "2",
+      "-subj",
+      `/CN=berth test CA ${randomUUID()}`,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     return { caFile, caKey };
   })();
@@ -272,16 +306,50 @@ function testPki(hostnames: string[]): Promise<{ key: string; cert: string; caFi
     leaf = (async () => {
       const { caFile, caKey } = await testCa();
       const base = path.join(caDir!, `server-${randomUUID()}`);
-      writeFileSync(`${base}.ext`, [
-        `subjectAltName=IP:127.0.0.1,${names.map((n) => `DNS:${n}`).join(",")}`,
-        "basicConstraints=critical,CA:FALSE",
-        "keyUsage=critical,digitalSignature",
-        "extendedKeyUsage=serverAuth",
-        "authorityKeyIdentifier=keyid",
-        "",
-      ].join("\n"));
-      await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${base}.key`, "-out", `${base}.csr`, "-subj", "/CN=127.0.0.1"]);
-      await run("openssl", ["x509", "-req", "-in", `${base}.csr`, "-CA", caFile, "-CAkey", caKey, "-set_serial", `0x${randomUUID().replace(/-/g, "")}`, "-days", "2", "-extfile", `${base}.ext`, "-out", `${base}.pem`]);
+      writeFileSync(
+        `${base}.ext`,
+        [
+          `subjectAltName=IP:127.0.0.1,${names.map((n) => `DNS:${n}`).join(",")}`,
+          "basicConstraints=critical,CA:FALSE",
+          "keyUsage=critical,digitalSignature",
+          "extendedKeyUsage=serverAuth",
+          "authorityKeyIdentifier=keyid",
+          "",
+        ].join("\n"),
+      );
+      await run("openssl", [
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        `${base}.key`,
+        "-out",
+        `${base}.csr`,
+        "-subj",
+        "/CN=127.0.0.1",
+      ]);
+      await run("openssl", [
+        "x509",
+        "-req",
+        "-in",
+        `${base}.csr`,
+        "-CA",
+        caFile,
+        "-CAkey",
+        caKey,
+        "-set_serial",
+        `0x${randomUUID().replace(/-/g, "")}`,
+        "-days",
+        "2",
+        "-extfile",
+        `${base}.ext`,
+        "-out",
+        `${base}.pem`,
+      ]);
       return { key: readFileSync(`${base}.key`, "utf8"), cert: readFileSync(`${base}.pem`, "utf8"), caFile };
     })();
     leaves.set(id, leaf);

@@ -16,12 +16,16 @@
  *   with a trailing `/`), 404 for everything else.
  */
 import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const DEFAULT_AEMM_CONFIG = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../shared/conformance/nodeadm-e2e/infra/aemm-default-config.json");
+export const DEFAULT_AEMM_CONFIG = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../../../shared/conformance/nodeadm-e2e/infra/aemm-default-config.json",
+);
 
 export interface ImdsStandInOptions {
   /** Path to an aemm config JSON (default: the conformance suite's). */
@@ -113,7 +117,10 @@ export async function startImdsStandIn(opts: ImdsStandInOptions = {}): Promise<I
   if (opts.instanceType) mdValues["instance-type"] = opts.instanceType;
   for (const [k, v] of Object.entries(mdValues)) put(mdPaths[k] ?? `/latest/meta-data/${k}`, asText(v));
 
-  const dynPaths: Record<string, string> = { "instance-identity-document": "/latest/dynamic/instance-identity/document", ...(cfg.dynamic?.paths ?? {}) };
+  const dynPaths: Record<string, string> = {
+    "instance-identity-document": "/latest/dynamic/instance-identity/document",
+    ...(cfg.dynamic?.paths ?? {}),
+  };
   const dynValues: Record<string, unknown> = { ...(cfg.dynamic?.values ?? {}) };
   const doc = { ...AEMM_DEFAULT_DOCUMENT, ...((dynValues["instance-identity-document"] as Record<string, unknown> | undefined) ?? {}) };
   if (opts.instanceType) doc.instanceType = opts.instanceType;
@@ -181,7 +188,7 @@ export async function startImdsStandIn(opts: ImdsStandInOptions = {}): Promise<I
     return send(404, "Not Found");
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const addr = server.address() as import("node:net").AddressInfo;
+  const addr = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${addr.port}`,
     requests,

@@ -41,10 +41,14 @@ test("records argv and --config, serves /healthz in ok/fail/hang modes, exits 0 
   const state = await mkdtemp(join(tmpdir(), "kubelet-standin-"));
   t.after(() => rm(state, { recursive: true, force: true }));
   const port = await freePort();
-  const child = spawn(process.execPath, [SCRIPT, "--config=/etc/kubernetes/kubelet/config.json", "--kubeconfig", "/var/lib/kubelet/kubeconfig", "--v=2"], {
-    env: { ...process.env, KUBELET_STANDIN_STATE_DIR: state, KUBELET_STANDIN_HEALTHZ_PORT: String(port) },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [SCRIPT, "--config=/etc/kubernetes/kubelet/config.json", "--kubeconfig", "/var/lib/kubelet/kubeconfig", "--v=2"],
+    {
+      env: { ...process.env, KUBELET_STANDIN_STATE_DIR: state, KUBELET_STANDIN_HEALTHZ_PORT: String(port) },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });

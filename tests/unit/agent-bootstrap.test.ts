@@ -9,7 +9,7 @@ import { UNITS } from "../../src/util/node-layout.ts";
 const RUN_UNIT = UNITS.run;
 import { FakeSystemd } from "../fakes/systemd-fake.ts";
 
-async function statusFile(doc: unknown | undefined): Promise<{ path: string; done: () => Promise<void> }> {
+async function statusFile(doc: unknown): Promise<{ path: string; done: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "berth-agent-boot-"));
   const path = join(dir, "status.json");
   if (doc !== undefined) await writeFile(path, JSON.stringify(doc));
@@ -17,7 +17,13 @@ async function statusFile(doc: unknown | undefined): Promise<{ path: string; don
 }
 
 /** A run status document (src/host/run-status.ts) with the given result. */
-const runStatus = (result: "running" | "succeeded" | "failed") => ({ apiVersion: "berth.dev/v1alpha1", kind: "RunStatus", result, startedAt: "2026-01-01T00:00:00.000Z", steps: [] });
+const runStatus = (result: "running" | "succeeded" | "failed") => ({
+  apiVersion: "berth.dev/v1alpha1",
+  kind: "RunStatus",
+  result,
+  startedAt: "2026-01-01T00:00:00.000Z",
+  steps: [],
+});
 
 function sink(): { warns: object[]; info(): void; warn(o: object): void; error(): void } {
   const warns: object[] = [];

@@ -4,7 +4,7 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { startAgent } from "../../src/agent/agent.ts";
-import { AGENT_DEFAULTS } from "../../src/agent/settings.ts";
+import { AGENT_DEFAULTS } from "../../src/api/agent-settings.ts";
 import { FakeSystemd } from "../fakes/systemd-fake.ts";
 import { ensureRelease, runBerth } from "../fixtures/cli.ts";
 
@@ -39,9 +39,21 @@ describe("berth agent (command)", () => {
 describe("berth status (command)", () => {
   it("reads a live agent: exit 0 when healthy, --json for tools", async () => {
     const now = Date.now();
-    const sd = new FakeSystemd({ now: Date.now, units: { "containerd.service": { activeState: "active", activeEnterTimestampUs: (now - 60_000) * 1000 }, "kubelet.service": { activeState: "active", activeEnterTimestampUs: (now - 60_000) * 1000 } } });
+    const sd = new FakeSystemd({
+      now: Date.now,
+      units: {
+        "containerd.service": { activeState: "active", activeEnterTimestampUs: (now - 60_000) * 1000 },
+        "kubelet.service": { activeState: "active", activeEnterTimestampUs: (now - 60_000) * 1000 },
+      },
+    });
     const ok = async () => ({ ok: true, latencyMs: 1 });
-    const running = await startAgent({ settings: { ...AGENT_DEFAULTS, intervalMs: 50, fastIntervalMs: 10, probeTimeoutMs: 20, listenAddress: "127.0.0.1:0" }, systemd: sd, bootstrapDone: true, probes: { containerd: ok, kubelet: ok }, runStatusPath: "/nonexistent/status.json" });
+    const running = await startAgent({
+      settings: { ...AGENT_DEFAULTS, intervalMs: 50, fastIntervalMs: 10, probeTimeoutMs: 20, listenAddress: "127.0.0.1:0" },
+      systemd: sd,
+      bootstrapDone: true,
+      probes: { containerd: ok, kubelet: ok },
+      runStatusPath: "/nonexistent/status.json",
+    });
     try {
       const end = Date.now() + 5000;
       while (running.agent.state("kubelet")?.health !== "healthy" && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
@@ -50,9 +62,12 @@ describe("berth status (command)", () => {
       assert.match(human.out, /containerd\s+ok/);
       assert.match(human.out, /last repairs: none/);
       const json = await command("status", ["--json", "--address", running.address as string, "--run-status", "/nonexistent/status.json"]);
-      const doc = JSON.parse(json.out);
+      const doc = JSON.parse(json.out) as { healthy: boolean; agent: { components: { health: string }[] } };
       assert.equal(doc.healthy, true);
-      assert.deepEqual(doc.agent.components.map((c: { health: string }) => c.health), ["healthy", "healthy"]);
+      assert.deepEqual(
+        doc.agent.components.map((c: { health: string }) => c.health),
+        ["healthy", "healthy"],
+      );
     } finally {
       await running.stop();
     }

@@ -9,7 +9,7 @@ import { FakeSystemd } from "../fakes/systemd-fake.ts";
 import { createAgent, Ring, type Agent } from "../../src/agent/controller.ts";
 import { createMetrics, serveStatus } from "../../src/agent/metrics.ts";
 import { startAgent } from "../../src/agent/agent.ts";
-import { AGENT_DEFAULTS, resolveAgentSettings, type ResolvedAgentSettings } from "../../src/agent/settings.ts";
+import { AGENT_DEFAULTS, resolveAgentSettings, type ResolvedAgentSettings } from "../../src/api/agent-settings.ts";
 import type { AgentEvent, ProbeOutcome } from "../../src/agent/decide.ts";
 import type { Probe } from "../../src/agent/probes.ts";
 import { formatStatus } from "../../src/cli/status.ts";
@@ -22,7 +22,14 @@ const runView = (doc: unknown) => {
   return s && summarizeRun(s);
 };
 const DOC = { apiVersion: "berth.dev/v1alpha1", kind: "RunStatus", startedAt: "2026-01-01T00:00:00.000Z" } as const;
-const stepRec = (step: string, outcome: string, more: Record<string, unknown> = {}) => ({ step, outcome, startMs: 1, endMs: 61, durationMs: 60, ...more });
+const stepRec = (step: string, outcome: string, more: Record<string, unknown> = {}) => ({
+  step,
+  outcome,
+  startMs: 1,
+  endMs: 61,
+  durationMs: 60,
+  ...more,
+});
 
 const FAST: ResolvedAgentSettings = {
   ...AGENT_DEFAULTS,
@@ -62,7 +69,13 @@ function scripted(initial = true): Probe & { ok: boolean; calls: number } {
 
 function fakeNode() {
   // Real time in the fake so uptime (ActiveEnterTimestamp) means something.
-  return new FakeSystemd({ now: Date.now, units: { "containerd.service": { activeState: "active", subState: "running", activeEnterTimestampUs: (Date.now() - 60_000) * 1000 }, "kubelet.service": { activeState: "active", subState: "running", activeEnterTimestampUs: (Date.now() - 60_000) * 1000 } } });
+  return new FakeSystemd({
+    now: Date.now,
+    units: {
+      "containerd.service": { activeState: "active", subState: "running", activeEnterTimestampUs: (Date.now() - 60_000) * 1000 },
+      "kubelet.service": { activeState: "active", subState: "running", activeEnterTimestampUs: (Date.now() - 60_000) * 1000 },
+    },
+  });
 }
 
 let agents: Agent[] = [];
@@ -94,8 +107,14 @@ describe("agent controller", () => {
     assert.equal(agent.status().components[0]?.health, "unknown");
     await agent.start();
     await until("both healthy", () => agent.status().components.every((c) => c.health === "healthy"));
-    assert.deepEqual(sd.callsOf("subscribe").map((c) => c.units), [["containerd.service", "kubelet.service"]]);
-    assert.deepEqual(events.map((e) => `${e.component}:${e.from}->${e.to}`).sort(), ["containerd:unknown->healthy", "kubelet:unknown->healthy"]);
+    assert.deepEqual(
+      sd.callsOf("subscribe").map((c) => c.units),
+      [["containerd.service", "kubelet.service"]],
+    );
+    assert.deepEqual(events.map((e) => `${e.component}:${e.from}->${e.to}`).sort(), [
+      "containerd:unknown->healthy",
+      "kubelet:unknown->healthy",
+    ]);
   });
 
   it("a crash signalled by systemd is decided on at once and repaired with RestartUnit; kubelet is left alone", async () => {
@@ -116,7 +135,10 @@ describe("agent controller", () => {
     c.ok = true;
     k.ok = true;
     await until("healthy again", () => agent.state("containerd")?.health === "healthy" && agent.state("kubelet")?.health === "healthy");
-    assert.deepEqual(sd.callsOf("restartUnit").map((x) => x.unit), ["containerd.service"]);
+    assert.deepEqual(
+      sd.callsOf("restartUnit").map((x) => x.unit),
+      ["containerd.service"],
+    );
     assert.equal(sd.callsOf("restartUnit", "kubelet.service").length, 0, "kubelet never restarted for a containerd fault");
     assert.ok(!sd.callNames().includes("stopUnit"), "never stops or kills");
     const repair = agent.status().components[0]?.repairs[0];
@@ -180,7 +202,9 @@ describe("agent controller", () => {
     const { agent } = make(sd, c, scripted());
     await agent.start();
     await until("a restart", () => sd.callsOf("restartUnit", "containerd.service").length > 0);
-    const order = sd.calls.filter((x) => x.unit === "containerd.service" && (x.method === "resetFailedUnit" || x.method === "restartUnit")).map((x) => x.method);
+    const order = sd.calls
+      .filter((x) => x.unit === "containerd.service" && (x.method === "resetFailedUnit" || x.method === "restartUnit"))
+      .map((x) => x.method);
     assert.deepEqual(order.slice(0, 2), ["resetFailedUnit", "restartUnit"]);
     c.ok = true;
     await until("healthy", () => agent.state("containerd")?.health === "healthy");
@@ -202,16 +226,23 @@ describe("agent controller", () => {
 describe("agent metrics and status server", () => {
   it("serves /metrics (own registry) and /status, closes cleanly", async () => {
     const sd = fakeNode();
-    const running = await startAgent({ settings: FAST, systemd: sd, bootstrapDone: true, probes: { containerd: scripted(), kubelet: scripted() } });
+    const running = await startAgent({
+      settings: FAST,
+      systemd: sd,
+      bootstrapDone: true,
+      probes: { containerd: scripted(), kubelet: scripted() },
+    });
     try {
       await until("healthy", () => running.agent.state("kubelet")?.health === "healthy");
       const get = (path: string) =>
         new Promise<{ status: number; body: string }>((resolve, reject) => {
-          http.get(`http://${running.address}${path}`, { agent: false }, (res) => {
-            let body = "";
-            res.on("data", (c) => (body += c));
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-          }).on("error", reject);
+          http
+            .get(`http://${running.address}${path}`, { agent: false }, (res) => {
+              let body = "";
+              res.on("data", (c) => (body += c));
+              res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+            })
+            .on("error", reject);
         });
       const m = await get("/metrics");
       assert.equal(m.status, 200);
@@ -221,9 +252,15 @@ describe("agent metrics and status server", () => {
       assert.match(m.body, /berth_agent_probe_duration_seconds_bucket/);
       assert.match(m.body, /berth_agent_process_resident_memory_bytes/);
       const s = await get("/status");
-      const st = JSON.parse(s.body);
+      const st = JSON.parse(s.body) as { kind: string; components: { name: string; health: string }[] };
       assert.equal(st.kind, "berth-agent-status");
-      assert.deepEqual(st.components.map((c: { name: string; health: string }) => [c.name, c.health]), [["containerd", "healthy"], ["kubelet", "healthy"]]);
+      assert.deepEqual(
+        st.components.map((c: { name: string; health: string }) => [c.name, c.health]),
+        [
+          ["containerd", "healthy"],
+          ["kubelet", "healthy"],
+        ],
+      );
       assert.equal((await get("/nope")).status, 404);
     } finally {
       await running.stop();
@@ -242,7 +279,10 @@ describe("agent metrics and status server", () => {
     const m = createMetrics({ processMetrics: false });
     const first = await serveStatus("127.0.0.1", 0, m.registry, () => ({}));
     const port = Number(first.address.split(":").pop());
-    await assert.rejects(serveStatus("127.0.0.1", port, m.registry, () => ({})), /EADDRINUSE/);
+    await assert.rejects(
+      serveStatus("127.0.0.1", port, m.registry, () => ({})),
+      /EADDRINUSE/,
+    );
     await first.close();
   });
 });
@@ -275,7 +315,11 @@ describe("ring buffer", () => {
 
 describe("berth status rendering", () => {
   it("prints phases, components and repairs for a person", () => {
-    const run = runView({ ...DOC, result: "succeeded", steps: [stepRec("containerd", "changed", { action: "start" }), stepRec("kubelet", "changed", { action: "start" })] });
+    const run = runView({
+      ...DOC,
+      result: "succeeded",
+      steps: [stepRec("containerd", "changed", { action: "start" }), stepRec("kubelet", "changed", { action: "start" })],
+    });
     const text = formatStatus(
       {
         kind: "berth-agent-status",
@@ -284,8 +328,28 @@ describe("berth status rendering", () => {
         now: "2026-01-01T00:05:00.000Z",
         bootstrapDone: true,
         components: [
-          { name: "containerd", unit: "containerd.service", health: "healthy", cause: "first probe passed", since: "2026-01-01T00:04:00.000Z", consecutiveFailures: 0, restartsInWindow: 1, budgetLeft: 2, repairs: [{ at: "2026-01-01T00:03:59.000Z", cause: "CRI Status: deadline", result: "done", recoveredAfterMs: 812 }] },
-          { name: "kubelet", unit: "kubelet.service", health: "degraded", cause: "restart budget spent", since: "2026-01-01T00:04:30.000Z", consecutiveFailures: 9, restartsInWindow: 3, budgetLeft: 0, repairs: [] },
+          {
+            name: "containerd",
+            unit: "containerd.service",
+            health: "healthy",
+            cause: "first probe passed",
+            since: "2026-01-01T00:04:00.000Z",
+            consecutiveFailures: 0,
+            restartsInWindow: 1,
+            budgetLeft: 2,
+            repairs: [{ at: "2026-01-01T00:03:59.000Z", cause: "CRI Status: deadline", result: "done", recoveredAfterMs: 812 }],
+          },
+          {
+            name: "kubelet",
+            unit: "kubelet.service",
+            health: "degraded",
+            cause: "restart budget spent",
+            since: "2026-01-01T00:04:30.000Z",
+            consecutiveFailures: 9,
+            restartsInWindow: 3,
+            budgetLeft: 0,
+            repairs: [],
+          },
         ],
         recentEvents: [],
       },
@@ -303,21 +367,38 @@ describe("berth status rendering", () => {
   it("reads the run phase's own RunStatus (src/phases/run.ts)", () => {
     const running = runView({ ...DOC, result: "running", steps: [stepRec("containerd", "changed", { action: "start" })] });
     assert.equal(running?.bootstrapDone, false);
-    const ok = runView({ ...DOC, result: "succeeded", steps: [stepRec("containerd", "changed", { action: "start" }), stepRec("kubelet", "changed", { action: "start" })] });
+    const ok = runView({
+      ...DOC,
+      result: "succeeded",
+      steps: [stepRec("containerd", "changed", { action: "start" }), stepRec("kubelet", "changed", { action: "start" })],
+    });
     assert.equal(ok?.bootstrapDone, true);
-    assert.deepEqual(ok?.phases.map((p) => [p.name, p.action, p.done]), [["containerd", "start", true], ["kubelet", "start", true]]);
+    assert.deepEqual(
+      ok?.phases.map((p) => [p.name, p.action, p.done]),
+      [
+        ["containerd", "start", true],
+        ["kubelet", "start", true],
+      ],
+    );
     const failed = runView({ ...DOC, result: "failed", steps: [], error: { code: "run.cri", message: "CRI not ready" } });
     assert.equal(failed?.bootstrapDone, true, "a finished (failed) run phase lets repairs happen");
-    assert.match(formatStatus(undefined, failed, { address: "a:1" }), /bootstrap: done \(run phase failed\)[\s\S]*run phase error: CRI not ready/);
+    assert.match(
+      formatStatus(undefined, failed, { address: "a:1" }),
+      /bootstrap: done \(run phase failed\)[\s\S]*run phase error: CRI not ready/,
+    );
     assert.equal(runView("nope"), undefined);
   });
 
   it("falls back to the run status file when the agent does not answer", () => {
-    const run = runView({ ...DOC, result: "running", steps: [stepRec("reload", "ok", { action: "none" }), stepRec("containerd", "failed", { cause: "CRI not ready" })] });
+    const run = runView({
+      ...DOC,
+      result: "running",
+      steps: [stepRec("reload", "ok", { action: "none" }), stepRec("containerd", "failed", { cause: "CRI not ready" })],
+    });
     const text = formatStatus(undefined, run, { address: "127.0.0.1:1", agentError: "ECONNREFUSED" });
     assert.match(text, /not answering \(ECONNREFUSED\)/);
     assert.match(text, /bootstrap: in progress/);
-    assert.match(text, /\[ \] containerd  error: CRI not ready/);
+    assert.match(text, /\[ \] containerd {2}error: CRI not ready/);
   });
 });
 
@@ -335,7 +416,11 @@ describe("systemd reconnect", () => {
     assert.equal(await sd.restartUnit("containerd.service"), "done");
     assert.deepEqual(reconnects, [true]);
     assert.equal(second.callsOf("restartUnit").length, 1);
-    assert.deepEqual(second.callsOf("subscribe").map((c) => c.units), [["containerd.service"]], "subscription re-established");
+    assert.deepEqual(
+      second.callsOf("subscribe").map((c) => c.units),
+      [["containerd.service"]],
+      "subscription re-established",
+    );
     second.crash("containerd.service");
     assert.ok(seen.length >= 3, "signals from the new connection reach the old subscriber");
     unsub();
@@ -347,7 +432,12 @@ describe("systemd reconnect", () => {
     const { reconnectingSystemd } = await import("../../src/agent/systemd-reconnect.ts");
     const first = fakeNode();
     const { SystemdError } = await import("../../src/host/systemd.ts");
-    const sd = reconnectingSystemd(first, { connect: async () => { throw new SystemdError({ code: "systemd.connect", message: "no bus" }); }, waitMs: 300 });
+    const sd = reconnectingSystemd(first, {
+      connect: async () => {
+        throw new SystemdError({ code: "systemd.connect", message: "no bus" });
+      },
+      waitMs: 300,
+    });
     first.close();
     await assert.rejects(sd.unitState("containerd.service"), /no bus/);
     sd.close();

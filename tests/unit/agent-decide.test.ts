@@ -15,12 +15,13 @@ import {
   type DecideContext,
   type UnitSnapshot,
 } from "../../src/agent/decide.ts";
-import type { ResolvedAgentSettings } from "../../src/agent/settings.ts";
+import type { ResolvedAgentSettings } from "../../src/api/agent-settings.ts";
 import { S, T0, ctx, unit, probeOk, probeFail } from "../fixtures/agent.ts";
 
 const failed = (result = "signal"): UnitSnapshot => unit({ activeState: "failed", subState: "failed", result, mainPid: 0 });
 const stoppedUnit = (): UnitSnapshot => unit({ activeState: "inactive", subState: "dead", result: "success", mainPid: 0 });
-const autoRestart = (): UnitSnapshot => unit({ activeState: "activating", subState: "auto-restart", result: "signal", mainPid: 0, nRestarts: 1 });
+const autoRestart = (): UnitSnapshot =>
+  unit({ activeState: "activating", subState: "auto-restart", result: "signal", mainPid: 0, nRestarts: 1 });
 
 const unitEv = (atMs: number, u: UnitSnapshot): AgentInput => ({ type: "unit", atMs, unit: u });
 
@@ -94,7 +95,11 @@ describe("agent decide: failure window", () => {
 
   it("does not repair when failures are not consecutive", () => {
     const st = healthy();
-    const r = run([probeFail(T0 + 1000), probeFail(T0 + 2000), probeOk(T0 + 3000), probeFail(T0 + 4000), probeFail(T0 + 5000), probeOk(T0 + 6000)], ctx(), st);
+    const r = run(
+      [probeFail(T0 + 1000), probeFail(T0 + 2000), probeOk(T0 + 3000), probeFail(T0 + 4000), probeFail(T0 + 5000), probeOk(T0 + 6000)],
+      ctx(),
+      st,
+    );
     assert.deepEqual(r.restarts, []);
     assert.equal(r.state.health, "healthy");
   });
@@ -149,15 +154,31 @@ describe("agent decide: systemd comes first", () => {
 
   it("an operator's stop in progress (deactivating) is not a failure, even when a probe lands in it", () => {
     const deactivating = unit({ activeState: "deactivating", subState: "stop-sigterm" });
-    const r = run([unitEv(T0 + 1000, deactivating), probeFail(T0 + 1010), probeFail(T0 + 1200), unitEv(T0 + 1300, stoppedUnit()), ...fails(T0 + 1400, 10)], ctx(), healthy());
-    assert.deepEqual(r.events.map((e) => e.to), ["stopped"]);
+    const r = run(
+      [
+        unitEv(T0 + 1000, deactivating),
+        probeFail(T0 + 1010),
+        probeFail(T0 + 1200),
+        unitEv(T0 + 1300, stoppedUnit()),
+        ...fails(T0 + 1400, 10),
+      ],
+      ctx(),
+      healthy(),
+    );
+    assert.deepEqual(
+      r.events.map((e) => e.to),
+      ["stopped"],
+    );
     assert.deepEqual(r.restarts, []);
   });
 
   it("a stopped unit started again is unknown until probed, then healthy", () => {
     const s = run([unitEv(T0 + 1000, stoppedUnit())], ctx(), healthy()).state;
     const r = run([unitEv(T0 + 5000, unit({ activeEnterTimestampUs: (T0 + 5000) * 1000 })), probeOk(T0 + 5100)], ctx(), s);
-    assert.deepEqual(r.events.map((e) => e.to), ["unknown", "healthy"]);
+    assert.deepEqual(
+      r.events.map((e) => e.to),
+      ["unknown", "healthy"],
+    );
   });
 
   it("does not repair a unit systemd does not know", () => {
@@ -234,7 +255,15 @@ describe("agent decide: backoff and budget", () => {
   it("records how long the restart took to heal", () => {
     const st = run(fails(T0 + 1000, 8), ctx(), healthy()).state;
     const at = st.repairs.at(-1)?.atMs as number;
-    const r = run([{ type: "repair-done", atMs: at + 60, result: "done" }, unitEv(at + 60, unit({ activeEnterTimestampUs: (at + 60) * 1000 })), probeOk(at + 150)], ctx(), st);
+    const r = run(
+      [
+        { type: "repair-done", atMs: at + 60, result: "done" },
+        unitEv(at + 60, unit({ activeEnterTimestampUs: (at + 60) * 1000 })),
+        probeOk(at + 150),
+      ],
+      ctx(),
+      st,
+    );
     assert.equal(r.state.health, "healthy");
     assert.equal(r.state.repairs.at(-1)?.recoveredAfterMs, 150);
     assert.equal(r.events.at(-1)?.fields?.recoveredAfterMs, 150);
@@ -253,10 +282,12 @@ describe("agent decide: backoff and budget", () => {
     assert.equal(repairBackoffMs(1, S, 0.999999), 1_000);
     assert.equal(repairBackoffMs(3, S, 0), 8_000);
     assert.equal(repairBackoffMs(10, S, 0), 16_000);
-    fc.assert(fc.property(fc.integer({ min: 1, max: 50 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (n, r) => {
-      const d = repairBackoffMs(n, S, r);
-      return d >= S.backoffInitialMs / 2 && d <= S.backoffMaxMs;
-    }));
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 50 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (n, r) => {
+        const d = repairBackoffMs(n, S, r);
+        return d >= S.backoffInitialMs / 2 && d <= S.backoffMaxMs;
+      }),
+    );
   });
 });
 
@@ -303,18 +334,42 @@ describe("agent decide: probe cadence", () => {
 /** A unit state as a function of the time it is observed (its age is what matters). */
 type UnitAt = (nowMs: number) => UnitSnapshot;
 const unitArb: fc.Arbitrary<UnitAt> = fc.oneof(
-  { arbitrary: fc.integer({ min: 0, max: 600_000 }).map((age): UnitAt => (now) => unit({ activeEnterTimestampUs: (now - age) * 1000 })), weight: 5 },
-  { arbitrary: fc.constantFrom("signal", "exit-code", "timeout", "core-dump").map((r): UnitAt => () => failed(r)), weight: 3 },
+  {
+    arbitrary: fc.integer({ min: 0, max: 600_000 }).map(
+      (age): UnitAt =>
+        (now) =>
+          unit({ activeEnterTimestampUs: (now - age) * 1000 }),
+    ),
+    weight: 5,
+  },
+  {
+    arbitrary: fc.constantFrom("signal", "exit-code", "timeout", "core-dump").map(
+      (r): UnitAt =>
+        () =>
+          failed(r),
+    ),
+    weight: 3,
+  },
   { arbitrary: fc.constant((): UnitSnapshot => stoppedUnit()), weight: 1 },
   { arbitrary: fc.constant((): UnitSnapshot => autoRestart()), weight: 1 },
   { arbitrary: fc.constant((): UnitSnapshot => unit({ activeState: "deactivating", subState: "stop-sigterm" })), weight: 1 },
   { arbitrary: fc.constant((): UnitSnapshot => unit({ activeState: "activating", subState: "start", result: "success" })), weight: 1 },
 );
 
-type Step = { dt: number; input: "ok" | "fail" | "unit" | "done" | "jobfail"; unit: UnitAt; depHealthy: boolean; boot: boolean; random: number };
+type Step = {
+  dt: number;
+  input: "ok" | "fail" | "unit" | "done" | "jobfail";
+  unit: UnitAt;
+  depHealthy: boolean;
+  boot: boolean;
+  random: number;
+};
 const stepArb: fc.Arbitrary<Step> = fc.record({
   // Mostly probe-paced steps, sometimes a long gap (the budget window slides).
-  dt: fc.oneof({ arbitrary: fc.integer({ min: 0, max: 2_000 }), weight: 40 }, { arbitrary: fc.integer({ min: 0, max: 400_000 }), weight: 1 }),
+  dt: fc.oneof(
+    { arbitrary: fc.integer({ min: 0, max: 2_000 }), weight: 40 },
+    { arbitrary: fc.integer({ min: 0, max: 400_000 }), weight: 1 },
+  ),
   // Biased towards failing probes and a finished bootstrap, so restarts (and the budget) are reached often.
   input: fc.constantFrom("ok", "fail", "fail", "fail", "fail", "fail", "fail", "fail", "unit", "done", "done", "jobfail"),
   unit: unitArb,
@@ -326,7 +381,11 @@ const stepArb: fc.Arbitrary<Step> = fc.record({
 /** Property runs use a long budget window so that random runs reach the budget often. */
 const PS: ResolvedAgentSettings = { ...S, budgetWindowMs: 300_000 };
 
-function simulate(steps: Step[], withDependency: boolean, observe: (info: { step: Step; before: ComponentState; after: ComponentState; restarted: boolean; atMs: number }) => void) {
+function simulate(
+  steps: Step[],
+  withDependency: boolean,
+  observe: (info: { step: Step; before: ComponentState; after: ComponentState; restarted: boolean; atMs: number }) => void,
+) {
   let st = initialState(withDependency ? "kubelet" : "containerd", withDependency ? "kubelet.service" : "containerd.service", T0);
   let t = T0;
   for (const step of steps) {
@@ -339,7 +398,12 @@ function simulate(steps: Step[], withDependency: boolean, observe: (info: { step
           : step.input === "unit"
             ? unitEv(t, step.unit(t))
             : { type: "repair-done", atMs: t, result: step.input === "done" ? "done" : "failed" };
-    const c = ctx({ settings: PS, bootstrapDone: step.boot, random: step.random, ...(withDependency ? { dependency: { name: "containerd", healthy: step.depHealthy } } : {}) });
+    const c = ctx({
+      settings: PS,
+      bootstrapDone: step.boot,
+      random: step.random,
+      ...(withDependency ? { dependency: { name: "containerd", healthy: step.depHealthy } } : {}),
+    });
     const before = st;
     const d = decide(st, input, c);
     st = d.state;

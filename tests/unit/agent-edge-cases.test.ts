@@ -2,7 +2,7 @@
 // held in the common order of events but not in a race the controller allows.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { decide, initialState, type AgentInput, type ComponentState, type DecideContext, type UnitSnapshot } from "../../src/agent/decide.ts";
+import { decide, initialState, type AgentInput, type ComponentState, type DecideContext } from "../../src/agent/decide.ts";
 import { T0, ctx as fixtureCtx, unit, probeOk, probeFail } from "../fixtures/agent.ts";
 import { reconnectingSystemd } from "../../src/agent/systemd-reconnect.ts";
 import { SystemdError } from "../../src/host/systemd.ts";
@@ -23,7 +23,10 @@ function run(inputs: AgentInput[], start: ComponentState) {
 
 describe("agent decide: the failure window after a repair that recovered before its job ended", () => {
   it("a passing probe while RestartUnit is still in flight leaves no stale failure window behind", () => {
-    const healthy = run([{ type: "unit", atMs: T0, unit: unit() }, probeOk(T0)], initialState("containerd", "containerd.service", T0)).state;
+    const healthy = run(
+      [{ type: "unit", atMs: T0, unit: unit() }, probeOk(T0)],
+      initialState("containerd", "containerd.service", T0),
+    ).state;
     // Fails long enough: repaired at +4 s.
     const a = run([probeFail(T0 + 1000), probeFail(T0 + 1500), probeFail(T0 + 2000), probeFail(T0 + 4000)], healthy);
     assert.deepEqual(a.restarts, [T0 + 4000]);
@@ -47,14 +50,25 @@ describe("agent decide: the failure window after a repair that recovered before 
 });
 
 describe("systemd reconnect: RestartUnit is not idempotent", () => {
-  const node = () => new FakeSystemd({ now: Date.now, units: { "containerd.service": { activeState: "active", subState: "running", activeEnterTimestampUs: (Date.now() - 60_000) * 1000 } } });
+  const node = () =>
+    new FakeSystemd({
+      now: Date.now,
+      units: { "containerd.service": { activeState: "active", subState: "running", activeEnterTimestampUs: (Date.now() - 60_000) * 1000 } },
+    });
 
   it("does not issue a second RestartUnit when the connection went while systemd was running the first job", async () => {
     const first = node();
     const second = node();
     first.failOnce(
       "restartUnit",
-      new SystemdError({ code: "systemd.disconnected", message: "RestartUnit of containerd.service: the D-Bus connection was lost while waiting for job /org/freedesktop/systemd1/job/42" }, "containerd.service"),
+      new SystemdError(
+        {
+          code: "systemd.disconnected",
+          message:
+            "RestartUnit of containerd.service: the D-Bus connection was lost while waiting for job /org/freedesktop/systemd1/job/42",
+        },
+        "containerd.service",
+      ),
     );
     const sd = reconnectingSystemd(first, {
       connect: async () => {

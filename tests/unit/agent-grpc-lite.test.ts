@@ -38,7 +38,10 @@ describe("grpc-lite against a misbehaving server", () => {
     server.on("stream", (stream) => {
       if (behaviour === "bad-grpc-message") {
         // Trailers-only answer whose message is not valid percent-encoding.
-        stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "14", "grpc-message": "down 100%zz" }, { endStream: true });
+        stream.respond(
+          { ":status": 200, "content-type": "application/grpc", "grpc-status": "14", "grpc-message": "down 100%zz" },
+          { endStream: true },
+        );
         return;
       }
       // containerd shutting down gracefully: GOAWAY first, then the stream in flight still completes.

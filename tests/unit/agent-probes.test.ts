@@ -74,7 +74,7 @@ describe("kubelet probe", () => {
   let server: http.Server;
   let url = "";
   before(async () => {
-    server = http.createServer((req, res) => {
+    server = http.createServer((_req, res) => {
       if (mode === "hang") return;
       if (mode === "fail") return void res.writeHead(500).end("[-]ping failed\nhealthz check failed\n");
       res.writeHead(200).end("ok");
@@ -128,14 +128,20 @@ describe("grpc-lite protobuf decoding", () => {
     return out;
   };
   const field = (num: number, v: Buffer | boolean): Buffer =>
-    typeof v === "boolean" ? Buffer.from([...varint((num << 3) | 0), v ? 1 : 0]) : Buffer.concat([Buffer.from([...varint((num << 3) | 2), ...varint(v.length)]), v]);
+    typeof v === "boolean"
+      ? Buffer.from([...varint((num << 3) | 0), v ? 1 : 0])
+      : Buffer.concat([Buffer.from([...varint((num << 3) | 2), ...varint(v.length)]), v]);
   const s = (x: string) => Buffer.from(x, "utf8");
 
   it("decodes VersionResponse and the conditions of a StatusResponse", async () => {
     const { decodeVersion, decodeStatusConditions } = await import("../../src/agent/grpc-lite.ts");
     assert.deepEqual(decodeVersion(Buffer.concat([field(1, s("1.6.20")), field(2, s("abc"))])), { version: "1.6.20", revision: "abc" });
-    const cond = (type: string, status: boolean, reason = "", message = "") => Buffer.concat([field(1, s(type)), field(2, status), field(3, s(reason)), field(4, s(message))]);
-    const runtimeStatus = Buffer.concat([field(1, cond("RuntimeReady", true)), field(1, cond("NetworkReady", false, "NetworkPluginNotReady", "cni config uninitialized"))]);
+    const cond = (type: string, status: boolean, reason = "", message = "") =>
+      Buffer.concat([field(1, s(type)), field(2, status), field(3, s(reason)), field(4, s(message))]);
+    const runtimeStatus = Buffer.concat([
+      field(1, cond("RuntimeReady", true)),
+      field(1, cond("NetworkReady", false, "NetworkPluginNotReady", "cni config uninitialized")),
+    ]);
     // info map entry (field 2) must be skipped.
     const resp = Buffer.concat([field(1, runtimeStatus), field(2, Buffer.concat([field(1, s("k")), field(2, s("v"))]))]);
     assert.deepEqual(decodeStatusConditions(resp), [

@@ -4,12 +4,37 @@ import { stringify as stringifyToml } from "smol-toml";
 import type { BerthSpec, JsonObject, NodeConfigSpec, Task } from "../../src/api/types.ts";
 
 // Strings that YAML 1.1 would read as something else unless quoted.
-const tricky = fc.constantFrom("yes", "no", "on", "off", "y", "N", "true", "~", "null", "010", "0x1F", "1e3", "1:20", "2024-01-02", "- a", "a: b", "#x", "");
+const tricky = fc.constantFrom(
+  "yes",
+  "no",
+  "on",
+  "off",
+  "y",
+  "N",
+  "true",
+  "~",
+  "null",
+  "010",
+  "0x1F",
+  "1e3",
+  "1:20",
+  "2024-01-02",
+  "- a",
+  "a: b",
+  "#x",
+  "",
+);
 const str = fc.oneof(fc.string({ maxLength: 8 }), tricky);
-const nonEmpty = fc.oneof(fc.string({ minLength: 1, maxLength: 8 }), tricky.filter((s) => s !== ""));
+const nonEmpty = fc.oneof(
+  fc.string({ minLength: 1, maxLength: 8 }),
+  tricky.filter((s) => s !== ""),
+);
 /** No whitespace (one resolved.conf entry, one image reference), still including YAML's tricky words. */
 const word = nonEmpty.filter((s) => !/\s/.test(s));
-const imageRef = fc.oneof(fc.constantFrom("busybox", "registry.k8s.io/pause:3.10", "public.ecr.aws/x/y@sha256:0a1b"), fc.stringMatching(/^[a-z0-9][a-z0-9._/:-]{0,10}$/));
+const imageRef = fc.oneof(
+  fc.constantFrom("busybox", "registry.k8s.io/pause:3.10", "public.ecr.aws/x/y@sha256:0a1b"),
+  fc.stringMatching(/^[a-z0-9][a-z0-9._/:-]{0,10}$/),
+);
 
 /** JSON without -0 (YAML has no -0 for integers) and with stable numbers. */
 export const jsonObject: fc.Arbitrary<JsonObject> = fc
@@ -19,7 +44,12 @@ export const jsonObject: fc.Arbitrary<JsonObject> = fc
   .filter((o) => !("maxPods" in o) && !("clusterDNS" in o) && !JSON.stringify(o).includes('"__proto__"'));
 
 const tomlKey = fc.constantFrom("a", "b", "version", "grpc", "plugins");
-const tomlValue = fc.oneof(fc.integer({ min: -5, max: 5 }), fc.boolean(), fc.string({ maxLength: 5 }), fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 3 }));
+const tomlValue = fc.oneof(
+  fc.integer({ min: -5, max: 5 }),
+  fc.boolean(),
+  fc.string({ maxLength: 5 }),
+  fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 3 }),
+);
 const tomlTable = fc.dictionary(tomlKey, fc.oneof(tomlValue, fc.dictionary(tomlKey, tomlValue, { maxKeys: 3 })), { maxKeys: 4 });
 export const tomlText = tomlTable.map((t) => stringifyToml(t));
 
@@ -49,13 +79,27 @@ export const nodeSpec: fc.Arbitrary<NodeConfigSpec> = fc.record(
           },
           { requiredKeys: [] },
         ),
-        environment: fc.dictionary(fc.constantFrom("default", "kubelet", "containerd"), fc.dictionary(fc.constantFrom("A", "B", "C"), str, { maxKeys: 3 }), { maxKeys: 3 }),
-        network: fc.record({ nameservers: fc.array(ip, { maxLength: 3 }), domains: fc.array(word, { maxLength: 2 }) }, { requiredKeys: [] }),
+        environment: fc.dictionary(
+          fc.constantFrom("default", "kubelet", "containerd"),
+          fc.dictionary(fc.constantFrom("A", "B", "C"), str, { maxKeys: 3 }),
+          { maxKeys: 3 },
+        ),
+        network: fc.record(
+          { nameservers: fc.array(ip, { maxLength: 3 }), domains: fc.array(word, { maxLength: 2 }) },
+          { requiredKeys: [] },
+        ),
       },
       { requiredKeys: [] },
     ),
     kubelet: fc.record(
-      { config: jsonObject, flags: fc.array(fc.string({ maxLength: 6 }).map((s) => `--${s}`), { maxLength: 3 }), maxPodsExpression: str },
+      {
+        config: jsonObject,
+        flags: fc.array(
+          fc.string({ maxLength: 6 }).map((s) => `--${s}`),
+          { maxLength: 3 },
+        ),
+        maxPodsExpression: str,
+      },
       { requiredKeys: [] },
     ),
     featureGates: fc.record({ InstanceIdNodeName: fc.boolean(), FastImagePull: fc.boolean() }, { requiredKeys: [] }),
@@ -71,7 +115,14 @@ const task: fc.Arbitrary<Task> = fc.oneof(
 
 export const berthSpec: fc.Arbitrary<BerthSpec> = fc.record(
   {
-    run: fc.record({ criReadyTimeoutMs: fc.integer({ min: 1000, max: 60000 }), sandboxImageArchive: fc.constantFrom("/opt/pause.tar"), unitJobTimeoutMs: fc.integer({ min: 1000, max: 60000 }) }, { requiredKeys: [] }),
+    run: fc.record(
+      {
+        criReadyTimeoutMs: fc.integer({ min: 1000, max: 60000 }),
+        sandboxImageArchive: fc.constantFrom("/opt/pause.tar"),
+        unitJobTimeoutMs: fc.integer({ min: 1000, max: 60000 }),
+      },
+      { requiredKeys: [] },
+    ),
     tasks: fc.uniqueArray(task, { selector: (t) => t.name, maxLength: 3 }),
     rebootAfterBootstrap: fc.boolean(),
     agent: fc.record(

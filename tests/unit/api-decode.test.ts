@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import fc from "fast-check";
-import { decodeDocuments, DECODE_LIMITS } from "../../src/api/decode.ts";
+import { decodeDocuments } from "../../src/api/decode.ts";
+import { DECODE_LIMITS } from "../../src/api/yaml-limits.ts";
 import { configLocator, locateErrors, parsePath } from "../../src/api/locate.ts";
 import { suggest, editDistance } from "../../src/api/suggest.ts";
 import type { BerthError } from "../../src/util/result.ts";
@@ -71,13 +72,16 @@ test("config-bad.yaml: misspelled key is an unknown field with a suggestion", ()
   const r = decodeDocuments(readFileSync(f, "utf8"), "file://config-bad.yaml");
   assert.equal(r.ok, false);
   if (r.ok) return;
-  assert.deepEqual(r.errors.map((e) => [e.code, e.message, e.where]), [
+  assert.deepEqual(
+    r.errors.map((e) => [e.code, e.message, e.where]),
     [
-      "config.unknown-field",
-      "unknown field `name-not-real`; did you mean `name`?",
-      { source: "file://config-bad.yaml", line: 6, column: 5, path: "spec.cluster.name-not-real" },
+      [
+        "config.unknown-field",
+        "unknown field `name-not-real`; did you mean `name`?",
+        { source: "file://config-bad.yaml", line: 6, column: 5, path: "spec.cluster.name-not-real" },
+      ],
     ],
-  ]);
+  );
   assert.match(r.errors[0]!.hint ?? "", /fields allowed in spec\.cluster: name, apiServerEndpoint/);
 });
 
@@ -90,33 +94,55 @@ test("JSON-style kubelet.config decodes to a free-form object", () => {
 });
 
 test("plain JSON documents (with tabs) decode", () => {
-  const r = decodeDocuments('{\n\t"apiVersion": "node.eks.aws/v1alpha1",\n\t"kind": "NodeConfig",\n\t"spec": {"cluster": {"name": "c"}}\n}\n', SRC);
+  const r = decodeDocuments(
+    '{\n\t"apiVersion": "node.eks.aws/v1alpha1",\n\t"kind": "NodeConfig",\n\t"spec": {"cluster": {"name": "c"}}\n}\n',
+    SRC,
+  );
   assert.ok(r.ok, JSON.stringify(r));
   assert.deepEqual(r.value, [{ kind: "NodeConfig", source: SRC, spec: { cluster: { name: "c" } } }]);
 });
 
 test("empty documents are skipped; several documents keep their order", () => {
-  const r = decodeDocuments(`---\n# only a comment\n---\n${HEAD}  cluster: {name: a}\n---\n---\napiVersion: berth.dev/v1alpha1\nkind: BerthConfig\nspec:\n  rebootAfterBootstrap: true\n`, SRC);
+  const r = decodeDocuments(
+    `---\n# only a comment\n---\n${HEAD}  cluster: {name: a}\n---\n---\napiVersion: berth.dev/v1alpha1\nkind: BerthConfig\nspec:\n  rebootAfterBootstrap: true\n`,
+    SRC,
+  );
   assert.ok(r.ok);
-  assert.deepEqual(r.value.map((d) => d.kind), ["NodeConfig", "BerthConfig"]);
+  assert.deepEqual(
+    r.value.map((d) => d.kind),
+    ["NodeConfig", "BerthConfig"],
+  );
   const e = decodeDocuments("", SRC);
   assert.deepEqual(e, { ok: true, value: [] });
 });
 
 test("metadata and a missing spec are allowed", () => {
-  const r = decodeDocuments("apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nmetadata:\n  name: x\n  labels: {a: b}\n  extra: 1\n", SRC);
+  const r = decodeDocuments(
+    "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nmetadata:\n  name: x\n  labels: {a: b}\n  extra: 1\n",
+    SRC,
+  );
   assert.ok(r.ok);
   assert.deepEqual(r.value, [{ kind: "NodeConfig", source: SRC, spec: {} }]);
 });
 
 test("null fields count as absent, as in Kubernetes; free-form nulls are kept", () => {
-  const r = decodeDocuments(`${HEAD}  cluster:\n    name: ~\n  kubelet:\n  containerd:\n    baseRuntimeSpec: {a: null}\n  instance:\n    environment:\n      default:\n        FOO:\n`, SRC);
+  const r = decodeDocuments(
+    `${HEAD}  cluster:\n    name: ~\n  kubelet:\n  containerd:\n    baseRuntimeSpec: {a: null}\n  instance:\n    environment:\n      default:\n        FOO:\n`,
+    SRC,
+  );
   assert.ok(r.ok, JSON.stringify(r));
-  assert.deepEqual(r.value[0]!.spec, { cluster: {}, containerd: { baseRuntimeSpec: { a: null } }, instance: { environment: { default: { FOO: "" } } } });
+  assert.deepEqual(r.value[0]!.spec, {
+    cluster: {},
+    containerd: { baseRuntimeSpec: { a: null } },
+    instance: { environment: { default: { FOO: "" } } },
+  });
 });
 
 test("YAML 1.1 semantics as Kubernetes' YAML reader sees them", () => {
-  const r = decodeDocuments(`${HEAD}  featureGates:\n    InstanceIdNodeName: yes\n    FastImagePull: off\n  cluster:\n    enableOutpost: on\n  instance:\n    environment:\n      on:\n        A: "1"\n  kubelet:\n    config:\n      maxPods: 010\n      date: 2024-01-02\n`, SRC);
+  const r = decodeDocuments(
+    `${HEAD}  featureGates:\n    InstanceIdNodeName: yes\n    FastImagePull: off\n  cluster:\n    enableOutpost: on\n  instance:\n    environment:\n      on:\n        A: "1"\n  kubelet:\n    config:\n      maxPods: 010\n      date: 2024-01-02\n`,
+    SRC,
+  );
   assert.ok(r.ok, JSON.stringify(r));
   const d = r.value[0]!;
   assert.ok(d.kind === "NodeConfig");
@@ -245,7 +271,9 @@ test("YAML syntax error", () => {
 });
 
 test("kubelet flags, nameservers, well-known kubelet config fields", () => {
-  const errs = errorsOf(`${HEAD}  kubelet:\n    flags: [--v=2, node-labels=a]\n    config:\n      maxPods: 0\n      clusterDNS: [10.100.0.10, dns]\n  instance:\n    network:\n      nameservers: [1.1.1.1, resolver]\n`);
+  const errs = errorsOf(
+    `${HEAD}  kubelet:\n    flags: [--v=2, node-labels=a]\n    config:\n      maxPods: 0\n      clusterDNS: [10.100.0.10, dns]\n  instance:\n    network:\n      nameservers: [1.1.1.1, resolver]\n`,
+  );
   assert.deepEqual(
     errs.map((e) => [e.where?.line, e.where?.column, e.where?.path, e.message]),
     [
@@ -259,7 +287,10 @@ test("kubelet flags, nameservers, well-known kubelet config fields", () => {
 
 test("all errors in a document are collected, in source order", () => {
   const errs = errorsOf(`${HEAD}  cluster:\n    nmae: a\n    cidr: x\n    apiServerEndpoint: y\n  kubelet:\n    flags: [a]\n`);
-  assert.deepEqual(errs.map((e) => e.where?.line), [5, 6, 7, 9]);
+  assert.deepEqual(
+    errs.map((e) => e.where?.line),
+    [5, 6, 7, 9],
+  );
 });
 
 test("BerthConfig: tasks and agent settings are strict", () => {
@@ -271,7 +302,11 @@ test("BerthConfig: tasks and agent settings are strict", () => {
     [
       [7, "spec.tasks[1].name", 'task name "warm" is already used by tasks[0]'],
       [9, "spec.tasks[2]", 'task "Bad_Name" has both pullImages and script'],
-      [9, "spec.tasks[2].name", "task name must be a DNS label: lower-case letters, digits and '-', 1..63 characters, starting and ending alphanumeric"],
+      [
+        9,
+        "spec.tasks[2].name",
+        "task name must be a DNS label: lower-case letters, digits and '-', 1..63 characters, starting and ending alphanumeric",
+      ],
       [13, "spec.agent.intervalMs", "value 10 is out of range: must be >= 100"],
       [14, "spec.agent.listenAddress", '"nowhere" is not a valid host:port listen address'],
       [15, "spec.agent.kubeletHealthzUrl", '"localhost:10248" is not a valid http(s) URL for kubeletHealthzUrl'],
@@ -322,11 +357,15 @@ test("decodeDocuments never throws (arbitrary text)", () => {
 test("decodeDocuments never throws (arbitrary values under a valid header)", async () => {
   const { stringify } = await import("yaml");
   fc.assert(
-    fc.property(fc.jsonValue({ maxDepth: 4 }), fc.constantFrom("cluster", "kubelet", "containerd", "instance", "featureGates", "x"), (v, key) => {
-      const text = stringify({ apiVersion: "node.eks.aws/v1alpha1", kind: "NodeConfig", spec: { [key]: v } });
-      const r = decodeDocuments(text, SRC);
-      if (!r.ok) for (const e of r.errors) assert.ok(e.message.length > 0 && e.where?.source === SRC);
-    }),
+    fc.property(
+      fc.jsonValue({ maxDepth: 4 }),
+      fc.constantFrom("cluster", "kubelet", "containerd", "instance", "featureGates", "x"),
+      (v, key) => {
+        const text = stringify({ apiVersion: "node.eks.aws/v1alpha1", kind: "NodeConfig", spec: { [key]: v } });
+        const r = decodeDocuments(text, SRC);
+        if (!r.ok) for (const e of r.errors) assert.ok(e.message.length > 0 && e.where?.source === SRC);
+      },
+    ),
     { numRuns: 300 },
   );
 });
@@ -348,7 +387,10 @@ const CLUSTER_OK = `${HEAD}  cluster:\n    name: c\n`;
 test("limits: a source larger than the byte limit is refused before it is parsed", () => {
   const e = only(`${CLUSTER_OK}    id: ${"x".repeat(200)}\n`.padEnd(DECODE_LIMITS.bytes + 1, "#"));
   assert.equal(e.code, "config.too-large");
-  assert.equal(e.message, `the configuration is ${(DECODE_LIMITS.bytes + 1).toLocaleString("en-US")} bytes; berth reads at most 1,048,576 bytes from one source`);
+  assert.equal(
+    e.message,
+    `the configuration is ${(DECODE_LIMITS.bytes + 1).toLocaleString("en-US")} bytes; berth reads at most 1,048,576 bytes from one source`,
+  );
   assert.deepEqual(e.where, { source: SRC });
   assert.ok(e.hint);
   // Multi-byte characters count as the bytes they are.
@@ -378,12 +420,20 @@ test("limits: nesting deeper than the limit is an error at the first level too d
 
 test("limits: aliases — a cycle, a missing anchor, a bomb, too many, and nesting through alias chains", () => {
   const cycle = only(`${HEAD}  kubelet:\n    config: &r {self: *r}\n`);
-  assert.deepEqual([cycle.code, cycle.where], ["config.alias-cycle", { source: SRC, line: 5, column: 23, path: "spec.kubelet.config.self" }]);
+  assert.deepEqual(
+    [cycle.code, cycle.where],
+    ["config.alias-cycle", { source: SRC, line: 5, column: 23, path: "spec.kubelet.config.self" }],
+  );
   assert.equal(only(`${HEAD}  kubelet:\n    config: {a: *nope, b: &nope 1}\n`).code, "config.unknown-alias");
   let bomb = `${HEAD}  kubelet:\n    config:\n      l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n`;
-  for (let i = 1; i < 9; i++) bomb += `      l${i}: &l${i} [${Array(10).fill(`*l${i - 1}`).join(", ")}]\n`;
+  for (let i = 1; i < 9; i++)
+    bomb += `      l${i}: &l${i} [${Array(10)
+      .fill(`*l${i - 1}`)
+      .join(", ")}]\n`;
   assert.equal(only(bomb).code, "config.too-many-aliases");
-  const many = `${HEAD}  kubelet:\n    config:\n      a: &a 1\n      b: [${Array(DECODE_LIMITS.aliases + 1).fill("*a").join(", ")}]\n`;
+  const many = `${HEAD}  kubelet:\n    config:\n      a: &a 1\n      b: [${Array(DECODE_LIMITS.aliases + 1)
+    .fill("*a")
+    .join(", ")}]\n`;
   assert.equal(only(many).code, "config.too-many-aliases");
   // Each anchored value is shallow (the text nests 6 levels), but every link of the chain nests the previous one a level deeper.
   let chain = `${HEAD}  kubelet:\n    config:\n      c0: &c0 [x]\n`;
@@ -398,9 +448,13 @@ test("limits: aliases — a cycle, a missing anchor, a bomb, too many, and nesti
   }
   assert.equal(decodeDocuments(chain.split("      c3")[0]!, SRC, shallow).ok, true);
   // Ordinary anchors and merge keys still work.
-  const r = decodeDocuments(`${HEAD}  kubelet:\n    config:\n      base: &b {x: 1}\n      more:\n        <<: *b\n        z: 2\n      again: *b\n`, SRC);
+  const r = decodeDocuments(
+    `${HEAD}  kubelet:\n    config:\n      base: &b {x: 1}\n      more:\n        <<: *b\n        z: 2\n      again: *b\n`,
+    SRC,
+  );
   assert.ok(r.ok, JSON.stringify(r));
-  if (r.ok && r.value[0]!.kind === "NodeConfig") assert.deepEqual(r.value[0]!.spec.kubelet?.config, { base: { x: 1 }, more: { x: 1, z: 2 }, again: { x: 1 } });
+  if (r.ok && r.value[0]!.kind === "NodeConfig")
+    assert.deepEqual(r.value[0]!.spec.kubelet?.config, { base: { x: 1 }, more: { x: 1, z: 2 }, again: { x: 1 } });
 });
 
 test("limits: 20,000 unknown keys give 20,000 located errors (linear: no key is compared with every other)", () => {
@@ -410,7 +464,9 @@ test("limits: 20,000 unknown keys give 20,000 located errors (linear: no key is 
   assert.equal(e.length, 20_000);
   assert.deepEqual(e[19_999]!.where, { source: SRC, line: 20_004, column: 5, path: "spec.kubelet.k19999" });
   // Duplicates among thousands of keys, found by the one pass too.
-  const dups = errorsOf(`${HEAD}  featureGates:\n${Array.from({ length: 3000 }, (_, i) => `    g${i % 1500}: true\n`).join("")}`).filter((x) => x.code === "config.duplicate-key");
+  const dups = errorsOf(`${HEAD}  featureGates:\n${Array.from({ length: 3000 }, (_, i) => `    g${i % 1500}: true\n`).join("")}`).filter(
+    (x) => x.code === "config.duplicate-key",
+  );
   assert.equal(dups.length, 1500);
 });
 
@@ -435,5 +491,8 @@ test("errors found after decoding (merge, render) are located by field path in t
 
 test("a map or list as a key is an error, as in Kubernetes' YAML-to-JSON step (not a silently stringified key)", () => {
   const e = only(`${HEAD}  kubelet:\n    config:\n      ? {a: 1}\n      : x\n`);
-  assert.deepEqual([e.code, e.message, e.where], ["config.complex-key", "a map cannot be a key", { source: SRC, line: 6, column: 9, path: "spec.kubelet.config" }]);
+  assert.deepEqual(
+    [e.code, e.message, e.where],
+    ["config.complex-key", "a map cannot be a key", { source: SRC, line: 6, column: 9, path: "spec.kubelet.config" }],
+  );
 });

@@ -130,3 +130,20 @@ test("property: nodeadm JSON (the config cache) decodes back to the same spec", 
     { numRuns: 200 },
   );
 });
+
+test("a key named << is dumped tagged as a string, so it reads back as a key, not a YAML 1.1 merge key", async () => {
+  const { encodeNodeConfigYaml } = await import("../../src/api/encode.ts");
+  const { parseDocument } = await import("yaml");
+  const yaml = encodeNodeConfigYaml({
+    nodeConfig: { containerd: { baseRuntimeSpec: { "<<": {}, b: 1 } } },
+    berth: {},
+    sources: [],
+  });
+  assert.match(yaml, /!!str "<<": \{\}/);
+  const back = parseDocument(yaml, { version: "1.1" }).toJS() as { spec: { containerd: { baseRuntimeSpec: Record<string, unknown> } } };
+  assert.deepEqual(back.spec.containerd.baseRuntimeSpec, { "<<": {}, b: 1 });
+  // And berth's own decoder, the dump → decode → merge round trip of the property above.
+  const r = decodeDocuments(yaml, "dump");
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.equal(encodeNodeConfigYaml(mergeConfigs(r.value)), yaml);
+});

@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parse as parseToml } from "smol-toml";
-import { canonicalToml, mergeBerthSpecs, mergeConfigs, mergeJson, mergeNodeConfigSpecs, mergeToml } from "../../src/api/merge.ts";
+import { mergeBerthSpecs, mergeConfigs, mergeJson, mergeNodeConfigSpecs } from "../../src/api/merge.ts";
+import { canonicalTomlText as canonicalToml, mergeTomlText as mergeToml } from "../../src/util/toml.ts";
 import type { ConfigDocument, NodeConfigSpec } from "../../src/api/types.ts";
 import { berthSpec, jsonObject, nodeSpec, tomlText } from "./api-arbitraries.ts";
 
@@ -18,17 +19,29 @@ test("scalars: later non-empty wins; empty string does not override; false does"
 });
 
 test("kubelet.flags append in source order", () => {
-  const m = mergeConfigs([nc("a", { kubelet: { flags: ["--v=2", "--node-labels=a=b"] } }), nc("b", {}), nc("c", { kubelet: { flags: ["--node-labels=c=d"] } })]);
+  const m = mergeConfigs([
+    nc("a", { kubelet: { flags: ["--v=2", "--node-labels=a=b"] } }),
+    nc("b", {}),
+    nc("c", { kubelet: { flags: ["--node-labels=c=d"] } }),
+  ]);
   assert.deepEqual(m.nodeConfig.kubelet?.flags, ["--v=2", "--node-labels=a=b", "--node-labels=c=d"]);
 });
 
 test("kubelet.config / baseRuntimeSpec: deep merge, arrays replace, empty values kept", () => {
   const m = mergeConfigs([
     nc("a", { kubelet: { config: { maxPods: 58, clusterDNS: ["1.1.1.1"], logging: { verbosity: 2, format: "text" } } } }),
-    nc("b", { kubelet: { config: { clusterDNS: ["8.8.8.8", "8.8.4.4"], logging: { verbosity: 5 }, kubeReservedCgroup: "" } }, containerd: { baseRuntimeSpec: { process: { rlimits: [{ type: "RLIMIT_NOFILE" }] } } } }),
+    nc("b", {
+      kubelet: { config: { clusterDNS: ["8.8.8.8", "8.8.4.4"], logging: { verbosity: 5 }, kubeReservedCgroup: "" } },
+      containerd: { baseRuntimeSpec: { process: { rlimits: [{ type: "RLIMIT_NOFILE" }] } } },
+    }),
     nc("c", { containerd: { baseRuntimeSpec: { process: { rlimits: [] } } } }),
   ]);
-  assert.deepEqual(m.nodeConfig.kubelet?.config, { maxPods: 58, clusterDNS: ["8.8.8.8", "8.8.4.4"], logging: { verbosity: 5, format: "text" }, kubeReservedCgroup: "" });
+  assert.deepEqual(m.nodeConfig.kubelet?.config, {
+    maxPods: 58,
+    clusterDNS: ["8.8.8.8", "8.8.4.4"],
+    logging: { verbosity: 5, format: "text" },
+    kubeReservedCgroup: "",
+  });
   assert.deepEqual(m.nodeConfig.containerd?.baseRuntimeSpec, { process: { rlimits: [] } });
 });
 
@@ -41,7 +54,8 @@ test("mime-userdata-merge: systemReserved from the second part merges into the f
 });
 
 test("containerd.config: TOML deep merge, canonical output even from one source", () => {
-  const dropIn = 'version = 2\n[grpc]\naddress = "/run/foo/foo.sock"\n[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = false\n';
+  const dropIn =
+    'version = 2\n[grpc]\naddress = "/run/foo/foo.sock"\n[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = false\n';
   const one = mergeConfigs([nc("a", { cluster: { name: "x" } }), nc("b", { containerd: { config: dropIn } })]);
   assert.equal(
     one.nodeConfig.containerd?.config,
@@ -56,8 +70,22 @@ test("containerd.config: TOML deep merge, canonical output even from one source"
 
 test("other lists replace; environment and featureGates merge per key", () => {
   const m = mergeConfigs([
-    nc("a", { instance: { network: { nameservers: ["1.1.1.1"], domains: ["a"] }, environment: { default: { A: "1", B: "2" }, kubelet: { K: "k" } }, localStorage: { strategy: "RAID0", disabledMounts: ["SOCI"] } }, featureGates: { InstanceIdNodeName: true } }),
-    nc("b", { instance: { network: { nameservers: ["8.8.8.8"] }, environment: { default: { B: "3" } }, localStorage: { disabledMounts: ["PodLogs", "Containerd"] } }, featureGates: { FastImagePull: true } }),
+    nc("a", {
+      instance: {
+        network: { nameservers: ["1.1.1.1"], domains: ["a"] },
+        environment: { default: { A: "1", B: "2" }, kubelet: { K: "k" } },
+        localStorage: { strategy: "RAID0", disabledMounts: ["SOCI"] },
+      },
+      featureGates: { InstanceIdNodeName: true },
+    }),
+    nc("b", {
+      instance: {
+        network: { nameservers: ["8.8.8.8"] },
+        environment: { default: { B: "3" } },
+        localStorage: { disabledMounts: ["PodLogs", "Containerd"] },
+      },
+      featureGates: { FastImagePull: true },
+    }),
   ]);
   assert.deepEqual(m.nodeConfig.instance, {
     network: { nameservers: ["8.8.8.8"], domains: ["a"] },
@@ -69,12 +97,37 @@ test("other lists replace; environment and featureGates merge per key", () => {
 
 test("BerthConfig: scalars later-wins, tasks upsert by name", () => {
   const m = mergeConfigs([
-    { kind: "BerthConfig", source: "a", spec: { tasks: [{ name: "a", script: "1" }, { name: "b", pullImages: ["x"] }], agent: { intervalMs: 1000, restartBudget: 3 } } },
+    {
+      kind: "BerthConfig",
+      source: "a",
+      spec: {
+        tasks: [
+          { name: "a", script: "1" },
+          { name: "b", pullImages: ["x"] },
+        ],
+        agent: { intervalMs: 1000, restartBudget: 3 },
+      },
+    },
     nc("n", { cluster: { name: "c" } }),
-    { kind: "BerthConfig", source: "b", spec: { tasks: [{ name: "c", script: "3" }, { name: "a", script: "1'" }], agent: { restartBudget: 5 }, rebootAfterBootstrap: true } },
+    {
+      kind: "BerthConfig",
+      source: "b",
+      spec: {
+        tasks: [
+          { name: "c", script: "3" },
+          { name: "a", script: "1'" },
+        ],
+        agent: { restartBudget: 5 },
+        rebootAfterBootstrap: true,
+      },
+    },
   ]);
   assert.deepEqual(m.berth, {
-    tasks: [{ name: "a", script: "1'" }, { name: "b", pullImages: ["x"] }, { name: "c", script: "3" }],
+    tasks: [
+      { name: "a", script: "1'" },
+      { name: "b", pullImages: ["x"] },
+      { name: "c", script: "3" },
+    ],
     agent: { intervalMs: 1000, restartBudget: 5 },
     rebootAfterBootstrap: true,
   });
@@ -111,7 +164,7 @@ function shapesAgree(trees: unknown[]): boolean {
     const prev = kinds.get(path);
     if (prev !== undefined && prev !== isObj) return false;
     kinds.set(path, isObj);
-    return !isObj || Object.entries(v as object).every(([k, x]) => walk(x, `${path}/${JSON.stringify(k)}`));
+    return !isObj || Object.entries(v).every(([k, x]) => walk(x, `${path}/${JSON.stringify(k)}`));
   };
   return trees.every((t) => walk(t, ""));
 }

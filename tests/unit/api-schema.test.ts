@@ -11,7 +11,11 @@ test("shipped JSON Schemas equal freshly generated output (run scripts/gen-schem
 });
 
 test("schemas name the document types and are strict", () => {
-  const n = nodeConfigJsonSchema() as { properties: Record<string, { enum?: string[] }>; required: string[]; additionalProperties: boolean };
+  const n = nodeConfigJsonSchema() as {
+    properties: Record<string, { enum?: string[] }>;
+    required: string[];
+    additionalProperties: boolean;
+  };
   assert.deepEqual(n.properties["apiVersion"]?.enum, ["node.eks.aws/v1alpha1"]);
   assert.deepEqual(n.properties["kind"]?.enum, ["NodeConfig"]);
   assert.deepEqual(n.required, ["apiVersion", "kind"]);

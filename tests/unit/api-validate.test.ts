@@ -25,10 +25,26 @@ test("config-cache step 3: a partial drop-in alone fails, naming every missing f
   assert.deepEqual(
     r.errors.map((e) => [e.code, e.where?.path, e.message]),
     [
-      ["config.missing-field", "spec.cluster.name", "the cluster name (spec.cluster.name) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml"],
-      ["config.missing-field", "spec.cluster.apiServerEndpoint", "the API server endpoint (spec.cluster.apiServerEndpoint) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml"],
-      ["config.missing-field", "spec.cluster.certificateAuthority", "the cluster CA (base64) (spec.cluster.certificateAuthority) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml"],
-      ["config.missing-field", "spec.cluster.cidr", "the service CIDR (spec.cluster.cidr) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml"],
+      [
+        "config.missing-field",
+        "spec.cluster.name",
+        "the cluster name (spec.cluster.name) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml",
+      ],
+      [
+        "config.missing-field",
+        "spec.cluster.apiServerEndpoint",
+        "the API server endpoint (spec.cluster.apiServerEndpoint) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml",
+      ],
+      [
+        "config.missing-field",
+        "spec.cluster.certificateAuthority",
+        "the cluster CA (base64) (spec.cluster.certificateAuthority) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml",
+      ],
+      [
+        "config.missing-field",
+        "spec.cluster.cidr",
+        "the service CIDR (spec.cluster.cidr) is missing after merging the one source file:///etc/eks/nodeadm.d/test.yaml",
+      ],
     ],
   );
   assert.equal(r.errors[0]!.where?.source, "file:///etc/eks/nodeadm.d/test.yaml");
@@ -45,20 +61,29 @@ test("config-cache step 4: user data + drop-in is valid", () => {
 test("several sources are named in the message", () => {
   const r = validateConfig(
     mergeConfigs([
-      { kind: "NodeConfig", source: "a", spec: { cluster: { apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" } } },
+      {
+        kind: "NodeConfig",
+        source: "a",
+        spec: { cluster: { apiServerEndpoint: "https://x", certificateAuthority: "YQ==", cidr: "10.0.0.0/16" } },
+      },
       { kind: "NodeConfig", source: "b", spec: {} },
     ]),
   );
   assert.equal(r.ok, false);
   if (r.ok) return;
-  assert.deepEqual(r.errors.map((e) => [e.message, e.where]), [["the cluster name (spec.cluster.name) is missing after merging the 2 merged sources a, b", { path: "spec.cluster.name" }]]);
+  assert.deepEqual(
+    r.errors.map((e) => [e.message, e.where]),
+    [["the cluster name (spec.cluster.name) is missing after merging the 2 merged sources a, b", { path: "spec.cluster.name" }]],
+  );
 });
 
 test("outposts need a cluster id", () => {
   const bad = validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "s", spec: { cluster: { ...base, enableOutpost: true } } }]));
   assert.equal(bad.ok, false);
   if (!bad.ok) assert.equal(bad.errors[0]!.where?.path, "spec.cluster.id");
-  assert.ok(validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "s", spec: { cluster: { ...base, enableOutpost: true, id: "abc" } } }])).ok);
+  assert.ok(
+    validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "s", spec: { cluster: { ...base, enableOutpost: true, id: "abc" } } }])).ok,
+  );
   assert.ok(validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "s", spec: { cluster: { ...base, enableOutpost: false } } }])).ok);
 });
 
@@ -71,7 +96,11 @@ test("cross-source agent settings are checked after merging", () => {
     ]),
   );
   assert.equal(r.ok, false);
-  if (!r.ok) assert.deepEqual(r.errors.map((e) => e.where?.path), ["spec.agent.backoffInitialMs", "spec.agent.probeTimeoutMs"]);
+  if (!r.ok)
+    assert.deepEqual(
+      r.errors.map((e) => e.where?.path),
+      ["spec.agent.backoffInitialMs", "spec.agent.probeTimeoutMs"],
+    );
 });
 
 test("agent settings are checked against the agent's defaults too, as `berth agent` will", () => {
@@ -84,7 +113,10 @@ test("agent settings are checked against the agent's defaults too, as `berth age
   );
   assert.equal(r.ok, false);
   if (!r.ok) {
-    assert.deepEqual(r.errors.map((e) => e.where?.path), ["spec.agent.intervalMs", "spec.agent.fastIntervalMs"]);
+    assert.deepEqual(
+      r.errors.map((e) => e.where?.path),
+      ["spec.agent.intervalMs", "spec.agent.fastIntervalMs"],
+    );
     assert.match(r.errors[1]!.message, /^fastIntervalMs \(3000\) is greater than intervalMs \(1000\) after merging/);
   }
 });
@@ -98,13 +130,16 @@ test("no sources at all", () => {
 test("containerd.config: sources that mix config schema versions are refused after the merge", () => {
   const r = validateConfig(
     mergeConfigs([
-      { kind: "NodeConfig", source: "a", spec: { cluster: base, containerd: { config: 'version = 2\n' } } },
+      { kind: "NodeConfig", source: "a", spec: { cluster: base, containerd: { config: "version = 2\n" } } },
       { kind: "NodeConfig", source: "b", spec: { containerd: { config: '[plugins."io.containerd.cri.v1.images"]\nx = 1\n' } } },
     ]),
   );
   assert.equal(r.ok, false);
   if (!r.ok) {
-    assert.deepEqual(r.errors.map((e) => [e.code, e.where?.path]), [["containerd.config-schema", "spec.containerd.config"]]);
+    assert.deepEqual(
+      r.errors.map((e) => [e.code, e.where?.path]),
+      [["containerd.config-schema", "spec.containerd.config"]],
+    );
     assert.match(r.errors[0]!.message, /mixes containerd config schemas/);
   }
 });
@@ -112,7 +147,10 @@ test("containerd.config: sources that mix config schema versions are refused aft
 test("maxPodsExpression: with the CEL evaluator, what fails whatever the node is refused; range is left to the node", async () => {
   const { loadMaxPodsEvaluator } = await import("../../src/render/max-pods.ts");
   const maxPodsEvaluator = await loadMaxPodsEvaluator();
-  const check = (expr: string) => validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "a", spec: { cluster: base, kubelet: { maxPodsExpression: expr } } }]), { maxPodsEvaluator });
+  const check = (expr: string) =>
+    validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "a", spec: { cluster: base, kubelet: { maxPodsExpression: expr } } }]), {
+      maxPodsEvaluator,
+    });
   for (const [expr, msg] of [
     ["((", /found end of input but expecting/],
     ["foo + 1", /unknown variable/],
@@ -130,5 +168,8 @@ test("maxPodsExpression: with the CEL evaluator, what fails whatever the node is
   // Depends on the instance (negative on small ones, a division by zero on some): for the node to decide.
   for (const expr of ["max_pods - 100", "max_pods / (default_enis - 3)", "max_pods + 2"]) assert.equal(check(expr).ok, true, expr);
   // Without the evaluator, the expression waits for rendering, as before.
-  assert.equal(validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "a", spec: { cluster: base, kubelet: { maxPodsExpression: "((" } } }])).ok, true);
+  assert.equal(
+    validateConfig(mergeConfigs([{ kind: "NodeConfig", source: "a", spec: { cluster: base, kubelet: { maxPodsExpression: "((" } } }])).ok,
+    true,
+  );
 });

@@ -42,9 +42,15 @@ test("warn mode: unknown fields and feature gates become warnings; a type error 
       ["config.unknown-field", 14, "spec.cluster.cidrr"],
     ],
   );
-  assert.deepEqual(warn.errors.map((e) => [e.code, e.where?.path]), [["config.wrong-type", "spec.cluster.name"]]);
+  assert.deepEqual(
+    warn.errors.map((e) => [e.code, e.where?.path]),
+    [["config.wrong-type", "spec.cluster.name"]],
+  );
   // Only the first document decodes (its feature gate and field dropped).
-  assert.deepEqual(d.docs.map((x) => x.spec), [{ featureGates: {}, cluster: {} }]);
+  assert.deepEqual(
+    d.docs.map((x) => x.spec),
+    [{ featureGates: {}, cluster: {} }],
+  );
   const strict = applyValidationMode(d.problems, "strict");
   assert.equal(strict.errors.length, 4);
   assert.equal(strict.warnings.length, 0);
@@ -54,21 +60,39 @@ test("warn mode drops unknown fields inside lists and BerthConfig settings too; 
   const text = `${BERTH}  tasks:\n    - name: a\n      script: echo hi\n      timeout: 5\n    - name: b\n      scrpt: echo\n`;
   const d = decodeSource(text, SRC);
   const warn = applyValidationMode(d.problems, "warn");
-  assert.deepEqual(warn.warnings.map((w) => w.where?.path), ["spec.tasks[0].timeout", "spec.tasks[1].scrpt"]);
+  assert.deepEqual(
+    warn.warnings.map((w) => w.where?.path),
+    ["spec.tasks[0].timeout", "spec.tasks[1].scrpt"],
+  );
   // Without `scrpt`, task b has neither pullImages nor script: an error in both modes.
-  assert.deepEqual(warn.errors.map((e) => e.code), ["config.invalid-task"]);
+  assert.deepEqual(
+    warn.errors.map((e) => e.code),
+    ["config.invalid-task"],
+  );
   const ok = decodeSource(`${BERTH}  tasks:\n    - name: a\n      script: echo hi\n      timeout: 5\n`, SRC);
-  assert.deepEqual(ok.docs.map((x) => x.spec), [{ tasks: [{ name: "a", script: "echo hi" }] }]);
+  assert.deepEqual(
+    ok.docs.map((x) => x.spec),
+    [{ tasks: [{ name: "a", script: "echo hi" }] }],
+  );
 });
 
 test("warn mode: one warning per written field, also when an alias repeats it", () => {
   // The anchored map is both spec.run and spec.agent: its one unknown key is reported at one place, once.
   const d = decodeSource(`${BERTH}  run: &r\n    bogus: 1\n  agent: *r\n`, SRC);
-  assert.deepEqual(d.problems.map((p) => p.where?.path), ["spec.run.bogus", "spec.agent.bogus"]);
+  assert.deepEqual(
+    d.problems.map((p) => p.where?.path),
+    ["spec.run.bogus", "spec.agent.bogus"],
+  );
   const warn = applyValidationMode(d.problems, "warn");
   assert.equal(warn.errors.length, 0);
-  assert.deepEqual(warn.warnings.map((w) => `${w.where?.line}:${w.where?.column} ${w.message}`), ["5:5 unknown field `bogus`"]);
-  assert.deepEqual(d.docs.map((x) => x.spec), [{ run: {}, agent: {} }]);
+  assert.deepEqual(
+    warn.warnings.map((w) => `${w.where?.line}:${w.where?.column} ${w.message}`),
+    ["5:5 unknown field `bogus`"],
+  );
+  assert.deepEqual(
+    d.docs.map((x) => x.spec),
+    [{ run: {}, agent: {} }],
+  );
 });
 
 test("the mode: --validate wins over the setting, the last setting wins, strict by default", () => {
@@ -104,7 +128,7 @@ test("the setting survives the YAML dump and reads back", () => {
   const d = decodeDocuments(`${BERTH}  validation: warn\n  rebootAfterBootstrap: true\n`, SRC);
   assert.ok(d.ok);
   const yaml = encodeNodeConfigYaml(mergeConfigs(d.value));
-  assert.match(yaml, /^  validation: warn$/m);
+  assert.match(yaml, /^ {2}validation: warn$/m);
   const back = decodeDocuments(yaml, "dump");
   assert.ok(back.ok);
   assert.equal(mergeConfigs(back.value).berth.validation, "warn");

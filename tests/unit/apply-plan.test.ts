@@ -19,7 +19,10 @@ const CONFIG: MergedConfig = {
 test("combinePlan sorts files and absent paths", () => {
   const r = combinePlan([{ files: [f("/b", "x"), f("/a", "x")], absent: ["/z", "/y", "/z"] }, { files: [f("/c", "y")] }]);
   assert.ok(r.ok);
-  assert.deepEqual(r.value.files.map((x) => x.path), ["/a", "/b", "/c"]);
+  assert.deepEqual(
+    r.value.files.map((x) => x.path),
+    ["/a", "/b", "/c"],
+  );
   assert.deepEqual(r.value.absent, ["/y", "/z"]);
 });
 
@@ -27,13 +30,19 @@ test("combinePlan collects the errors of every part", () => {
   const e = (code: string) => ({ code, message: code });
   const r = combinePlan([{ errors: [e("one")] }, { files: [f("/a", "x")] }, { errors: [e("two"), e("three")] }]);
   assert.ok(!r.ok);
-  assert.deepEqual(r.errors.map((x) => x.code), ["one", "two", "three"]);
+  assert.deepEqual(
+    r.errors.map((x) => x.code),
+    ["one", "two", "three"],
+  );
 });
 
 test("combinePlan rejects a path rendered twice, and a path both planned and absent", () => {
   const r = combinePlan([{ files: [f("/etc/x", "kubelet")] }, { files: [f("/etc/x", "containerd")], absent: [] }, { absent: ["/etc/x"] }]);
   assert.ok(!r.ok);
-  assert.deepEqual(r.errors.map((x) => x.code), ["plan.duplicate-path", "plan.absent-conflict"]);
+  assert.deepEqual(
+    r.errors.map((x) => x.code),
+    ["plan.duplicate-path", "plan.absent-conflict"],
+  );
   assert.equal(r.errors[0]!.message, "/etc/x is rendered by both kubelet and containerd");
 });
 
@@ -44,8 +53,18 @@ test("buildPlan renders the node's files, sorted, deterministic", () => {
   assert.ok(b.ok);
   const paths = a.value.files.map((x) => x.path);
   assert.deepEqual(paths, [...paths].sort());
-  for (const p of ["/etc/kubernetes/kubelet/config.json", "/etc/containerd/config.toml", "/var/lib/kubelet/kubeconfig", "/etc/eks/kubelet/environment"]) assert.ok(paths.includes(p), p);
-  assert.equal((a.value.files.find((x) => x.path === "/var/lib/kubelet/kubeconfig")!.mode & 0o077) === 0, true, "kubeconfig not group/world readable");
+  for (const p of [
+    "/etc/kubernetes/kubelet/config.json",
+    "/etc/containerd/config.toml",
+    "/var/lib/kubelet/kubeconfig",
+    "/etc/eks/kubelet/environment",
+  ])
+    assert.ok(paths.includes(p), p);
+  assert.equal(
+    (a.value.files.find((x) => x.path === "/var/lib/kubelet/kubeconfig")!.mode & 0o077) === 0,
+    true,
+    "kubeconfig not group/world readable",
+  );
   assert.deepEqual(a.value, b.value);
 });
 

@@ -4,7 +4,8 @@ import { existsSync, readdirSync } from "node:fs";
 import { chown, lstat, mkdtemp, rm, readFile, readlink, stat, symlink, writeFile, mkdir, readdir, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { applyPlan, errnoText, writeFileAtomic } from "../../src/host/fs.ts";
+import { applyPlan, writeFileAtomic } from "../../src/host/fs.ts";
+import { errnoText } from "../../src/host/temp-files.ts";
 import { acquireLock } from "../../src/host/lock.ts";
 import { HostRoot } from "../../src/host/root.ts";
 import type { Plan } from "../../src/plan/types.ts";
@@ -123,20 +124,26 @@ test("dry run writes nothing and returns a unified diff per change", async () =>
   assert.deepEqual(await tree(root.dir), before);
   assert.equal(await readFile(root.path("/var/lib/kubelet/kubeconfig"), "utf8"), "apiVersion: v1\nkind: Old\n");
   const diffs = r.value.diffs ?? [];
-  assert.deepEqual(diffs.map((d) => [d.path, d.kind]), [
-    ["/etc/eks/bin.dat", "create"],
-    ["/etc/kubernetes/pki/ca.crt", "create"],
-    ["/etc/systemd/system.conf.d/environment.conf", "remove"],
-    ["/etc/systemd/system/kubelet.service.d/environment.conf", "create"],
-    ["/var/lib/kubelet/kubeconfig", "update"],
-  ]);
+  assert.deepEqual(
+    diffs.map((d) => [d.path, d.kind]),
+    [
+      ["/etc/eks/bin.dat", "create"],
+      ["/etc/kubernetes/pki/ca.crt", "create"],
+      ["/etc/systemd/system.conf.d/environment.conf", "remove"],
+      ["/etc/systemd/system/kubelet.service.d/environment.conf", "create"],
+      ["/var/lib/kubelet/kubeconfig", "update"],
+    ],
+  );
   const kc = diffs.find((d) => d.path === "/var/lib/kubelet/kubeconfig")!.text;
   assert.equal(
     kc,
     "old mode 100644\nnew mode 100600\n--- a/var/lib/kubelet/kubeconfig\n+++ b/var/lib/kubelet/kubeconfig\n@@ -1,2 +1,2 @@\n apiVersion: v1\n-kind: Old\n+kind: Config\n",
   );
   assert.match(diffs[0]!.text, /^new file mode 100644\nBinary files \/dev\/null and b\/etc\/eks\/bin.dat differ\n$/);
-  assert.match(diffs[2]!.text, /^deleted file mode 100644\n--- a\/etc\/systemd\/system.conf.d\/environment.conf\n\+\+\+ \/dev\/null\n@@ -1,1 \+0,0 @@\n-\[Manager\]\n$/);
+  assert.match(
+    diffs[2]!.text,
+    /^deleted file mode 100644\n--- a\/etc\/systemd\/system.conf.d\/environment.conf\n\+\+\+ \/dev\/null\n@@ -1,1 \+0,0 @@\n-\[Manager\]\n$/,
+  );
 });
 
 test("an injected failure mid-plan leaves no partial files, temps or new directories", async () => {
@@ -272,8 +279,13 @@ test("temp names cannot collide with a leftover; stale temps go only under the l
   for (const f of keep) assert.ok(existsSync(root.path(f)), f);
   // This run's own temp names carry a random part.
   const names: string[] = [];
-  await applyPlan({ files: [{ ...p.files[0]!, content: "x" }], absent: [] }, root, { beforeStage: () => names.push(...readdirSync(root.path("/var/lib/kubelet"))) });
-  assert.deepEqual(names.filter((n) => n.includes(".berth-")), []);
+  await applyPlan({ files: [{ ...p.files[0]!, content: "x" }], absent: [] }, root, {
+    beforeStage: () => names.push(...readdirSync(root.path("/var/lib/kubelet"))),
+  });
+  assert.deepEqual(
+    names.filter((n) => n.includes(".berth-")),
+    [],
+  );
 });
 
 test("an error names the file the user knows and its real path, never berth's temp file", async () => {
@@ -282,17 +294,28 @@ test("an error names the file the user knows and its real path, never berth's te
   const r = await applyPlan(plan(), root, {
     beforeStage: (p) => {
       if (p === "/etc/kubernetes/pki/ca.crt") {
-        throw Object.assign(new Error(`EROFS: read-only file system, open '${tmpName}'`), { code: "EROFS", errno: -30, syscall: "open", path: tmpName });
+        throw Object.assign(new Error(`EROFS: read-only file system, open '${tmpName}'`), {
+          code: "EROFS",
+          errno: -30,
+          syscall: "open",
+          path: tmpName,
+        });
       }
     },
   });
   assert.ok(!r.ok);
   const e = r.errors[0]!;
-  assert.equal(e.message, `could not write /etc/kubernetes/pki/ca.crt (${root.path("/etc/kubernetes/pki/ca.crt")} under --root ${root.dir}): EROFS: read-only file system`);
+  assert.equal(
+    e.message,
+    `could not write /etc/kubernetes/pki/ca.crt (${root.path("/etc/kubernetes/pki/ca.crt")} under --root ${root.dir}): EROFS: read-only file system`,
+  );
   assert.equal(e.where, undefined, "the message names the file; no temp file as the location");
   assert.doesNotMatch(JSON.stringify({ m: e.message, w: e.where, h: e.hint }), /berth-4242/);
   // Other paths in a system error stay: they say which directory was the problem.
-  assert.equal(errnoText(Object.assign(new Error("EACCES: permission denied, mkdir '/r/etc/x'"), { code: "EACCES", path: "/r/etc/x" })), "EACCES: permission denied, mkdir '/r/etc/x'");
+  assert.equal(
+    errnoText(Object.assign(new Error("EACCES: permission denied, mkdir '/r/etc/x'"), { code: "EACCES", path: "/r/etc/x" })),
+    "EACCES: permission denied, mkdir '/r/etc/x'",
+  );
 });
 
 test("ownership is part of 'as planned': dry run shows owner lines (no root needed)", async () => {
@@ -310,25 +333,29 @@ test("ownership is part of 'as planned': dry run shows owner lines (no root need
   assert.equal(kc, `old owner ${st.uid}:${st.gid}\nnew owner ${other.uid}:${other.gid}\n`);
 });
 
-test("ownership drift is repaired and reported as written (root:root, or the plan's owner)", { skip: !asRoot && "needs root to chown" }, async () => {
-  const root = await scratch();
-  assert.ok((await applyPlan(plan(), root)).ok);
-  const kc = root.path("/var/lib/kubelet/kubeconfig");
-  await chown(kc, 1000, 1000);
-  const r = await applyPlan(plan(), root);
-  assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
-  assert.deepEqual(r.value.written, ["/var/lib/kubelet/kubeconfig"]);
-  const st = await stat(kc);
-  assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [0, 0, 0o600]);
-  // A file whose plan names an owner gets that one.
-  const p = plan();
-  p.files[1]!.owner = { uid: 1234, gid: 5678 };
-  const o = await applyPlan(p, root);
-  assert.ok(o.ok);
-  assert.deepEqual(o.value.written, ["/etc/kubernetes/pki/ca.crt"]);
-  const ca = await stat(root.path("/etc/kubernetes/pki/ca.crt"));
-  assert.deepEqual([ca.uid, ca.gid, ca.mode & 0o7777], [1234, 5678, 0o644]);
-  const again = await applyPlan(p, root);
-  assert.ok(again.ok);
-  assert.deepEqual(again.value.written, []);
-});
+test(
+  "ownership drift is repaired and reported as written (root:root, or the plan's owner)",
+  { skip: !asRoot && "needs root to chown" },
+  async () => {
+    const root = await scratch();
+    assert.ok((await applyPlan(plan(), root)).ok);
+    const kc = root.path("/var/lib/kubelet/kubeconfig");
+    await chown(kc, 1000, 1000);
+    const r = await applyPlan(plan(), root);
+    assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
+    assert.deepEqual(r.value.written, ["/var/lib/kubelet/kubeconfig"]);
+    const st = await stat(kc);
+    assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [0, 0, 0o600]);
+    // A file whose plan names an owner gets that one.
+    const p = plan();
+    p.files[1]!.owner = { uid: 1234, gid: 5678 };
+    const o = await applyPlan(p, root);
+    assert.ok(o.ok);
+    assert.deepEqual(o.value.written, ["/etc/kubernetes/pki/ca.crt"]);
+    const ca = await stat(root.path("/etc/kubernetes/pki/ca.crt"));
+    assert.deepEqual([ca.uid, ca.gid, ca.mode & 0o7777], [1234, 5678, 0o644]);
+    const again = await applyPlan(p, root);
+    assert.ok(again.ok);
+    assert.deepEqual(again.value.written, []);
+  },
+);

@@ -34,7 +34,13 @@ test("task: help, usage errors (exit 2), unknown subcommand", async () => {
   assert.equal(h.code, 0, h.stderr);
   assert.match(h.stdout, /Usage: berth task/);
   assert.match(h.stdout, /pull-images IMAGE/);
-  for (const args of [["task"], ["task", "pull-images"], ["task", "frobnicate"], ["task", "--bogus"], ["task", "pull-images", "x", "--timeout", "soon"]]) {
+  for (const args of [
+    ["task"],
+    ["task", "pull-images"],
+    ["task", "frobnicate"],
+    ["task", "--bogus"],
+    ["task", "pull-images", "x", "--timeout", "soon"],
+  ]) {
     const r = await berth(args);
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     assert.doesNotMatch(r.stderr, NO_STACK);
@@ -82,14 +88,17 @@ test("config dump: JSON by default, as nodeadm prints it; --format yaml; --confi
   const again = await berth(["config", "dump", "--root", root, "-c", "file:///dump.yaml"]);
   assert.equal(again.stdout, json.stdout);
 
-  for (const args of [["--format", "toml"], ["-o", path.join(root, "a"), "--config-output", path.join(root, "b")]]) {
+  for (const args of [
+    ["--format", "toml"],
+    ["-o", path.join(root, "a"), "--config-output", path.join(root, "b")],
+  ]) {
     const r = await berth(["config", "dump", ...src, ...args]);
     assert.equal(r.code, 2, args.join(" "));
     assert.match(r.stderr, /^error: .+\n {2}hint: /);
   }
 });
 
-test("config dump JSON carries berth's own settings under \"berth\" only when set", async () => {
+test('config dump JSON carries berth\'s own settings under "berth" only when set', async () => {
   const root = await scratch();
   await writeFile(
     path.join(root, "c.yaml"),
@@ -157,7 +166,10 @@ test("install writes only berth's boot units; the first-boot config phase finds 
     "multi-user.target.d/10-berth.conf",
     "runtime.slice",
   ]);
-  assert.match(await readFile(path.join(root, "etc/systemd/system/berth-config.service"), "utf8"), /^ExecStart=\/usr\/bin\/berth init --skip run$/m);
+  assert.match(
+    await readFile(path.join(root, "etc/systemd/system/berth-config.service"), "utf8"),
+    /^ExecStart=\/usr\/bin\/berth init --skip run$/m,
+  );
   // No NodeConfig-dependent file.
   assert.ok(!existsSync(path.join(root, "etc/kubernetes")));
   assert.ok(!existsSync(path.join(root, "etc/containerd")));
@@ -176,7 +188,17 @@ test("install writes only berth's boot units; the first-boot config phase finds 
     BERTH_PATH: "/usr/bin/berth",
   });
   assert.equal(init.code, 0, init.stderr);
-  for (const u of ["berth-config.service", "berth-run.service", "berth-agent.service", "berth.target", "berth-tasks.target", "kubelet.service", "runtime.slice", "containerd.service.d/10-berth.conf", "multi-user.target.d/10-berth.conf"]) {
+  for (const u of [
+    "berth-config.service",
+    "berth-run.service",
+    "berth-agent.service",
+    "berth.target",
+    "berth-tasks.target",
+    "kubelet.service",
+    "runtime.slice",
+    "containerd.service.d/10-berth.conf",
+    "multi-user.target.d/10-berth.conf",
+  ]) {
     assert.match(init.stdout, new RegExp(`^unchanged /etc/systemd/system/${u.replace(/\./g, "\\.")}$`, "m"), u);
   }
   assert.match(init.stdout, /^wrote +\/etc\/kubernetes\/kubelet\/config\.json$/m);
@@ -188,7 +210,10 @@ test("install --berth-path: used in ExecStart= and handed to the first-boot conf
   await copyFile(EXE, path.join(root, "opt/berth/bin/berth"));
   const r = await berth(["install", "--root", root, "--berth-path", "/opt/berth/bin/berth"]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(await readFile(path.join(root, "etc/systemd/system/berth-run.service"), "utf8"), /^ExecStart=\/opt\/berth\/bin\/berth init --skip config$/m);
+  assert.match(
+    await readFile(path.join(root, "etc/systemd/system/berth-run.service"), "utf8"),
+    /^ExecStart=\/opt\/berth\/bin\/berth init --skip config$/m,
+  );
   assert.equal(
     await readFile(path.join(root, "etc/systemd/system/berth-config.service.d/10-berth-path.conf"), "utf8"),
     "# Written by berth; changes are overwritten.\n[Service]\nEnvironment=BERTH_PATH=/opt/berth/bin/berth\n",
@@ -226,7 +251,9 @@ test("install refuses to write units that name an executable missing from the ro
   const rm = await berth(["install", "--remove", "--root", root, "--berth-path", "/usr/bin/berth"]);
   assert.equal(rm.code, 0, rm.stderr);
   assert.match(rm.stdout, /^0 written, 9 removed/m);
-  const left = (await tree(root)).filter((p) => !(p.endsWith("/") || ["etc", "etc/systemd", "etc/systemd/system", "usr", "usr/bin"].includes(p)));
+  const left = (await tree(root)).filter(
+    (p) => !(p.endsWith("/") || ["etc", "etc/systemd", "etc/systemd/system", "usr", "usr/bin"].includes(p)),
+  );
   assert.ok(!left.some((p) => p.startsWith("etc/systemd/system/") && !p.endsWith(".d")), left.join(" "));
   assert.equal(await readFile(path.join(root, "etc/kubernetes/keep.conf"), "utf8"), "config stays\n");
 });

@@ -14,7 +14,8 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync,
 import { chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { acquireLock, LOCK_PATH } from "../../src/host/lock.ts";
+import { acquireLock } from "../../src/host/lock.ts";
+import { LOCK_PATH } from "../../src/util/node-layout.ts";
 import { HostRoot } from "../../src/host/root.ts";
 import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
 import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
@@ -74,7 +75,16 @@ async function nodeRoot(): Promise<string> {
   return root;
 }
 
-const initArgs = (root: string, ...more: string[]): string[] => ["init", "--skip", "run", "--root", root, "-c", "file:///etc/eks/nodeadm.d/", ...more];
+const initArgs = (root: string, ...more: string[]): string[] => [
+  "init",
+  "--skip",
+  "run",
+  "--root",
+  root,
+  "-c",
+  "file:///etc/eks/nodeadm.d/",
+  ...more,
+];
 
 /** Every regular file under `dir` (relative), links not followed. */
 function filesUnder(dir: string): string[] {
@@ -126,7 +136,10 @@ test("a file config source linking out of the root reads the root's file, not th
   symlinkSync("/no/such.yaml", path.join(root, "etc/eks/nodeadm.d/zzz.yaml"));
   const missing = await berth(["config", "check", "--root", root, "-c", "file:///etc/eks/nodeadm.d/"]);
   assert.equal(missing.code, 1);
-  assert.ok(missing.stderr.includes(`/etc/eks/nodeadm.d/zzz.yaml (${path.join(root, "no/such.yaml")} under --root ${root})`), missing.stderr);
+  assert.ok(
+    missing.stderr.includes(`/etc/eks/nodeadm.d/zzz.yaml (${path.join(root, "no/such.yaml")} under --root ${root})`),
+    missing.stderr,
+  );
 });
 
 // ------------------------------------------------------------------ 2 and 6: temp files
@@ -168,7 +181,11 @@ test("a killed run's temp names (pid 1 in a fresh PID namespace) block nothing a
   assert.equal(readFileSync(path.join(outside, "victim"), "utf8"), "precious\n");
   assert.ok(lstatSync(path.join(root, "run/berth/status.json")).isFile());
   assert.equal((JSON.parse(readFileSync(path.join(root, "run/berth/status.json"), "utf8")) as { result: string }).result, "failed");
-  assert.deepEqual(readdirSync(path.join(root, "run/berth")).filter((n) => n.endsWith(".tmp")), [], "the planted link is removed as a stale temp (not followed)");
+  assert.deepEqual(
+    readdirSync(path.join(root, "run/berth")).filter((n) => n.endsWith(".tmp")),
+    [],
+    "the planted link is removed as a stale temp (not followed)",
+  );
 });
 
 // ------------------------------------------------------------------ 3: one run at a time
@@ -179,14 +196,17 @@ test("simultaneous inits with configs A and B: each end state is all A or all B,
     const root = await nodeRoot();
     await writeFile(path.join(root, "a.yaml"), nodeConfig("a"));
     await writeFile(path.join(root, "b.yaml"), nodeConfig("b"));
-    const run = (tag: "a" | "b") => berth(["init", "--skip", "run", "--root", root, "-c", `file:///${tag}.yaml`, "--config-cache", "/run/eks/nodeadm/config.json"]);
+    const run = (tag: "a" | "b") =>
+      berth(["init", "--skip", "run", "--root", root, "-c", `file:///${tag}.yaml`, "--config-cache", "/run/eks/nodeadm/config.json"]);
     const [a, b] = await Promise.all([run("a"), run("b")]);
     assert.equal(a.code, 0, a.stderr);
     assert.equal(b.code, 0, b.stderr);
     const kubeconfig = await readFile(path.join(root, "var/lib/kubelet/kubeconfig"), "utf8");
     const ca = await readFile(path.join(root, "etc/kubernetes/pki/ca.crt"), "utf8");
     const kubelet = await readFile(path.join(root, "etc/kubernetes/kubelet/config.json"), "utf8");
-    const cache = JSON.parse(await readFile(path.join(root, "run/eks/nodeadm/config.json"), "utf8")) as { spec: { cluster: { name: string } } };
+    const cache = JSON.parse(await readFile(path.join(root, "run/eks/nodeadm/config.json"), "utf8")) as {
+      spec: { cluster: { name: string } };
+    };
     const tags = [
       kubeconfig.includes("https://a.example.com") ? "a" : "b",
       ca === "certificate a\n" ? "a" : "b",
@@ -203,7 +223,10 @@ test("a second init waits for the lock, says so, and goes on once it is released
   const lock = await acquireLock(new HostRoot(root), { command: "test holder" });
   assert.ok(lock.ok);
   // Spawned by hand (runCli collects output only at exit): the lock is released once berth says it waits.
-  const child = spawn(EXE, initArgs(root), { env: { PATH: process.env.PATH, HOME: tmpdir(), ...awsEnv() }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(EXE, initArgs(root), {
+    env: { PATH: process.env.PATH, HOME: tmpdir(), ...awsEnv() },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -221,7 +244,10 @@ test("a second init waits for the lock, says so, and goes on once it is released
   }
   const code = await exited;
   assert.equal(code, 0, stderr);
-  assert.match(stderr, new RegExp(`^waiting for the berth lock held by pid ${process.pid} \\(test holder\\) since \\S+; giving up at `, "m"));
+  assert.match(
+    stderr,
+    new RegExp(`^waiting for the berth lock held by pid ${process.pid} \\(test holder\\) since \\S+; giving up at `, "m"),
+  );
   assert.match(stdout, /^wrote +\/etc\/kubernetes\/kubelet\/config\.json$/m);
 });
 
@@ -235,7 +261,13 @@ test("a lock held past BERTH_LOCK_TIMEOUT_MS: exit 1, the holder named, nothing 
     assert.equal(r.code, 1, r.stderr);
     assert.doesNotMatch(r.stderr, NO_STACK);
     assert.match(r.stderr, /^waiting for the berth lock held by pid \d+ \(test holder\)/m);
-    assert.match(r.stderr, new RegExp(`^error: .*another berth run still holds the berth lock /run/berth/lock \\(${lock.value.path} under --root ${root}\\): pid ${process.pid} \\(test holder\\)`, "m"));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^error: .*another berth run still holds the berth lock /run/berth/lock \\(${lock.value.path} under --root ${root}\\): pid ${process.pid} \\(test holder\\)`,
+        "m",
+      ),
+    );
     assert.match(r.stderr, /hint: .*BERTH_LOCK_TIMEOUT_MS/);
     assert.deepEqual(filesUnder(root), before);
     const bad = await berth(initArgs(root), { env: { BERTH_LOCK_TIMEOUT_MS: "soon" } });
@@ -274,10 +306,27 @@ test("EROFS and EACCES name the target and its real path, never a temp file", as
   const root = await nodeRoot();
   // The directories exist, so the first write that fails is a temp file's.
   for (const d of ["kubelet/config.json.d", "pki"]) await mkdir(path.join(root, "etc/kubernetes", d), { recursive: true });
-  const ro = await berth(initArgs(root), { via: ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', path.join(root, "etc/kubernetes")] });
+  const ro = await berth(initArgs(root), {
+    via: [
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount --bind -o ro "$0" "$0" && exec "$@"',
+      path.join(root, "etc/kubernetes"),
+    ],
+  });
   assert.equal(ro.code, 1, ro.stderr);
   assert.doesNotMatch(ro.stderr, /berth-\d+-/);
-  assert.match(ro.stderr, new RegExp(`^error: .*could not write /etc/kubernetes/\\S+ \\(${root}/etc/kubernetes/\\S+ under --root ${root}\\): EROFS: read-only file system$`, "m"));
+  assert.match(
+    ro.stderr,
+    new RegExp(
+      `^error: .*could not write /etc/kubernetes/\\S+ \\(${root}/etc/kubernetes/\\S+ under --root ${root}\\): EROFS: read-only file system$`,
+      "m",
+    ),
+  );
   assert.deepEqual(filesUnder(path.join(root, "etc/kubernetes")), []);
 
   // Permission denied: an unprivileged run (the demo: no AWS stand-ins to reach) on a root whose /etc/kubernetes it cannot write.
@@ -293,5 +342,11 @@ test("EROFS and EACCES name the target and its real path, never a temp file", as
   const denied = await berth(["demo", "--root", root2], { via: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] });
   assert.equal(denied.code, 1, denied.stderr);
   assert.doesNotMatch(denied.stderr, /berth-\d+-/);
-  assert.match(denied.stderr, new RegExp(`^error: .*could not write /etc/kubernetes/\\S+ \\(${root2}/etc/kubernetes/\\S+ under --root ${root2}\\): EACCES: permission denied$`, "m"));
+  assert.match(
+    denied.stderr,
+    new RegExp(
+      `^error: .*could not write /etc/kubernetes/\\S+ \\(${root2}/etc/kubernetes/\\S+ under --root ${root2}\\): EACCES: permission denied$`,
+      "m",
+    ),
+  );
 });

@@ -49,7 +49,8 @@ async function node(files: Record<string, string>): Promise<string> {
 }
 
 const init = (root: string, ...args: string[]) => berth(["init", "--skip", "run", "--root", root, ...args]);
-const WARNING = /^warning: file:\/\/\/etc\/eks\/test\/node\.yaml:10:5: spec\.kubelet\.flag: unknown field `flag`; did you mean `flags`\?\n {2}hint: fields allowed in spec\.kubelet: config, flags, maxPodsExpression$/m;
+const WARNING =
+  /^warning: file:\/\/\/etc\/eks\/test\/node\.yaml:10:5: spec\.kubelet\.flag: unknown field `flag`; did you mean `flags`\?\n {2}hint: fields allowed in spec\.kubelet: config, flags, maxPodsExpression$/m;
 
 test("init --validate=warn: a misspelled field is dropped with one warning (line, column, suggestion) and the node's files are written", async () => {
   const root = await node({ "node.yaml": TYPO });
@@ -78,7 +79,10 @@ test("init --validate=warn: a type error is still an error (the warning is print
   const r = await init(root, "-c", `file://${DIR}/node.yaml`, "--validate", "warn");
   assert.equal(r.code, 1);
   assert.match(r.stderr, WARNING);
-  assert.match(r.stderr, /^error: file:\/\/\/etc\/eks\/test\/node\.yaml:5:11: spec\.cluster\.name: wrong type: expected a string, got the boolean true$/m);
+  assert.match(
+    r.stderr,
+    /^error: file:\/\/\/etc\/eks\/test\/node\.yaml:5:11: spec\.cluster\.name: wrong type: expected a string, got the boolean true$/m,
+  );
   assert.ok(!existsSync(path.join(root, "etc/kubernetes")));
   const usage = await init(root, "-c", `file://${DIR}/node.yaml`, "--validate=lenient");
   assert.equal(usage.code, 2);
@@ -97,7 +101,10 @@ test("the BerthConfig setting lets the boot units' plain `init` pass; --validate
 });
 
 test("config check over a directory: the warnings and errors, then a summary per file and in all; exit 0 with warnings only", async () => {
-  const root = await node({ "10-cluster.yaml": CLUSTER, "20-typo.yaml": `apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  kubelet:\n    flag: []\n` });
+  const root = await node({
+    "10-cluster.yaml": CLUSTER,
+    "20-typo.yaml": `apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  kubelet:\n    flag: []\n`,
+  });
   const ok = await berth(["config", "check", "--root", root, "-c", `file://${DIR}/`, "--validate=warn"]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stderr, /^warning: file:\/\/\/etc\/eks\/test\/20-typo\.yaml:5:5: spec\.kubelet\.flag: unknown field `flag`/m);
@@ -112,17 +119,32 @@ test("config check over a directory: the warnings and errors, then a summary per
   );
   assert.match(ok.stdout, /^configuration is valid \(/m);
 
-  await writeFile(path.join(root, DIR, "30-bad.yaml"), "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    cidr: 10.0.0.0/33\n");
+  await writeFile(
+    path.join(root, DIR, "30-bad.yaml"),
+    "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    cidr: 10.0.0.0/33\n",
+  );
   const bad = await berth(["config", "check", "--root", root, "-c", `file://${DIR}/`, "--validate=warn"]);
   assert.equal(bad.code, 1);
   assert.match(bad.stdout, /^ {2}1 error {4}file:\/\/\/etc\/eks\/test\/30-bad\.yaml$/m);
   assert.match(bad.stdout, /^3 files: 1 ok, 1 with warnings only, 1 with errors; 1 warning and 1 error in all$/m);
   assert.doesNotMatch(bad.stdout, /configuration is valid/);
 
-  const strict = await berth(["config", "check", "--root", root, "-c", `file://${DIR}/20-typo.yaml`, "-c", `file://${DIR}/10-cluster.yaml`]);
+  const strict = await berth([
+    "config",
+    "check",
+    "--root",
+    root,
+    "-c",
+    `file://${DIR}/20-typo.yaml`,
+    "-c",
+    `file://${DIR}/10-cluster.yaml`,
+  ]);
   assert.equal(strict.code, 1);
   assert.match(strict.stdout, /^summary \(validation strict, the default\):$/m);
-  assert.match(strict.stdout, /^1 error is an unknown field: --validate=warn \(or BerthConfig spec\.validation: warn\) would drop it with a warning/m);
+  assert.match(
+    strict.stdout,
+    /^1 error is an unknown field: --validate=warn \(or BerthConfig spec\.validation: warn\) would drop it with a warning/m,
+  );
 });
 
 test("warn mode prints at most 20 warnings, then how many more there are; the summary counts them all", async () => {
@@ -151,9 +173,15 @@ test("the summary: MIME parts count as their file; problems no file holds get th
   const report: SourcesReport = {
     texts: [`${ud} (MIME part 1 of 2)`, `${ud} (MIME part 2 of 2)`],
     mode: { mode: "warn", from: "setting" },
-    warnings: [{ code: "config.unknown-field", message: "unknown field `x`", where: { source: `${ud} (MIME part 2 of 2)`, line: 4, column: 3 } }],
+    warnings: [
+      { code: "config.unknown-field", message: "unknown field `x`", where: { source: `${ud} (MIME part 2 of 2)`, line: 4, column: 3 } },
+    ],
   };
-  const missing = { code: "config.missing-field", message: "the cluster name (spec.cluster.name) is missing", where: { path: "spec.cluster.name" } };
+  const missing = {
+    code: "config.missing-field",
+    message: "the cluster name (spec.cluster.name) is missing",
+    where: { path: "spec.cluster.name" },
+  };
   assert.equal(
     checkSummary(report, [missing]),
     [
@@ -182,7 +210,10 @@ test("Outposts: the API server's addresses in a marked /etc/hosts block; a re-ru
   const hosts = await readFile(path.join(root, "etc/hosts"), "utf8");
   assert.ok(hosts.startsWith(HOSTS), hosts);
   // localhost is 127.0.0.1 everywhere; some machines also give ::1.
-  assert.match(hosts.slice(HOSTS.length), /^# BEGIN berth: outpost api server\n127\.0\.0\.1\tlocalhost\n(::1\tlocalhost\n)?# END berth: outpost api server\n$/);
+  assert.match(
+    hosts.slice(HOSTS.length),
+    /^# BEGIN berth: outpost api server\n127\.0\.0\.1\tlocalhost\n(::1\tlocalhost\n)?# END berth: outpost api server\n$/,
+  );
 
   const again = await init(root, "-c", `file://${DIR}/outpost.yaml`);
   assert.equal(again.code, 0, again.stderr);

@@ -27,17 +27,52 @@ test("--version matches package.json", async () => {
 });
 
 test("--help everywhere, exit 0", async () => {
-  for (const args of [["--help"], ["init", "--help"], ["config", "check", "--help"], ["config", "dump", "-h"], ["config", "--help"], ["demo", "--help"], ["agent", "--help"], ["status", "--help"], ["install", "--help"], ["task", "--help"]]) {
+  for (const args of [
+    ["--help"],
+    ["init", "--help"],
+    ["config", "check", "--help"],
+    ["config", "dump", "-h"],
+    ["config", "--help"],
+    ["demo", "--help"],
+    ["agent", "--help"],
+    ["status", "--help"],
+    ["install", "--help"],
+    ["task", "--help"],
+  ]) {
     const r = await berth(args);
     assert.equal(r.code, 0, args.join(" "));
     assert.match(r.stdout, /Usage:/, args.join(" "));
   }
   const top = await berth(["--help"]);
-  for (const w of ["init", "config check", "config dump", "demo", "install", "task", "--config-source", "--skip", "--config-cache", "--root", "--dry-run"]) assert.ok(top.stdout.includes(w), w);
+  for (const w of [
+    "init",
+    "config check",
+    "config dump",
+    "demo",
+    "install",
+    "task",
+    "--config-source",
+    "--skip",
+    "--config-cache",
+    "--root",
+    "--dry-run",
+  ])
+    assert.ok(top.stdout.includes(w), w);
 });
 
 test("usage errors exit 2 with a hint and no stack trace", async () => {
-  for (const args of [[], ["frobnicate"], ["init", "--bogus"], ["init", "--skip", "nope"], ["init", "extra"], ["config"], ["config", "nope"], ["config", "check", "-c"], ["init", "--config-cache", "relative.json"], ["config", "dump", "--config-cache", "x"]]) {
+  for (const args of [
+    [],
+    ["frobnicate"],
+    ["init", "--bogus"],
+    ["init", "--skip", "nope"],
+    ["init", "extra"],
+    ["config"],
+    ["config", "nope"],
+    ["config", "check", "-c"],
+    ["init", "--config-cache", "relative.json"],
+    ["config", "dump", "--config-cache", "x"],
+  ]) {
     const r = await berth(args);
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     assert.doesNotMatch(r.stderr, NO_STACK);
@@ -112,7 +147,12 @@ test("demo writes the node's files into a scratch root; a second run changes not
   const r = await berth(["demo", "--root", root]);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(r.stdout.includes(root), "prints where it wrote");
-  for (const f of ["etc/kubernetes/kubelet/config.json", "etc/containerd/config.toml", "var/lib/kubelet/kubeconfig", "etc/eks/kubelet/environment"]) {
+  for (const f of [
+    "etc/kubernetes/kubelet/config.json",
+    "etc/containerd/config.toml",
+    "var/lib/kubelet/kubeconfig",
+    "etc/eks/kubelet/environment",
+  ]) {
     assert.match(r.stdout, new RegExp(`wrote +/${f.replace(/\./g, "\\.")}`), f);
     assert.ok(existsSync(path.join(root, f)), f);
   }
@@ -183,7 +223,8 @@ test("--version names berth's version, the commit, the Node.js inside and the ar
   assert.equal(v.code, 0);
   assert.match(v.stdout, /^berth \d+\.\d+\.\d+ \(commit [0-9a-f]{7,}(-dirty)?, node v(\d+)\.\d+\.\d+, linux\/(x64|arm64)\)\n$/);
   const node = /node v(\d+)/.exec(v.stdout)![1];
-  assert.equal(node, JSON.parse(readFileSync(path.join(REPO, "packaging/node.json"), "utf8")).version.split(".")[0], "the release embeds the pinned Node.js");
+  const pinned = JSON.parse(readFileSync(path.join(REPO, "packaging/node.json"), "utf8")) as { version: string };
+  assert.equal(node, pinned.version.split(".")[0], "the release embeds the pinned Node.js");
 });
 
 test("the units name the executable that wrote them, its real path; BERTH_PATH overrides", async () => {
@@ -202,5 +243,8 @@ test("the units name the executable that wrote them, its real path; BERTH_PATH o
   const root3 = await scratch();
   const over = await berth(["demo", "--root", root3], { env: { BERTH_PATH: "/opt/berth/bin/berth" } });
   assert.equal(over.code, 0, over.stderr);
-  assert.match(await readFile(path.join(root3, "etc/systemd/system/berth-agent.service"), "utf8"), /^ExecStart=\/opt\/berth\/bin\/berth agent/m);
+  assert.match(
+    await readFile(path.join(root3, "etc/systemd/system/berth-agent.service"), "utf8"),
+    /^ExecStart=\/opt\/berth\/bin\/berth agent/m,
+  );
 });

@@ -116,7 +116,10 @@ test("the `berth config check` example in config.md is real output", async () =>
   scratch.push(root);
   await mkdir(path.join(root, path.dirname(file)), { recursive: true });
   await writeFile(path.join(root, file), input);
-  const noImds = { get: () => Promise.reject(new Error("no IMDS in this test")), getBytes: () => Promise.reject(new Error("no IMDS in this test")) };
+  const noImds = {
+    get: () => Promise.reject(new Error("no IMDS in this test")),
+    getBytes: () => Promise.reject(new Error("no IMDS in this test")),
+  };
   let report: SourcesReport | undefined;
   const r = await resolveConfig([dirUrl], undefined, { root: new HostRoot(root), imds: noImds, onSources: (rep) => (report = rep) });
   assert.equal(r.ok, false, "the example config must fail");
@@ -141,7 +144,10 @@ test("the compatibility page lists every conformance case and every berth_differ
     t.skip(`conformance contract not found at ${CASES} (set BERTH_SHARED_DIR)`);
     return;
   }
-  const cases = YAML.parse(readFileSync(CASES, "utf8")) as Record<string, { steps?: Array<{ berth_differs?: Record<string, Record<string, unknown>> }> }>;
+  const cases = YAML.parse(readFileSync(CASES, "utf8")) as Record<
+    string,
+    { steps?: Array<{ berth_differs?: Record<string, Record<string, unknown>> }> }
+  >;
   const text = read("docs/nodeadm-compatibility.md");
   for (const [name, c] of Object.entries(cases)) {
     assert.ok(text.includes(`| \`${name}\` |`), `docs/nodeadm-compatibility.md: case ${name} missing from the table`);

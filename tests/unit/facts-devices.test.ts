@@ -68,7 +68,8 @@ test("parseBlockSize / parseMemTotal: examples", () => {
   for (const bad of ["", "0", "zz", "-8000000", "12345678901234567"]) assert.equal(parseBlockSize(bad), undefined, bad);
   assert.equal(parseMemTotal("MemTotal:       16106628 kB\nMemFree:  1 kB\n"), 16106628 * 1024);
   assert.equal(parseMemTotal("MemFree: 1 kB\nMemTotal: 2048 kB"), 2048 * 1024);
-  for (const bad of ["", "MemFree: 1 kB\n", "MemTotal: lots kB\n", "MemTotal: 0 kB\n", "MemTotal: 12 MB\n"]) assert.equal(parseMemTotal(bad), undefined, bad);
+  for (const bad of ["", "MemFree: 1 kB\n", "MemTotal: lots kB\n", "MemTotal: 0 kB\n", "MemTotal: 12 MB\n"])
+    assert.equal(parseMemTotal(bad), undefined, bad);
 });
 
 function sysfsMemory(blockHex: string, online: string[]): Record<string, string> {
@@ -143,8 +144,18 @@ test("staticFacts: nvidiaGpu and memoryBytes are required and checked; copied th
 // ---- gatherFacts ----
 
 test("gatherFacts: GPU and memory from --root; unknown memory warns only when FastImagePull is asked for", async () => {
-  const identity = JSON.stringify({ instanceId: "i-1", instanceType: "m4.xlarge", region: "us-west-2", availabilityZone: "us-west-2f", architecture: "x86_64" });
-  const answers: Record<string, string> = { "dynamic/instance-identity/document": identity, "meta-data/mac": "0e:49:61:0f:c3:11", "meta-data/local-ipv4": "10.0.0.1" };
+  const identity = JSON.stringify({
+    instanceId: "i-1",
+    instanceType: "m4.xlarge",
+    region: "us-west-2",
+    availabilityZone: "us-west-2f",
+    architecture: "x86_64",
+  });
+  const answers: Record<string, string> = {
+    "dynamic/instance-identity/document": identity,
+    "meta-data/mac": "0e:49:61:0f:c3:11",
+    "meta-data/local-ipv4": "10.0.0.1",
+  };
   const imds: ImdsClient = { get: async (p) => answers[p], getBytes: async () => undefined };
   const ec2: Ec2Client = { privateDnsName: async () => "ip-10-0-0-1.ec2.internal", instanceTypeInfo: async () => undefined };
   const base = {
@@ -155,7 +166,15 @@ test("gatherFacts: GPU and memory from --root; unknown memory warns only when Fa
   };
   const gather = async (root: HostRoot, s: NodeConfigSpec) => {
     const warnings: BerthError[] = [];
-    const r = await gatherFacts(s, { root, imds, ec2: async () => ec2, run: async (cmd) => { throw new Error(`${cmd}: not found`); }, onWarning: (w) => warnings.push(w) });
+    const r = await gatherFacts(s, {
+      root,
+      imds,
+      ec2: async () => ec2,
+      run: async (cmd) => {
+        throw new Error(`${cmd}: not found`);
+      },
+      onWarning: (w) => warnings.push(w),
+    });
     assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
     return { facts: r.value, warnings };
   };
@@ -170,6 +189,9 @@ test("gatherFacts: GPU and memory from --root; unknown memory warns only when Fa
   assert.deepEqual(quiet.warnings, []);
   const loud = await gather(unknownRoot, gate);
   assert.equal(loud.facts.memoryBytes, 0);
-  assert.deepEqual(loud.warnings.map((w) => w.code), ["facts.memory"]);
+  assert.deepEqual(
+    loud.warnings.map((w) => w.code),
+    ["facts.memory"],
+  );
   assert.match(loud.warnings[0]!.hint ?? "", /FastImagePull stays off/);
 });

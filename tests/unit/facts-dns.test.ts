@@ -32,10 +32,17 @@ const fake = (over: Partial<Resolvers>): Resolvers & { calls: string[] } => {
   };
 };
 
-const spec = (endpoint: string, enableOutpost = true): NodeConfigSpec => ({ cluster: { enableOutpost, id: "x", apiServerEndpoint: endpoint } });
+const spec = (endpoint: string, enableOutpost = true): NodeConfigSpec => ({
+  cluster: { enableOutpost, id: "x", apiServerEndpoint: endpoint },
+});
 
 test("addresses: IPv4 in numeric order, then IPv6, each once, nothing that is not an address", () => {
-  assert.deepEqual(orderAddresses(["fd00::2", "10.0.0.10", "10.0.0.9", "fd00::1", "10.0.0.9", "not-an-ip"]), ["10.0.0.9", "10.0.0.10", "fd00::1", "fd00::2"]);
+  assert.deepEqual(orderAddresses(["fd00::2", "10.0.0.10", "10.0.0.9", "fd00::1", "10.0.0.9", "not-an-ip"]), [
+    "10.0.0.9",
+    "10.0.0.10",
+    "fd00::1",
+    "fd00::2",
+  ]);
 });
 
 test("DNS answers first (both families); the system resolver is not asked then", async () => {
@@ -47,8 +54,13 @@ test("DNS answers first (both families); the system resolver is not asked then",
 });
 
 test("no DNS answer: the system resolver (/etc/hosts, as on a disconnected Outpost); none: every resolver's error", async () => {
-  assert.deepEqual(await lookupApiServer("api.example", fake({ system: async () => ["10.0.1.10", "::1"] })), { addresses: ["10.0.1.10", "::1"] });
-  const none = await lookupApiServer("api.example", fake({ dns6: async () => [], system: () => Promise.reject(new Error("no answer within 5000 ms")) }));
+  assert.deepEqual(await lookupApiServer("api.example", fake({ system: async () => ["10.0.1.10", "::1"] })), {
+    addresses: ["10.0.1.10", "::1"],
+  });
+  const none = await lookupApiServer(
+    "api.example",
+    fake({ dns6: async () => [], system: () => Promise.reject(new Error("no answer within 5000 ms")) }),
+  );
   assert.deepEqual(none, { addresses: [], lookupError: "DNS A: ENOTFOUND, AAAA: no address; system resolver: no answer within 5000 ms" });
 });
 
@@ -70,7 +82,10 @@ test("outpostFacts: only with enableOutpost; the endpoint's host name without po
   const f = await outpostFacts(spec("https://API.Example:8443/path"), new HostRoot(root), r);
   assert.deepEqual(f, { host: "api.example", addresses: ["10.0.1.10"], hostsFile: { text: "127.0.0.1 localhost\n", mode: 0o640 } });
   // No /etc/hosts: nothing to keep.
-  assert.deepEqual(await outpostFacts(spec("https://api.example"), new HostRoot(path.join(dir, "bare")), r), { host: "api.example", addresses: ["10.0.1.10"] });
+  assert.deepEqual(await outpostFacts(spec("https://api.example"), new HostRoot(path.join(dir, "bare")), r), {
+    host: "api.example",
+    addresses: ["10.0.1.10"],
+  });
 });
 
 test("outpostFacts: an /etc/hosts that cannot be read is a fact for the renderer to report", async () => {

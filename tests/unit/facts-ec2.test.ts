@@ -2,6 +2,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import https from "node:https";
+import type { AddressInfo, Socket } from "node:net";
 import { readFileSync } from "node:fs";
 import { createEc2Client, resolveEc2Endpoint, resolveRegion, type Ec2ClientOptions } from "../../src/facts/ec2.ts";
 import { signRequest, awsUriEncode } from "../../src/facts/sigv4.ts";
@@ -32,22 +33,30 @@ const envFor = (s: Ec2StandIn, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv
 /** A raw POST to the stand-in (trusting its CA), for checks of the stand-in itself. */
 function post(s: Ec2StandIn, body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const r = https.request(s.url, { method: "POST", ca: readFileSync(s.caFile), headers: { "content-type": "application/x-www-form-urlencoded", ...headers } }, (res) => {
-      let text = "";
-      res.on("data", (d: Buffer) => (text += d.toString()));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-    });
+    const r = https.request(
+      s.url,
+      { method: "POST", ca: readFileSync(s.caFile), headers: { "content-type": "application/x-www-form-urlencoded", ...headers } },
+      (res) => {
+        let text = "";
+        res.on("data", (d: Buffer) => (text += d.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
     r.on("error", reject);
     r.end(body);
   });
 }
-const client = (s: Ec2StandIn, o: Partial<Ec2ClientOptions> = {}) => createEc2Client({ region: "us-west-2", env: envFor(s), backoff: fast, waiterBackoff: fast, ...o });
+const client = (s: Ec2StandIn, o: Partial<Ec2ClientOptions> = {}) =>
+  createEc2Client({ region: "us-west-2", env: envFor(s), backoff: fast, waiterBackoff: fast, ...o });
 
 test("DescribeInstances: private DNS name, signed POST in the Query format", async () => {
   const s = await ec2StandIn();
   assert.equal(await client(s).privateDnsName("i-1234567890abcdef0"), "ip-172-16-34-43.ec2.internal");
   assert.deepEqual(s.calls, [{ action: "DescribeInstances", params: { "InstanceId.1": "i-1234567890abcdef0" } }]);
-  assert.match(s.authorizations[0]!, /^AWS4-HMAC-SHA256 Credential=AKIDTEST\/\d{8}\/us-west-2\/ec2\/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=[0-9a-f]{64}$/);
+  assert.match(
+    s.authorizations[0]!,
+    /^AWS4-HMAC-SHA256 Credential=AKIDTEST\/\d{8}\/us-west-2\/ec2\/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=[0-9a-f]{64}$/,
+  );
 });
 
 test("DescribeInstanceTypes: default card ENIs and IPv4 per ENI; unknown type → undefined", async () => {
@@ -56,7 +65,10 @@ test("DescribeInstanceTypes: default card ENIs and IPv4 per ENI; unknown type �
   assert.deepEqual(await c.instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
   assert.deepEqual(await c.instanceTypeInfo("x9.huge"), { defaultEnis: 7, ipv4PerEni: 21 });
   assert.equal(await c.instanceTypeInfo("mock-type.large"), undefined);
-  assert.deepEqual(s.calls.map((x) => x.params["InstanceType.1"]), ["m4.xlarge", "x9.huge", "mock-type.large"]);
+  assert.deepEqual(
+    s.calls.map((x) => x.params["InstanceType.1"]),
+    ["m4.xlarge", "x9.huge", "mock-type.large"],
+  );
 });
 
 test("stand-in: unknown type is EC2's InvalidInstanceType with HTTP 400; unsigned requests are refused", async () => {
@@ -73,7 +85,10 @@ test("stand-in: unknown type is EC2's InvalidInstanceType with HTTP 400; unsigne
 test("5xx and throttling are retried", async () => {
   const s = await ec2StandIn({ failFirst: 2 });
   const retries: string[] = [];
-  assert.equal(await client(s, { onRetry: (i) => retries.push(i.action) }).privateDnsName("i-1234567890abcdef0"), "ip-172-16-34-43.ec2.internal");
+  assert.equal(
+    await client(s, { onRetry: (i) => retries.push(i.action) }).privateDnsName("i-1234567890abcdef0"),
+    "ip-172-16-34-43.ec2.internal",
+  );
   assert.equal(s.calls.length, 3);
   assert.deepEqual(retries, ["DescribeInstances", "DescribeInstances"]);
   const t = await ec2StandIn({ failFirst: 2, throttle: true });
@@ -87,7 +102,10 @@ test("https: AWS_CA_BUNDLE is trusted for every call (retries and DescribeInstan
   assert.equal(await c.privateDnsName("i-1234567890abcdef0"), "ip-172-16-34-43.ec2.internal");
   assert.deepEqual(await c.instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
   // Two failed attempts, then one answer each: all four over TLS verified against the bundle.
-  assert.deepEqual(s.calls.map((x) => x.action), ["DescribeInstances", "DescribeInstances", "DescribeInstances", "DescribeInstanceTypes"]);
+  assert.deepEqual(
+    s.calls.map((x) => x.action),
+    ["DescribeInstances", "DescribeInstances", "DescribeInstances", "DescribeInstanceTypes"],
+  );
 });
 
 test("https: an untrusted certificate is refused at once (not retried), naming the endpoint and AWS_CA_BUNDLE", async () => {
@@ -117,9 +135,35 @@ test("https: an untrusted certificate is refused at once (not retried), naming t
   const os = await import("node:os");
   const dir = mkdtempSync(`${os.tmpdir()}/berth-other-ca-`);
   try {
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${dir}/k.pem`, "-out", `${dir}/ca.pem`, "-days", "1", "-subj", "/CN=some other CA"], { stdio: "ignore" });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        `${dir}/k.pem`,
+        "-out",
+        `${dir}/ca.pem`,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=some other CA",
+      ],
+      { stdio: "ignore" },
+    );
     const wrong = createEc2Client({ region: "us-west-2", env: envFor(other, { AWS_CA_BUNDLE: `${dir}/ca.pem` }), backoff: fast });
-    await assert.rejects(wrong.instanceTypeInfo("m4.xlarge"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.ec2-tls" && e.errors[0]!.hint!.includes(`AWS_CA_BUNDLE (${dir}/ca.pem) must hold`));
+    await assert.rejects(
+      wrong.instanceTypeInfo("m4.xlarge"),
+      (e: unknown) =>
+        e instanceof BerthFailure &&
+        e.errors[0]!.code === "facts.ec2-tls" &&
+        e.errors[0]!.hint!.includes(`AWS_CA_BUNDLE (${dir}/ca.pem) must hold`),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -129,8 +173,16 @@ test("https: an untrusted certificate is refused at once (not retried), naming t
 test("AWS_CA_BUNDLE that cannot be read fails every call, never falls back to the system CAs", async () => {
   const s = await ec2StandIn();
   const c = client(s, { env: envFor(s, { AWS_CA_BUNDLE: "/nonexistent/ca.pem" }) });
-  for (const call of [() => c.privateDnsName("i-1234567890abcdef0"), () => c.instanceTypeInfo("m4.xlarge"), () => c.instanceTypeInfo("m4.xlarge")]) {
-    await assert.rejects(call(), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.aws-ca-bundle" && /\/nonexistent\/ca\.pem/.test(e.errors[0]!.message));
+  for (const call of [
+    () => c.privateDnsName("i-1234567890abcdef0"),
+    () => c.instanceTypeInfo("m4.xlarge"),
+    () => c.instanceTypeInfo("m4.xlarge"),
+  ]) {
+    await assert.rejects(
+      call(),
+      (e: unknown) =>
+        e instanceof BerthFailure && e.errors[0]!.code === "facts.aws-ca-bundle" && /\/nonexistent\/ca\.pem/.test(e.errors[0]!.message),
+    );
   }
   assert.equal(s.calls.length, 0);
 });
@@ -163,20 +215,39 @@ test("waiter has a deadline: a name that never appears is an error with a hint",
     return true;
   });
   const u = await ec2StandIn();
-  await assert.rejects(client(u, { dnsWaitMs: 60 }).privateDnsName("i-00000000000000000"), (e: unknown) => e instanceof BerthFailure && /InvalidInstanceID\.NotFound/.test(e.errors[0]!.message));
+  await assert.rejects(
+    client(u, { dnsWaitMs: 60 }).privateDnsName("i-00000000000000000"),
+    (e: unknown) => e instanceof BerthFailure && /InvalidInstanceID\.NotFound/.test(e.errors[0]!.message),
+  );
 });
 
 test("credentials: none → error naming the fix; instance role from IMDS", async () => {
   const s = await ec2StandIn();
-  const none = createEc2Client({ region: "us-west-2", env: { AWS_ENDPOINT_URL_EC2: s.url, AWS_CA_BUNDLE: s.caFile, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials" }, backoff: fast });
-  await assert.rejects(none.instanceTypeInfo("m4.xlarge"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.aws-credentials" && /instance profile/.test(e.errors[0]!.hint ?? ""));
+  const none = createEc2Client({
+    region: "us-west-2",
+    env: { AWS_ENDPOINT_URL_EC2: s.url, AWS_CA_BUNDLE: s.caFile, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials" },
+    backoff: fast,
+  });
+  await assert.rejects(
+    none.instanceTypeInfo("m4.xlarge"),
+    (e: unknown) =>
+      e instanceof BerthFailure && e.errors[0]!.code === "facts.aws-credentials" && /instance profile/.test(e.errors[0]!.hint ?? ""),
+  );
   assert.equal(s.calls.length, 0);
 
   const imdsS = await startImdsStandIn();
   open.push(imdsS);
-  imdsS.setPath("meta-data/iam/security-credentials/node-role", JSON.stringify({ Code: "Success", AccessKeyId: "ASIAROLE", SecretAccessKey: "rs", Token: "tok", Expiration: "2999-01-01T00:00:00Z" }));
+  imdsS.setPath(
+    "meta-data/iam/security-credentials/node-role",
+    JSON.stringify({ Code: "Success", AccessKeyId: "ASIAROLE", SecretAccessKey: "rs", Token: "tok", Expiration: "2999-01-01T00:00:00Z" }),
+  );
   const imds = createImdsClient({ endpoint: imdsS.url, env: {} });
-  const viaRole = createEc2Client({ region: "us-west-2", env: { AWS_ENDPOINT_URL_EC2: s.url, AWS_CA_BUNDLE: s.caFile, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials" }, imds, backoff: fast });
+  const viaRole = createEc2Client({
+    region: "us-west-2",
+    env: { AWS_ENDPOINT_URL_EC2: s.url, AWS_CA_BUNDLE: s.caFile, AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials" },
+    imds,
+    backoff: fast,
+  });
   assert.deepEqual(await viaRole.instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
   assert.match(s.authorizations.at(-1)!, /Credential=ASIAROLE\/.*SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,/);
   imds.close();
@@ -187,8 +258,14 @@ test("endpoint and region resolution follow the SDK variables", () => {
   assert.equal(resolveEc2Endpoint({}, "cn-north-1"), "https://ec2.cn-north-1.amazonaws.com.cn");
   assert.equal(resolveEc2Endpoint({ AWS_USE_FIPS_ENDPOINT: "true" }, "us-east-1"), "https://ec2-fips.us-east-1.amazonaws.com");
   assert.equal(resolveEc2Endpoint({ AWS_ENDPOINT_URL: "http://127.0.0.1:1" }, "us-west-2"), "http://127.0.0.1:1");
-  assert.equal(resolveEc2Endpoint({ AWS_ENDPOINT_URL: "http://127.0.0.1:1", AWS_ENDPOINT_URL_EC2: "http://127.0.0.1:2" }, "us-west-2"), "http://127.0.0.1:2");
-  assert.equal(resolveEc2Endpoint({ AWS_ENDPOINT_URL_EC2: "http://127.0.0.1:2", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true" }, "us-west-2"), "https://ec2.us-west-2.amazonaws.com");
+  assert.equal(
+    resolveEc2Endpoint({ AWS_ENDPOINT_URL: "http://127.0.0.1:1", AWS_ENDPOINT_URL_EC2: "http://127.0.0.1:2" }, "us-west-2"),
+    "http://127.0.0.1:2",
+  );
+  assert.equal(
+    resolveEc2Endpoint({ AWS_ENDPOINT_URL_EC2: "http://127.0.0.1:2", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true" }, "us-west-2"),
+    "https://ec2.us-west-2.amazonaws.com",
+  );
   assert.equal(resolveRegion({}, "us-west-2"), "us-west-2");
   assert.equal(resolveRegion({ AWS_DEFAULT_REGION: "eu-west-1" }, "us-west-2"), "eu-west-1");
   assert.equal(resolveRegion({ AWS_REGION: "ap-south-1", AWS_DEFAULT_REGION: "eu-west-1" }, "us-west-2"), "ap-south-1");
@@ -199,7 +276,10 @@ test("SigV4 matches the AWS SDK's signer (known answer from @smithy/signature-v4
   const h = signRequest({
     method: "POST",
     url: new URL("https://ec2.us-west-2.amazonaws.com/"),
-    headers: { "content-type": "application/x-www-form-urlencoded; charset=utf-8", "x-amz-content-sha256": createHash("sha256").update(body).digest("hex") },
+    headers: {
+      "content-type": "application/x-www-form-urlencoded; charset=utf-8",
+      "x-amz-content-sha256": createHash("sha256").update(body).digest("hex"),
+    },
     body,
     region: "us-west-2",
     service: "ec2",
@@ -230,8 +310,14 @@ test("proxyFor: HTTPS_PROXY/HTTP_PROXY, NO_PROXY suffixes and ports, loopback ne
   assert.equal(proxyFor(u("https://ec2.us-west-2.amazonaws.com/"), { HTTPS_PROXY: "http://p:3128" })?.href, "http://p:3128/");
   assert.equal(proxyFor(u("https://ec2.us-west-2.amazonaws.com/"), { https_proxy: "p:3128" })?.href, "http://p:3128/");
   assert.equal(proxyFor(u("http://ec2.example/"), { HTTPS_PROXY: "http://p:3128" }), undefined);
-  assert.equal(proxyFor(u("https://ec2.us-west-2.amazonaws.com/"), { HTTPS_PROXY: "http://p:3128", NO_PROXY: "localhost,.amazonaws.com" }), undefined);
-  assert.equal(proxyFor(u("https://ec2.us-west-2.amazonaws.com/"), { HTTPS_PROXY: "http://p:3128", no_proxy: "amazonaws.com:80" })?.host, "p:3128");
+  assert.equal(
+    proxyFor(u("https://ec2.us-west-2.amazonaws.com/"), { HTTPS_PROXY: "http://p:3128", NO_PROXY: "localhost,.amazonaws.com" }),
+    undefined,
+  );
+  assert.equal(
+    proxyFor(u("https://ec2.us-west-2.amazonaws.com/"), { HTTPS_PROXY: "http://p:3128", no_proxy: "amazonaws.com:80" })?.host,
+    "p:3128",
+  );
   assert.equal(proxyFor(u("https://ec2.us-west-2.amazonaws.com/"), { HTTPS_PROXY: "http://p:3128", NO_PROXY: "*" }), undefined);
   assert.equal(proxyFor(u("http://127.0.0.1:5000/"), { HTTP_PROXY: "http://p:3128" }), undefined);
   assert.equal(proxyFor(u("http://[::1]:5000/"), { HTTP_PROXY: "http://p:3128" }), undefined);
@@ -246,14 +332,24 @@ test("through an HTTPS_PROXY (CONNECT, AWS_CA_BUNDLE) and an HTTP_PROXY (absolut
   // A loopback test proxy: every tunnel and request goes to the stand-in, whatever host was asked for.
   const proxy = http.createServer((req, res) => {
     seen.push(`${req.method} ${req.url}`);
-    const up = https.request({ host: "127.0.0.1", port: new URL(tlsEc2.url).port, ca: readFileSync(tlsEc2.caFile), method: req.method, path: new URL(req.url!).pathname, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode!, r.headers);
-      r.pipe(res);
-    });
+    const up = https.request(
+      {
+        host: "127.0.0.1",
+        port: new URL(tlsEc2.url).port,
+        ca: readFileSync(tlsEc2.caFile),
+        method: req.method,
+        path: new URL(req.url!).pathname,
+        headers: req.headers,
+      },
+      (r) => {
+        res.writeHead(r.statusCode!, r.headers);
+        r.pipe(res);
+      },
+    );
     req.pipe(up);
   });
-  const sockets = new Set<import("node:net").Socket>();
-  proxy.on("connect", (req, client: import("node:net").Socket) => {
+  const sockets = new Set<Socket>();
+  proxy.on("connect", (req, client: Socket) => {
     seen.push(`CONNECT ${req.url}`);
     const up = net.connect(Number(new URL(tlsEc2.url).port), "127.0.0.1", () => {
       client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
@@ -263,18 +359,35 @@ test("through an HTTPS_PROXY (CONNECT, AWS_CA_BUNDLE) and an HTTP_PROXY (absolut
     sockets.add(client).add(up);
   });
   await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
-  const proxyUrl = `http://127.0.0.1:${(proxy.address() as import("node:net").AddressInfo).port}`;
+  const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
   try {
     const creds = { AWS_ACCESS_KEY_ID: "AKIDTEST", AWS_SECRET_ACCESS_KEY: "secret", AWS_EC2_METADATA_DISABLED: "true" };
-    const viaConnect = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "https://ec2.test.invalid", HTTPS_PROXY: proxyUrl, AWS_CA_BUNDLE: tlsEc2.caFile }, backoff: fast, maxAttempts: 1 });
+    const viaConnect = createEc2Client({
+      region: "us-west-2",
+      env: { ...creds, AWS_ENDPOINT_URL_EC2: "https://ec2.test.invalid", HTTPS_PROXY: proxyUrl, AWS_CA_BUNDLE: tlsEc2.caFile },
+      backoff: fast,
+      maxAttempts: 1,
+    });
     assert.equal(await viaConnect.privateDnsName("i-1234567890abcdef0"), "ip-172-16-34-43.ec2.internal");
     assert.equal(tlsEc2.calls.length, 1);
-    const viaHttp = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "http://ec2.test.invalid:8080", HTTP_PROXY: proxyUrl }, backoff: fast, maxAttempts: 1 });
+    const viaHttp = createEc2Client({
+      region: "us-west-2",
+      env: { ...creds, AWS_ENDPOINT_URL_EC2: "http://ec2.test.invalid:8080", HTTP_PROXY: proxyUrl },
+      backoff: fast,
+      maxAttempts: 1,
+    });
     assert.deepEqual(await viaHttp.instanceTypeInfo("m4.xlarge"), { defaultEnis: 4, ipv4PerEni: 15 });
     assert.deepEqual(seen, ["CONNECT ec2.test.invalid:443", "POST http://ec2.test.invalid:8080/"]);
     // Without the CA bundle the stand-in's certificate is refused, through the tunnel too.
-    const untrusted = createEc2Client({ region: "us-west-2", env: { ...creds, AWS_ENDPOINT_URL_EC2: "https://ec2.test.invalid", HTTPS_PROXY: proxyUrl }, backoff: fast });
-    await assert.rejects(untrusted.privateDnsName("i-1234567890abcdef0"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.ec2-tls");
+    const untrusted = createEc2Client({
+      region: "us-west-2",
+      env: { ...creds, AWS_ENDPOINT_URL_EC2: "https://ec2.test.invalid", HTTPS_PROXY: proxyUrl },
+      backoff: fast,
+    });
+    await assert.rejects(
+      untrusted.privateDnsName("i-1234567890abcdef0"),
+      (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.ec2-tls",
+    );
     assert.equal(tlsEc2.calls.length, 2);
   } finally {
     for (const s of sockets) s.destroy();

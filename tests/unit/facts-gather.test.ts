@@ -9,8 +9,8 @@ import { createImdsClient, type ImdsHttpClient } from "../../src/facts/imds.ts";
 import { createEc2Client } from "../../src/facts/ec2.ts";
 import type { BerthError } from "../../src/util/result.ts";
 import type { NodeConfigSpec } from "../../src/api/types.ts";
-import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
-import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
+import { startImdsStandIn } from "../standins/imds-server.ts";
+import { startEc2StandIn } from "../standins/ec2-server.ts";
 import { clusterSpec } from "../fixtures/node.ts";
 
 const fast = { initialMs: 1, maxMs: 5 };
@@ -43,7 +43,10 @@ after(async () => {
 async function node(opts: { imds?: Parameters<typeof startImdsStandIn>[0]; ec2?: Parameters<typeof startEc2StandIn>[0] } = {}) {
   const imdsS = await startImdsStandIn(opts.imds);
   const ec2S = await startEc2StandIn(opts.ec2);
-  cleanup.push(() => imdsS.close(), () => ec2S.close());
+  cleanup.push(
+    () => imdsS.close(),
+    () => ec2S.close(),
+  );
   // Static credentials and IMDS credentials off: nothing may reach past loopback.
   const env: NodeJS.ProcessEnv = { ...ec2S.env(), AWS_EC2_METADATA_DISABLED: "true" };
   const imds: ImdsHttpClient = createImdsClient({ endpoint: imdsS.url, env: {}, backoff: fast, deadlineMs: 3000 });
@@ -79,7 +82,10 @@ test("the conformance node: every fact in the README table", async () => {
   assert.equal(f.memoryBytes, 16106628 * 1024);
   assert.deepEqual(warnings, []);
   // Only DescribeInstances: m4.xlarge comes from the table.
-  assert.deepEqual(n.ec2S.calls.map((c) => c.action), ["DescribeInstances"]);
+  assert.deepEqual(
+    n.ec2S.calls.map((c) => c.action),
+    ["DescribeInstances"],
+  );
   // The embedded demo profile is exactly this node.
   assert.deepEqual(await demoFacts(), f);
 });
@@ -125,9 +131,21 @@ test("failures are error values: missing versions and EC2 refusing DescribeInsta
 });
 
 test("staticFacts validates a profile and names the bad field", () => {
-  const bad = staticFacts({ instance: { id: "i-1" }, instanceType: { origin: "x" }, cpus: 0, kubeletVersion: "v1.33.0", containerdVersion: "1.7.27", nvidiaRuntime: false, neuronDevices: "no" }, "facts.json");
+  const bad = staticFacts(
+    {
+      instance: { id: "i-1" },
+      instanceType: { origin: "x" },
+      cpus: 0,
+      kubeletVersion: "v1.33.0",
+      containerdVersion: "1.7.27",
+      nvidiaRuntime: false,
+      neuronDevices: "no",
+    },
+    "facts.json",
+  );
   assert.ok(!bad.ok);
   const paths = bad.errors.map((e) => e.where?.path);
-  for (const p of ["instance.type", "instance.mac", "instanceType.origin", "cpus", "kubeletVersion", "neuronDevices"]) assert.ok(paths.includes(p), p);
+  for (const p of ["instance.type", "instance.mac", "instanceType.origin", "cpus", "kubeletVersion", "neuronDevices"])
+    assert.ok(paths.includes(p), p);
   assert.equal(bad.errors[0]!.where?.source, "facts.json");
 });

@@ -1,6 +1,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { createImdsClient, resolveImdsEndpoint, IMDS_IPV6_ENDPOINT, IMDS_IPV4_ENDPOINT } from "../../src/facts/imds.ts";
 import { BerthFailure } from "../../src/util/result.ts";
 import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
@@ -16,7 +17,8 @@ after(async () => {
   await Promise.all(standIns.map((s) => s.close()));
 });
 
-const client = (s: ImdsStandIn, extra: Parameters<typeof createImdsClient>[0] = {}) => createImdsClient({ endpoint: s.url, env: {}, backoff: fast, deadlineMs: 5000, ...extra });
+const client = (s: ImdsStandIn, extra: Parameters<typeof createImdsClient>[0] = {}) =>
+  createImdsClient({ endpoint: s.url, env: {}, backoff: fast, deadlineMs: 5000, ...extra });
 
 test("stand-in: GET without a token is 401, token PUT needs a TTL", async () => {
   const s = await start();
@@ -53,7 +55,13 @@ test("401 on a stale token: fetch a fresh token and retry", async () => {
   await c.get("meta-data/instance-id");
   s.expireTokens();
   assert.equal(await c.get("meta-data/mac"), "0e:49:61:0f:c3:11");
-  assert.deepEqual(s.requests, ["PUT /latest/api/token", "GET /latest/meta-data/instance-id", "GET /latest/meta-data/mac", "PUT /latest/api/token", "GET /latest/meta-data/mac"]);
+  assert.deepEqual(s.requests, [
+    "PUT /latest/api/token",
+    "GET /latest/meta-data/instance-id",
+    "GET /latest/meta-data/mac",
+    "PUT /latest/api/token",
+    "GET /latest/meta-data/mac",
+  ]);
   c.close();
 });
 
@@ -92,7 +100,10 @@ test("instanceType overrides the metadata and the identity document", async () =
   const s = await start({ instanceType: "mock-type.large" });
   const c = client(s);
   assert.equal(await c.get("meta-data/instance-type"), "mock-type.large");
-  assert.equal((JSON.parse((await c.get("dynamic/instance-identity/document"))!) as { instanceType: string }).instanceType, "mock-type.large");
+  assert.equal(
+    (JSON.parse((await c.get("dynamic/instance-identity/document"))!) as { instanceType: string }).instanceType,
+    "mock-type.large",
+  );
   c.close();
 });
 
@@ -124,7 +135,7 @@ test("deadline hit: an error value with where and a hint", async () => {
 test("connection refused is retried until the deadline", async () => {
   const srv = http.createServer();
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const port = (srv.address() as import("node:net").AddressInfo).port;
+  const port = (srv.address() as AddressInfo).port;
   await new Promise<void>((r) => srv.close(() => r()));
   let retries = 0;
   const c = createImdsClient({ endpoint: `http://127.0.0.1:${port}`, env: {}, backoff: fast, deadlineMs: 100, onRetry: () => retries++ });
@@ -139,13 +150,16 @@ test("IMDSv1 fallback when the token service is absent (404), unless v1 is disab
     res.writeHead(200).end(req.url === "/latest/meta-data/mac" ? "aa:bb" : "x");
   });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const url = `http://127.0.0.1:${(srv.address() as import("node:net").AddressInfo).port}`;
+  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
   try {
     const c = createImdsClient({ endpoint: url, env: {}, backoff: fast });
     assert.equal(await c.get("meta-data/mac"), "aa:bb");
     c.close();
     const strict = createImdsClient({ endpoint: url, env: { AWS_EC2_METADATA_V1_DISABLED: "true" }, backoff: fast, deadlineMs: 500 });
-    await assert.rejects(strict.get("meta-data/mac"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.imds-status");
+    await assert.rejects(
+      strict.get("meta-data/mac"),
+      (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.imds-status",
+    );
     strict.close();
   } finally {
     srv.closeAllConnections();
@@ -156,7 +170,10 @@ test("IMDSv1 fallback when the token service is absent (404), unless v1 is disab
 test("environment: endpoint, endpoint mode, disabled", async () => {
   assert.deepEqual(resolveImdsEndpoint({}), { endpoint: IMDS_IPV4_ENDPOINT });
   assert.deepEqual(resolveImdsEndpoint({ AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE: "IPv6" }), { endpoint: IMDS_IPV6_ENDPOINT });
-  assert.deepEqual(resolveImdsEndpoint({ AWS_EC2_METADATA_SERVICE_ENDPOINT: "http://127.0.0.1:1338/", AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE: "IPv6" }), { endpoint: "http://127.0.0.1:1338" });
+  assert.deepEqual(
+    resolveImdsEndpoint({ AWS_EC2_METADATA_SERVICE_ENDPOINT: "http://127.0.0.1:1338/", AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE: "IPv6" }),
+    { endpoint: "http://127.0.0.1:1338" },
+  );
   const badMode = resolveImdsEndpoint({ AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE: "IPv5" });
   assert.ok("error" in badMode && badMode.error.hint?.includes("IPv4 or IPv6"));
   assert.ok("error" in resolveImdsEndpoint({ AWS_EC2_METADATA_SERVICE_ENDPOINT: "not a url" }));
@@ -168,6 +185,9 @@ test("environment: endpoint, endpoint mode, disabled", async () => {
   viaEnv.close();
 
   const off = createImdsClient({ env: { AWS_EC2_METADATA_DISABLED: "TRUE", AWS_EC2_METADATA_SERVICE_ENDPOINT: s.url } });
-  await assert.rejects(off.get("meta-data/instance-id"), (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.imds-disabled" && !!e.errors[0]!.hint);
+  await assert.rejects(
+    off.get("meta-data/instance-id"),
+    (e: unknown) => e instanceof BerthFailure && e.errors[0]!.code === "facts.imds-disabled" && !!e.errors[0]!.hint,
+  );
   off.close();
 });

@@ -6,7 +6,13 @@ import path from "node:path";
 import fc from "fast-check";
 import { HostRoot } from "../../src/host/root.ts";
 import { parseCpuList, onlineCpus, hasNvidiaRuntime, hasNeuronDevices } from "../../src/facts/sysfs.ts";
-import { parseKubeletVersion, parseContainerdVersion, kubeletVersion, containerdVersion, type CommandRunner } from "../../src/facts/versions.ts";
+import {
+  parseKubeletVersion,
+  parseContainerdVersion,
+  kubeletVersion,
+  containerdVersion,
+  type CommandRunner,
+} from "../../src/facts/versions.ts";
 import { tableLookup, lookupInstanceType, tableTypes } from "../../src/facts/instance-types.ts";
 
 const dirs: string[] = [];
@@ -37,19 +43,23 @@ test("parseCpuList: examples", () => {
 
 test("parseCpuList: property — any set rendered as a kernel range list parses back to itself", () => {
   fc.assert(
-    fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 4095 }), { maxLength: 64 }), fc.array(fc.boolean(), { maxLength: 64 }), (ids, splits) => {
-      const sorted = [...ids].sort((a, b) => a - b);
-      // Render consecutive runs as ranges, sometimes splitting a run (also valid kernel syntax).
-      const parts: string[] = [];
-      let i = 0;
-      while (i < sorted.length) {
-        let j = i;
-        while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1 && !splits[j % Math.max(1, splits.length)]) j++;
-        parts.push(i === j ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
-        i = j + 1;
-      }
-      assert.deepEqual(parseCpuList(parts.join(",") + "\n"), sorted);
-    }),
+    fc.property(
+      fc.uniqueArray(fc.integer({ min: 0, max: 4095 }), { maxLength: 64 }),
+      fc.array(fc.boolean(), { maxLength: 64 }),
+      (ids, splits) => {
+        const sorted = [...ids].sort((a, b) => a - b);
+        // Render consecutive runs as ranges, sometimes splitting a run (also valid kernel syntax).
+        const parts: string[] = [];
+        let i = 0;
+        while (i < sorted.length) {
+          let j = i;
+          while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1 && !splits[j % Math.max(1, splits.length)]) j++;
+          parts.push(i === j ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
+          i = j + 1;
+        }
+        assert.deepEqual(parseCpuList(parts.join(",") + "\n"), sorted);
+      },
+    ),
   );
 });
 
@@ -58,7 +68,9 @@ test("onlineCpus: from sysfs under --root, cpuN fallback, error with hint", asyn
   assert.deepEqual(await onlineCpus(two), { ok: true, value: { cpus: 2, source: two.path("/sys/devices/system/cpu/online") } });
   const r = await onlineCpus(await rootWith({ "sys/devices/system/cpu/online": "0-3,8,10-11\n" }));
   assert.ok(r.ok && r.value.cpus === 7);
-  const dirsOnly = await onlineCpus(await rootWith({ "sys/devices/system/cpu/cpu0/x": "", "sys/devices/system/cpu/cpu1/x": "", "sys/devices/system/cpu/cpufreq/x": "" }));
+  const dirsOnly = await onlineCpus(
+    await rootWith({ "sys/devices/system/cpu/cpu0/x": "", "sys/devices/system/cpu/cpu1/x": "", "sys/devices/system/cpu/cpufreq/x": "" }),
+  );
   assert.ok(dirsOnly.ok && dirsOnly.value.cpus === 2);
   const bad = await onlineCpus(await rootWith({ "sys/devices/system/cpu/online": "zero\n" }));
   assert.ok(!bad.ok && bad.errors[0]!.where?.line === 1 && !!bad.errors[0]!.hint);
@@ -75,7 +87,10 @@ test("version parsing: kubelet keeps EKS suffixes, containerd keeps the core", (
   assert.equal(parseContainerdVersion("1.7.27\n"), "1.7.27");
   assert.equal(parseContainerdVersion("containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da\n"), "1.7.27");
   assert.equal(parseContainerdVersion("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1\n"), "1.6.20");
-  assert.equal(parseContainerdVersion("containerd github.com/containerd/containerd/v2 v2.0.5 fb4c30d4ede3531652d86197bf3fc9515e5276d9\n"), "2.0.5");
+  assert.equal(
+    parseContainerdVersion("containerd github.com/containerd/containerd/v2 v2.0.5 fb4c30d4ede3531652d86197bf3fc9515e5276d9\n"),
+    "2.0.5",
+  );
   assert.equal(parseContainerdVersion("1.7.27-1.amzn2023.0.1"), "1.7.27");
   assert.equal(parseContainerdVersion("containerd"), undefined);
 });
@@ -108,9 +123,19 @@ test("runtimes: nvidia-container-runtime binary; neuron by /dev/neuronN or PCI i
   assert.equal(await hasNvidiaRuntime(await rootWith({ "usr/bin/nvidia-container-runtime": "" })), true);
   assert.equal(await hasNvidiaRuntime(await rootWith({})), false);
   assert.equal(await hasNeuronDevices(await rootWith({ "dev/neuron0": "" })), true);
-  assert.equal(await hasNeuronDevices(await rootWith({ "sys/bus/pci/devices/0000:00:1e.0/vendor": "0x1d0f\n", "sys/bus/pci/devices/0000:00:1e.0/device": "0x7264\n" })), true);
+  assert.equal(
+    await hasNeuronDevices(
+      await rootWith({ "sys/bus/pci/devices/0000:00:1e.0/vendor": "0x1d0f\n", "sys/bus/pci/devices/0000:00:1e.0/device": "0x7264\n" }),
+    ),
+    true,
+  );
   // An Amazon ENA/NVMe device (same vendor, other ids) is not a Neuron device.
-  assert.equal(await hasNeuronDevices(await rootWith({ "sys/bus/pci/devices/0000:00:05.0/vendor": "0x1d0f\n", "sys/bus/pci/devices/0000:00:05.0/device": "0xec20\n" })), false);
+  assert.equal(
+    await hasNeuronDevices(
+      await rootWith({ "sys/bus/pci/devices/0000:00:05.0/vendor": "0x1d0f\n", "sys/bus/pci/devices/0000:00:05.0/device": "0xec20\n" }),
+    ),
+    false,
+  );
   assert.equal(await hasNeuronDevices(await rootWith({})), false);
 });
 

@@ -185,7 +185,9 @@ test("PullImage from the lab registry (loopback, offline pause image), then Imag
   const certs = path.join(scratch, "certs.d");
   fs.mkdirSync(path.join(certs, "localhost"), { recursive: true });
   fs.writeFileSync(path.join(certs, "localhost", "hosts.toml"), registryHostsToml(registry));
-  const d = await startContainerd({ extraConfig: `[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ${JSON.stringify(certs)}\n` });
+  const d = await startContainerd({
+    extraConfig: `[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ${JSON.stringify(certs)}\n`,
+  });
   const c = createCriClient(d.socket);
   try {
     const digest = await pushPauseImage(registry);
@@ -196,9 +198,15 @@ test("PullImage from the lab registry (loopback, offline pause image), then Imag
     assert.ok(img, "present after the pull");
     assert.equal(img.id, ref);
     assert.ok(img.repoTags.includes(PAUSE_IMAGE), JSON.stringify(img));
-    assert.ok(img.repoDigests.some((x) => x.endsWith(digest)), JSON.stringify(img));
+    assert.ok(
+      img.repoDigests.some((x) => x.endsWith(digest)),
+      JSON.stringify(img),
+    );
     assert.ok(img.size > 0);
-    assert.deepEqual((await c.listImages()).map((i) => i.id), [ref]);
+    assert.deepEqual(
+      (await c.listImages()).map((i) => i.id),
+      [ref],
+    );
     // A tag the registry does not have: a CriError that says which call failed.
     await assert.rejects(c.pullImage("localhost/kubernetes/pause:no-such-tag", { timeoutMs: 30_000 }), (e: unknown) => {
       assert.ok(e instanceof CriError);

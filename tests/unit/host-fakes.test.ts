@@ -12,7 +12,10 @@ test("FakeSystemd records calls, models start/restart/stop, and fails once when 
   const c0 = await sd.unitState("containerd.service");
   assert.ok(c0.mainPid > 0);
   sd.failOnce("restartUnit", sd.noSuchUnit("containerd.service"));
-  await assert.rejects(sd.restartUnit("containerd.service"), (e: unknown) => e instanceof SystemdError && e.code === "systemd.no-such-unit");
+  await assert.rejects(
+    sd.restartUnit("containerd.service"),
+    (e: unknown) => e instanceof SystemdError && e.code === "systemd.no-such-unit",
+  );
   assert.equal(await sd.restartUnit("containerd.service"), "done");
   const c1 = await sd.unitState("containerd.service");
   assert.notEqual(c1.mainPid, c0.mainPid);
@@ -24,7 +27,18 @@ test("FakeSystemd records calls, models start/restart/stop, and fails once when 
   assert.equal(await sd.stopUnit("kubelet.service"), "done");
   assert.equal((await sd.unitState("nope.service")).loadState, "not-found");
   await assert.rejects(sd.startUnit("nope.service"), SystemdError);
-  assert.deepEqual(sd.callNames(), ["unitState", "restartUnit", "restartUnit", "unitState", "startUnit", "unitState", "startUnit", "stopUnit", "unitState", "startUnit"]);
+  assert.deepEqual(sd.callNames(), [
+    "unitState",
+    "restartUnit",
+    "restartUnit",
+    "unitState",
+    "startUnit",
+    "unitState",
+    "startUnit",
+    "stopUnit",
+    "unitState",
+    "startUnit",
+  ]);
   assert.equal(sd.callsOf("restartUnit", "containerd.service").length, 2);
 });
 
@@ -36,7 +50,14 @@ test("FakeSystemd subscribers get the baseline, then crash and systemd's own res
   sd.autoRestart("containerd.service");
   unsubscribe();
   sd.crash("containerd.service");
-  assert.deepEqual(seen.map((s) => [s.activeState, s.result, s.nRestarts]), [["active", "success", 0], ["failed", "signal", 0], ["active", "success", 1]]);
+  assert.deepEqual(
+    seen.map((s) => [s.activeState, s.result, s.nRestarts]),
+    [
+      ["active", "success", 0],
+      ["failed", "signal", 0],
+      ["active", "success", 1],
+    ],
+  );
 });
 
 test("FakeCri: down/hung/not-ready/pull and fail-once behave like the real client's errors", async () => {

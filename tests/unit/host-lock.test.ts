@@ -9,7 +9,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { acquireLock, holderAlive, lockTimeoutFromEnv, DEFAULT_LOCK_TIMEOUT_MS, LOCK_PATH, type LockHolder } from "../../src/host/lock.ts";
+import { acquireLock, lockTimeoutFromEnv, DEFAULT_LOCK_TIMEOUT_MS } from "../../src/host/lock.ts";
+import { holderAlive, type LockHolder } from "../../src/host/lock-holder.ts";
+import { LOCK_PATH } from "../../src/util/node-layout.ts";
 import { HostRoot } from "../../src/host/root.ts";
 
 const dirs: string[] = [];
@@ -40,7 +42,14 @@ function sleeper(): ChildProcess & { pid: number } {
 
 /** Plant a lock held by `h` (as another process would have taken it). */
 function plant(root: HostRoot, h: Partial<LockHolder> & { pid: number }): string {
-  const holder: LockHolder = { nonce: "feedc0de00000001", command: "berth init", since: "2026-01-02T03:04:05.000Z", bootId: BOOT_ID, pidNs: PID_NS, ...h };
+  const holder: LockHolder = {
+    nonce: "feedc0de00000001",
+    command: "berth init",
+    since: "2026-01-02T03:04:05.000Z",
+    bootId: BOOT_ID,
+    pidNs: PID_NS,
+    ...h,
+  };
   const dir = root.path(LOCK_PATH);
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, `${holder.nonce}.json`), JSON.stringify(holder));
@@ -78,7 +87,10 @@ test("held by a live process: waits, says so once, and gives up at the deadline 
   assert.ok(l.errors[0]!.message.includes(dir), l.errors[0]!.message);
   assert.match(l.errors[0]!.hint ?? "", /BERTH_LOCK_TIMEOUT_MS/);
   assert.equal(lines.length, 1, lines.join("\n"));
-  assert.match(lines[0]!, new RegExp(`^waiting for the berth lock held by pid ${s.pid} \\(berth init\\) since 2026-01-02T03:04:05.000Z; giving up at `));
+  assert.match(
+    lines[0]!,
+    new RegExp(`^waiting for the berth lock held by pid ${s.pid} \\(berth init\\) since 2026-01-02T03:04:05.000Z; giving up at `),
+  );
   // The holder's lock is untouched, and nothing of the waiter is left.
   assert.deepEqual(readdirSync(dir), ["feedc0de00000001.json"]);
   assert.deepEqual(readdirSync(path.dirname(dir)), ["lock"]);
@@ -136,7 +148,11 @@ test("holderAlive: boot id, PID namespace, start time, zombies", () => {
   assert.equal(holderAlive(h({ pid: 21 }), me, alive), false, "gone");
   assert.equal(holderAlive(h({ bootId: "a" }), me, alive), false, "earlier boot");
   assert.equal(holderAlive(h({ pid: 21, pidNs: "pid:[2]" }), me, alive), true, "another PID namespace: cannot tell, so wait");
-  assert.equal(holderAlive(h({}), me, () => ({ state: "Z", startTime: "200" })), false, "zombie");
+  assert.equal(
+    holderAlive(h({}), me, () => ({ state: "Z", startTime: "200" })),
+    false,
+    "zombie",
+  );
   assert.equal(holderAlive(h({ procPid: 20, pid: 1 }), me, alive), true, "/proc's numbering is used when recorded");
 });
 
@@ -146,7 +162,15 @@ test("a waiter killed while waiting leaves a temp dir the next holder removes; a
   const parent = path.dirname(root.path(LOCK_PATH));
   mkdirSync(parent, { recursive: true });
   const killed: LockHolder = { pid: 999_999_999, nonce: "aaaa", command: "t", since: "", bootId: BOOT_ID, pidNs: PID_NS };
-  const live: LockHolder = { pid: s.pid, startTime: startTimeOf(s.pid), nonce: "bbbb", command: "t", since: "", bootId: BOOT_ID, pidNs: PID_NS };
+  const live: LockHolder = {
+    pid: s.pid,
+    startTime: startTimeOf(s.pid),
+    nonce: "bbbb",
+    command: "t",
+    since: "",
+    bootId: BOOT_ID,
+    pidNs: PID_NS,
+  };
   for (const w of [killed, live]) {
     mkdirSync(path.join(parent, `.lock.${w.nonce}.tmp`));
     writeFileSync(path.join(parent, `.lock.${w.nonce}.tmp`, `${w.nonce}.json`), JSON.stringify(w));
@@ -187,7 +211,7 @@ test("exclusive across processes: critical sections never overlap", async () => 
   const runs = Array.from({ length: 3 }, () => {
     const c = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
-    c.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+    c.stderr.on("data", (d: Buffer) => (err += d.toString()));
     return new Promise<void>((resolve, reject) => c.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(err)))));
   });
   await Promise.all(runs);

@@ -64,7 +64,10 @@ test("--root: a link loop is ELOOP, with the host path and the root in the messa
   const r = new HostRoot(d);
   symlinkSync("/b", path.join(d, "a"));
   symlinkSync("/a", path.join(d, "b"));
-  assert.throws(() => r.path("/a/x"), (e: NodeJS.ErrnoException) => e.code === "ELOOP" && e.message.includes("/a/x") && e.message.includes(d));
+  assert.throws(
+    () => r.path("/a/x"),
+    (e: NodeJS.ErrnoException) => e.code === "ELOOP" && e.message.includes("/a/x") && e.message.includes(d),
+  );
 });
 
 test("--root: describe() names the node path, and the real path under another root", () => {

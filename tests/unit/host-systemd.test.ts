@@ -68,9 +68,23 @@ class FakeManager {
         }
         const job = `/org/freedesktop/systemd1/job/${++this.jobId}`;
         const removed = (result: string) =>
-          this.bus.send(dbus.Message.newSignal("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved", "uoss", [this.jobId, job, unit, result]));
+          this.bus.send(
+            dbus.Message.newSignal("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved", "uoss", [
+              this.jobId,
+              job,
+              unit,
+              result,
+            ]),
+          );
         // Another unit's job finishing in between must not confuse the waiter.
-        this.bus.send(dbus.Message.newSignal("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved", "uoss", [999, "/org/freedesktop/systemd1/job/999", "other.service", "failed"]));
+        this.bus.send(
+          dbus.Message.newSignal("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved", "uoss", [
+            999,
+            "/org/freedesktop/systemd1/job/999",
+            "other.service",
+            "failed",
+          ]),
+        );
         if (how !== "never" && how.early) removed(how.result);
         reply("o", [job]);
         if (how !== "never" && !how.early) setTimeout(() => removed(how.result), how.delayMs ?? 5);
@@ -107,7 +121,13 @@ class FakeManager {
   }
 
   propertiesChanged(unit: string): void {
-    this.bus.send(dbus.Message.newSignal(this.unitPath(unit), "org.freedesktop.DBus.Properties", "PropertiesChanged", "sa{sv}as", ["org.freedesktop.systemd1.Unit", {}, ["ActiveState"]]));
+    this.bus.send(
+      dbus.Message.newSignal(this.unitPath(unit), "org.freedesktop.DBus.Properties", "PropertiesChanged", "sa{sv}as", [
+        "org.freedesktop.systemd1.Unit",
+        {},
+        ["ActiveState"],
+      ]),
+    );
   }
 }
 
@@ -207,7 +227,13 @@ test("a method systemd never answers fails at the call deadline", async () => {
   try {
     // daemonReload allows itself at least 30 s; use a unit call for the short deadline.
     fake.hang.add("LoadUnit");
-    await assert.rejects(sd.unitState("x.service"), (e: unknown) => e instanceof SystemdError && e.code === "systemd.call-deadline" && /LoadUnit of x\.service: systemd did not answer within 100 ms/.test(e.message));
+    await assert.rejects(
+      sd.unitState("x.service"),
+      (e: unknown) =>
+        e instanceof SystemdError &&
+        e.code === "systemd.call-deadline" &&
+        /LoadUnit of x\.service: systemd did not answer within 100 ms/.test(e.message),
+    );
   } finally {
     fake.hang.delete("Reload");
     fake.hang.delete("LoadUnit");
@@ -244,10 +270,13 @@ test("subscribe: baseline at once, then each PropertiesChanged, no duplicates, n
   let notify: (() => void) | undefined;
   const next = () => new Promise<void>((r) => (notify = r));
   try {
-    const unsubscribe = await sd.subscribe((u, s) => {
-      seen.push([u, s]);
-      notify?.();
-    }, ["w.service"]);
+    const unsubscribe = await sd.subscribe(
+      (u, s) => {
+        seen.push([u, s]);
+        notify?.();
+      },
+      ["w.service"],
+    );
     assert.equal(seen.length, 1);
     assert.equal(seen[0]?.[1].mainPid, 100);
 
@@ -265,7 +294,10 @@ test("subscribe: baseline at once, then each PropertiesChanged, no duplicates, n
     fake.setProps("w.service", "active", 101, 20n);
     fake.propertiesChanged("w.service");
     await again;
-    assert.deepEqual(seen.map(([, s]) => s.mainPid), [100, 0, 101]);
+    assert.deepEqual(
+      seen.map(([, s]) => s.mainPid),
+      [100, 0, 101],
+    );
 
     unsubscribe();
     await new Promise((r) => setTimeout(r, 20)); // let RemoveMatch go out
@@ -295,7 +327,10 @@ test("subscribe that fails on a later unit undoes the earlier ones: no onChange 
   const seen: string[] = [];
   try {
     // Sorted, so v.service is watched before the bad name fails.
-    await assert.rejects(sd.subscribe((u) => void seen.push(u), ["v.service", "zz-not-a-unit"]), (e: unknown) => e instanceof SystemdError && /zz-not-a-unit/.test(e.message));
+    await assert.rejects(
+      sd.subscribe((u) => void seen.push(u), ["v.service", "zz-not-a-unit"]),
+      (e: unknown) => e instanceof SystemdError && /zz-not-a-unit/.test(e.message),
+    );
     fake.setProps("v.service", "failed", 0, 10n);
     fake.propertiesChanged("v.service");
     // A round trip through the bus: anything already sent has been delivered (and refreshed) by now.
@@ -308,7 +343,14 @@ test("subscribe that fails on a later unit undoes the earlier ones: no onChange 
 
 /** Unique (":1.N") connection names on the test bus. */
 async function connections(): Promise<number> {
-  const r = await server.call(new dbus.Message({ destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus", member: "ListNames" }));
+  const r = await server.call(
+    new dbus.Message({
+      destination: "org.freedesktop.DBus",
+      path: "/org/freedesktop/DBus",
+      interface: "org.freedesktop.DBus",
+      member: "ListNames",
+    }),
+  );
   return (r?.body[0] as string[]).filter((n) => n.startsWith(":")).length;
 }
 
@@ -316,7 +358,10 @@ test("a connect whose Subscribe fails closes its bus connection (nothing left to
   const before = await connections();
   fake.hang.add("Subscribe");
   try {
-    await assert.rejects(connectSystemd({ busAddress: address, timeoutMs: 100 }), (e: unknown) => e instanceof SystemdError && e.code === "systemd.call-deadline" && /Subscribe/.test(e.message));
+    await assert.rejects(
+      connectSystemd({ busAddress: address, timeoutMs: 100 }),
+      (e: unknown) => e instanceof SystemdError && e.code === "systemd.call-deadline" && /Subscribe/.test(e.message),
+    );
   } finally {
     fake.hang.delete("Subscribe");
   }
@@ -348,8 +393,14 @@ test("a bus that goes away fails a pending job wait at once, not at its deadline
     const pendingCall = sd.unitState("hanging.service");
     await new Promise((r) => setTimeout(r, 20));
     daemon.kill("SIGKILL");
-    await assert.rejects(pending, (e: unknown) => e instanceof SystemdError && e.code === "systemd.disconnected" && e.unit === "long.service");
-    await assert.rejects(pendingCall, (e: unknown) => e instanceof SystemdError && e.code === "systemd.disconnected" && e.unit === "hanging.service");
+    await assert.rejects(
+      pending,
+      (e: unknown) => e instanceof SystemdError && e.code === "systemd.disconnected" && e.unit === "long.service",
+    );
+    await assert.rejects(
+      pendingCall,
+      (e: unknown) => e instanceof SystemdError && e.code === "systemd.disconnected" && e.unit === "hanging.service",
+    );
     await assert.rejects(sd.unitState("long.service"), (e: unknown) => e instanceof SystemdError && e.code === "systemd.disconnected");
   } finally {
     sd.close();

@@ -33,7 +33,8 @@ const scratchDir = scratchDirs("berth-release-");
 before(ensureRelease);
 after(scratchDir.removeAll);
 
-const sh = (cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): string => execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
+const sh = (cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): string =>
+  execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
 
 test("dist/release holds the eight artifacts and SHA256SUMS covering exactly them", () => {
   const present = readdirSync(RELEASE_DIR).sort();
@@ -42,7 +43,13 @@ test("dist/release holds the eight artifacts and SHA256SUMS covering exactly the
   assert.deepEqual(sums.map((l) => l.slice(66)).sort(), [...ARTIFACTS].sort());
   for (const line of sums) {
     const [sum, name] = [line.slice(0, 64), line.slice(66)];
-    assert.equal(createHash("sha256").update(readFileSync(path.join(RELEASE_DIR, name))).digest("hex"), sum, name);
+    assert.equal(
+      createHash("sha256")
+        .update(readFileSync(path.join(RELEASE_DIR, name)))
+        .digest("hex"),
+      sum,
+      name,
+    );
   }
   for (const exe of ["berth-linux-x64", "berth-linux-arm64"]) assert.equal(statSync(path.join(RELEASE_DIR, exe)).mode & 0o777, 0o755, exe);
 });
@@ -56,14 +63,21 @@ test("the executables are ELF for their architecture and need only the C and C++
     .split("\n")
     .filter((l) => l.includes("(NEEDED)"))
     .map((l) => /\[(.+)\]/.exec(l)?.[1]);
-  assert.deepEqual(needed.filter((n) => !/^(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|libatomic|ld-linux.*)\.so/.test(n ?? "")), [], `unexpected libraries: ${needed.join(" ")}`);
+  assert.deepEqual(
+    needed.filter((n) => !/^(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|libatomic|ld-linux.*)\.so/.test(n ?? "")),
+    [],
+    `unexpected libraries: ${needed.join(" ")}`,
+  );
 });
 
 test(".deb: installs /usr/bin/berth as root:root 0755; postinst runs berth install, prerm berth install --remove", () => {
   for (const arch of ["amd64", "arm64"]) {
     const deb = path.join(RELEASE_DIR, `berth_${VERSION}_${arch}.deb`);
     const fields = sh("dpkg-deb", ["-f", deb, "Package", "Version", "Architecture", "Depends"]);
-    assert.equal(fields, `Package: berth\nVersion: ${VERSION}\nArchitecture: ${arch}\nDepends: libc6 (>= 2.28), libstdc++6, libgcc-s1, libatomic1, systemd\n`);
+    assert.equal(
+      fields,
+      `Package: berth\nVersion: ${VERSION}\nArchitecture: ${arch}\nDepends: libc6 (>= 2.28), libstdc++6, libgcc-s1, libatomic1, systemd\n`,
+    );
     const files = sh("dpkg-deb", ["-c", deb]);
     assert.match(files, /^-rwxr-xr-x root\/root +\d+ [\d-]+ [\d:]+ \.\/usr\/bin\/berth$/m);
     assert.match(files, /\.\/usr\/share\/doc\/berth\/copyright$/m);

@@ -7,10 +7,11 @@ import { parse as parseYaml } from "yaml";
 import type { NodeConfigSpec } from "../../src/api/types.ts";
 import type { NodeFacts } from "../../src/facts/types.ts";
 import { renderContainerd, renderContainerdConfig, translateV2ToV3 } from "../../src/render/containerd.ts";
-import { BASE_RUNTIME_SPEC_PATH, defaultBaseRuntimeSpec, renderBaseRuntimeSpec } from "../../src/render/base-runtime-spec.ts";
-import { isTomlTable, parseToml, stringifyToml } from "../../src/render/toml.ts";
-import type { TomlTable, TomlValue } from "../../src/render/toml.ts";
+import { defaultBaseRuntimeSpec, renderBaseRuntimeSpec } from "../../src/render/base-runtime-spec.ts";
+import { isTomlTable, parseToml, stringifyToml } from "../../src/util/toml.ts";
+import type { TomlTable } from "../../src/util/toml.ts";
 import { conformanceFacts } from "../fixtures/node.ts";
+import { BASE_RUNTIME_SPEC_PATH } from "../../src/util/node-layout.ts";
 
 const CASES = join(import.meta.dirname, "../../../shared/conformance/nodeadm-e2e/cases");
 const caseFile = (c: string, f: string): string => readFileSync(join(CASES, c, f), "utf8");
@@ -43,11 +44,31 @@ function configText(spec: NodeConfigSpec, f: NodeFacts): string {
 const TOML_STEPS: [string, string, string, Partial<NodeFacts>][] = [
   ["containerdv1-config", "configv2.yaml", "expected-containerd-config-pre-1.32.toml", { kubeletVersion: "1.31.0" }],
   ["containerdv1-config", "configv2.yaml", "expected-containerd-config.toml", { kubeletVersion: "1.32.0" }],
-  ["containerdv1-runtime-config-nvidia", "configv2.yaml", "expected-containerd-config.toml", { kubeletVersion: "1.27.0", nvidiaRuntime: true }],
-  ["containerdv1-runtime-config-neuron", "configv2.yaml", "expected-containerd-config.toml", { kubeletVersion: "1.27.0", neuronDevices: true }],
+  [
+    "containerdv1-runtime-config-nvidia",
+    "configv2.yaml",
+    "expected-containerd-config.toml",
+    { kubeletVersion: "1.27.0", nvidiaRuntime: true },
+  ],
+  [
+    "containerdv1-runtime-config-neuron",
+    "configv2.yaml",
+    "expected-containerd-config.toml",
+    { kubeletVersion: "1.27.0", neuronDevices: true },
+  ],
   ["containerdv2-config", "configv3.yaml", "expected-containerd-configv3.toml", { containerdVersion: "2.0.5" }],
-  ["containerdv2-runtime-config-nvidia", "configv3.yaml", "expected-containerd-configv3.toml", { containerdVersion: "2.0.5", nvidiaRuntime: true }],
-  ["containerdv2-runtime-config-neuron", "configv3.yaml", "expected-containerd-configv3.toml", { containerdVersion: "2.0.5", neuronDevices: true }],
+  [
+    "containerdv2-runtime-config-nvidia",
+    "configv3.yaml",
+    "expected-containerd-configv3.toml",
+    { containerdVersion: "2.0.5", nvidiaRuntime: true },
+  ],
+  [
+    "containerdv2-runtime-config-neuron",
+    "configv3.yaml",
+    "expected-containerd-configv3.toml",
+    { containerdVersion: "2.0.5", neuronDevices: true },
+  ],
 ];
 
 for (const [c, cfg, expected, f] of TOML_STEPS) {
@@ -80,7 +101,7 @@ for (const c of ["containerdv1-config", "containerdv1-runtime-config-nvidia", "c
 function assertSubset(sub: TomlTable, full: TomlTable, path: string[] = []): void {
   for (const [k, v] of Object.entries(sub)) {
     const here = [...path, k];
-    const other = full[k] as TomlValue | undefined;
+    const other = full[k];
     if (isTomlTable(v)) {
       assert.ok(isTomlTable(other), `${here.join(".")} is a table in the migrated file`);
       assertSubset(v, other, here);
@@ -92,7 +113,10 @@ function assertSubset(sub: TomlTable, full: TomlTable, path: string[] = []): voi
 
 // nodeadm pipes configv2.yaml through `containerd config migrate`; berth translates the
 // v2 keys itself. Everything berth writes must equal what migrate wrote.
-for (const [c, nvidia] of [["containerdv2-config", false], ["containerdv2-runtime-config-neuron", false]] as const) {
+for (const [c, nvidia] of [
+  ["containerdv2-config", false],
+  ["containerdv2-runtime-config-neuron", false],
+] as const) {
   test(`${c}: a version 2 config on containerd 2.0.5 is translated; every value equals containerd's migrated file`, () => {
     const got = tomlOf(configText(specOf(c, "configv2.yaml"), facts({ containerdVersion: "2.0.5", nvidiaRuntime: nvidia })));
     const migrated = tomlOf(caseFile(c, "expected-containerd-configv2.toml"));
@@ -132,7 +156,10 @@ pause_threshold = 0.02
       "io.containerd.cri.v1.images": { max_concurrent_downloads: 5n, snapshotter: "overlayfs", registry: { config_path: "/x" } },
       "io.containerd.cri.v1.runtime": {
         restrict_oom_score_adj: true,
-        containerd: { default_runtime_name: "crun", runtimes: { crun: { runtime_type: "io.containerd.runc.v2", sandboxer: "podsandbox" } } },
+        containerd: {
+          default_runtime_name: "crun",
+          runtimes: { crun: { runtime_type: "io.containerd.runc.v2", sandboxer: "podsandbox" } },
+        },
       },
       "io.containerd.gc.v1.scheduler": { pause_threshold: 0.02 },
     },
@@ -229,7 +256,11 @@ test("base runtime spec: default without a fragment; null removes a default key"
   const def = defaultBaseRuntimeSpec() as Record<string, Record<string, unknown>>;
   assert.deepEqual(expected.linux, def.linux);
   assert.deepEqual(expected.mounts, def.mounts);
-  const removed = JSON.parse(renderBaseRuntimeSpec({ containerd: { baseRuntimeSpec: { process: { rlimits: null } } } }).content as string);
+  const removed = JSON.parse(
+    renderBaseRuntimeSpec({ containerd: { baseRuntimeSpec: { process: { rlimits: null } } } }).content as string,
+  ) as {
+    process: Record<string, unknown>;
+  };
   assert.equal(removed.process.rlimits, undefined);
   assert.equal(removed.process.cwd, "/");
 });
@@ -237,5 +268,9 @@ test("base runtime spec: default without a fragment; null removes a default key"
 test("renderContainerd returns config.toml then base-runtime-spec.json", () => {
   const r = renderContainerd({}, facts({}));
   assert.ok(r.ok);
-  if (r.ok) assert.deepEqual(r.value.map((f) => f.path), ["/etc/containerd/config.toml", "/etc/containerd/base-runtime-spec.json"]);
+  if (r.ok)
+    assert.deepEqual(
+      r.value.map((f) => f.path),
+      ["/etc/containerd/config.toml", "/etc/containerd/base-runtime-spec.json"],
+    );
 });

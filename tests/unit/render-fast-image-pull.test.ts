@@ -5,10 +5,11 @@ import type { JsonObject, NodeConfigSpec } from "../../src/api/types.ts";
 import type { NodeFacts } from "../../src/facts/types.ts";
 import type { PlannedFile } from "../../src/plan/types.ts";
 import { fastImagePullEnabled, FAST_IMAGE_PULL_MIN } from "../../src/render/fast-image-pull.ts";
-import { renderContainerd, SOCI_CONFIG_PATH, SOCI_CONTAINERD_DROPIN_PATH } from "../../src/render/containerd.ts";
+import { renderContainerd } from "../../src/render/containerd.ts";
 import { renderKubelet } from "../../src/render/kubelet.ts";
-import { parseToml, tomlAt, type TomlTable } from "../../src/render/toml.ts";
+import { parseToml, tomlAt, type TomlTable } from "../../src/util/toml.ts";
 import { clusterSpec, conformanceFacts } from "../fixtures/node.ts";
+import { SOCI_CONFIG_PATH, SOCI_CONTAINERD_DROPIN_PATH } from "../../src/util/node-layout.ts";
 
 const GiB = 1024 ** 3;
 const SOCI_SOCK = "unix:///run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock";
@@ -29,7 +30,8 @@ decompress_streams.gzip = { path = "/usr/bin/unpigz", args = ["-d", "-c"] }
 `;
 
 /** A node big enough for FastImagePull (c6a.2xlarge-like: 8 CPUs, 16 GiB). */
-const facts = (over: Partial<NodeFacts> = {}): NodeFacts => conformanceFacts({ cpus: 8, kubeletVersion: "1.35.0", memoryBytes: 16 * GiB, ...over });
+const facts = (over: Partial<NodeFacts> = {}): NodeFacts =>
+  conformanceFacts({ cpus: 8, kubeletVersion: "1.35.0", memoryBytes: 16 * GiB, ...over });
 const spec = clusterSpec;
 const fast = (over: NodeConfigSpec = {}) => spec({ ...over, featureGates: { FastImagePull: true, ...over.featureGates } });
 
@@ -50,7 +52,10 @@ const configToml = (files: PlannedFile[]) => toml(text(file(files, "/etc/contain
 function kubeletConfig(s: NodeConfigSpec, f: NodeFacts, opts = {}): { config: JsonObject; env: string } {
   const r = renderKubelet(s, f, opts);
   assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
-  return { config: JSON.parse(text(file(r.value, "/etc/kubernetes/kubelet/config.json")!)) as JsonObject, env: text(file(r.value, "/etc/eks/kubelet/environment")!) };
+  return {
+    config: JSON.parse(text(file(r.value, "/etc/kubernetes/kubelet/config.json")!)) as JsonObject,
+    env: text(file(r.value, "/etc/eks/kubelet/environment")!),
+  };
 }
 
 // ---- the decision ----
@@ -70,10 +75,15 @@ test("fastImagePullEnabled: gate off by default; on needs >= 4 CPUs and >= 7 GiB
 
 test("fastImagePullEnabled: property — exactly gate && cpus >= 4 && memory >= 7 GiB", () => {
   fc.assert(
-    fc.property(fc.option(fc.boolean(), { nil: undefined }), fc.integer({ min: 1, max: 256 }), fc.integer({ min: 0, max: 2 ** 42 }), (gate, cpus, memoryBytes) => {
-      const s = spec(gate === undefined ? {} : { featureGates: { FastImagePull: gate } });
-      assert.equal(fastImagePullEnabled(s, { cpus, memoryBytes }), gate === true && cpus >= 4 && memoryBytes >= 7 * GiB);
-    }),
+    fc.property(
+      fc.option(fc.boolean(), { nil: undefined }),
+      fc.integer({ min: 1, max: 256 }),
+      fc.integer({ min: 0, max: 2 ** 42 }),
+      (gate, cpus, memoryBytes) => {
+        const s = spec(gate === undefined ? {} : { featureGates: { FastImagePull: gate } });
+        assert.equal(fastImagePullEnabled(s, { cpus, memoryBytes }), gate === true && cpus >= 4 && memoryBytes >= 7 * GiB);
+      },
+    ),
   );
 });
 
@@ -81,7 +91,10 @@ test("fastImagePullEnabled: property — exactly gate && cpus >= 4 && memory >= 
 
 test("containerd 1.x (schema 2): soci snapshotter in the CRI plugin, proxy plugin, SOCI config and drop-in", () => {
   const files = containerdFiles(fast(), facts());
-  assert.deepEqual(files.map((f) => f.path), ["/etc/containerd/config.toml", "/etc/containerd/base-runtime-spec.json", SOCI_CONFIG_PATH, SOCI_CONTAINERD_DROPIN_PATH]);
+  assert.deepEqual(
+    files.map((f) => f.path),
+    ["/etc/containerd/config.toml", "/etc/containerd/base-runtime-spec.json", SOCI_CONFIG_PATH, SOCI_CONTAINERD_DROPIN_PATH],
+  );
   for (const f of files) assert.equal(f.mode, 0o644);
   const cfg = configToml(files);
   assert.equal(cfg.version, 2n);
@@ -89,11 +102,20 @@ test("containerd 1.x (schema 2): soci snapshotter in the CRI plugin, proxy plugi
   assert.equal(cri.snapshotter, "soci");
   assert.equal(cri.disable_snapshot_annotations, false);
   assert.equal(cri.discard_unpacked_layers, true);
-  assert.deepEqual(cfg.proxy_plugins, { soci: { type: "snapshot", address: "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock", exports: { root: "/var/lib/soci-snapshotter-grpc" } } });
+  assert.deepEqual(cfg.proxy_plugins, {
+    soci: {
+      type: "snapshot",
+      address: "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.sock",
+      exports: { root: "/var/lib/soci-snapshotter-grpc" },
+    },
+  });
 
   // The same tree as nodeadm's internal/containerd/snapshotter/soci-snapshotter.config.toml.
   assert.deepEqual(toml(text(file(files, SOCI_CONFIG_PATH)!)), toml(NODEADM_SOCI_CONFIG));
-  assert.equal(text(file(files, SOCI_CONTAINERD_DROPIN_PATH)!), "[Unit]\nRequires=soci-snapshotter.service\nAfter=soci-snapshotter.service\n");
+  assert.equal(
+    text(file(files, SOCI_CONTAINERD_DROPIN_PATH)!),
+    "[Unit]\nRequires=soci-snapshotter.service\nAfter=soci-snapshotter.service\n",
+  );
 });
 
 test("containerd 2.x (schema 3): the snapshotter keys live in the images plugin", () => {
@@ -106,14 +128,20 @@ test("containerd 2.x (schema 3): the snapshotter keys live in the images plugin"
   assert.equal(at(cfg, "plugins", "io.containerd.grpc.v1.cri"), undefined);
   assert.equal(at(cfg, "proxy_plugins", "soci", "type"), "snapshot");
   // A version-2 user config on containerd 2.x is translated and merged over the SOCI settings.
-  const v2User = containerdFiles(fast({ containerd: { config: 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = false\n' } }), facts({ containerdVersion: "2.0.5" }));
+  const v2User = containerdFiles(
+    fast({ containerd: { config: 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\ndiscard_unpacked_layers = false\n' } }),
+    facts({ containerdVersion: "2.0.5" }),
+  );
   const merged = at(configToml(v2User), "plugins", "io.containerd.cri.v1.images") as TomlTable;
   assert.equal(merged.snapshotter, "soci");
   assert.equal(merged.discard_unpacked_layers, false);
 });
 
 test("containerd: the user's TOML still wins over the SOCI defaults", () => {
-  const files = containerdFiles(fast({ containerd: { config: 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\nsnapshotter = "overlayfs"\n' } }), facts());
+  const files = containerdFiles(
+    fast({ containerd: { config: 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\nsnapshotter = "overlayfs"\n' } }),
+    facts(),
+  );
   assert.equal(at(configToml(files), "plugins", "io.containerd.grpc.v1.cri", "containerd", "snapshotter"), "overlayfs");
 });
 
@@ -125,7 +153,10 @@ test("containerd: no SOCI anything when the gate is off or the node is small", (
     [fast(), facts({ containerdVersion: "2.0.5", cpus: 3 })],
   ] as const) {
     const files = containerdFiles(s, f);
-    assert.deepEqual(files.map((x) => x.path), ["/etc/containerd/config.toml", "/etc/containerd/base-runtime-spec.json"]);
+    assert.deepEqual(
+      files.map((x) => x.path),
+      ["/etc/containerd/config.toml", "/etc/containerd/base-runtime-spec.json"],
+    );
     const t = text(files[0]!);
     assert.doesNotMatch(t, /soci/);
     assert.doesNotMatch(t, /snapshotter|disable_snapshot_annotations|proxy_plugins/);

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { JsonObject, NodeConfigSpec } from "../../src/api/types.ts";
+import type { JsonObject } from "../../src/api/types.ts";
 import type { NodeFacts } from "../../src/facts/types.ts";
 import type { PlannedFile } from "../../src/plan/types.ts";
 import { parseVersion, versionAtLeast } from "../../src/util/version.ts";
@@ -90,7 +90,11 @@ test("maxPodsExpression agrees with the formula for every ENI shape (property)",
   const ev = await loadMaxPodsEvaluator();
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 50 }), fc.integer({ min: 2, max: 50 }), (enis, ips) => {
-      const r = computeMaxPods({ kubelet: { maxPodsExpression: "default_enis * (ips_per_eni - 1) + 2" } }, { defaultEnis: enis, ipv4PerEni: ips, origin: "ec2" }, ev);
+      const r = computeMaxPods(
+        { kubelet: { maxPodsExpression: "default_enis * (ips_per_eni - 1) + 2" } },
+        { defaultEnis: enis, ipv4PerEni: ips, origin: "ec2" },
+        ev,
+      );
       assert.deepEqual(r, { ok: true, value: maxPodsFromEnis(enis, ips) });
     }),
     { numRuns: 50 },
@@ -202,7 +206,10 @@ test("node IP follows the cluster's family; IPv6 cluster uses the interface's IP
   assert.ok(v6.ok);
   assert.match(envOf(v6.value), / --node-ip=2600:1f14:abcd::1 /);
   assert.deepEqual(configOf(v6.value).clusterDNS, ["fd00:10:96::a"]);
-  const noV6 = renderKubelet(spec({ cluster: { cidr: "fd00:10:96::/108" } }), facts({ instance: { ...facts().instance, ipv6: undefined } }));
+  const noV6 = renderKubelet(
+    spec({ cluster: { cidr: "fd00:10:96::/108" } }),
+    facts({ instance: { ...facts().instance, ipv6: undefined } }),
+  );
   assert.equal(noV6.ok, false);
 });
 
@@ -222,7 +229,10 @@ test("environment: berth flags sorted, user flags last in order, no pod-infra-co
       flags.join(" "),
   );
   assert.doesNotMatch(env, /pod-infra-container-image/);
-  const withId = renderKubelet(spec({ featureGates: { InstanceIdNodeName: true } }), facts({ instance: { ...facts().instance, privateDnsName: undefined } }));
+  const withId = renderKubelet(
+    spec({ featureGates: { InstanceIdNodeName: true } }),
+    facts({ instance: { ...facts().instance, privateDnsName: undefined } }),
+  );
   assert.ok(withId.ok);
   assert.match(envOf(withId.value), /--hostname-override=i-1234567890abcdef0 /);
   const noName = renderKubelet(spec(), facts({ instance: { ...facts().instance, privateDnsName: undefined } }));
@@ -291,7 +301,10 @@ test("outposts: bootstrap kubeconfig named by cluster id, plus the flag; id requ
   const kc = fileText(r.value, "/var/lib/kubelet/bootstrap-kubeconfig");
   assert.match(kc, /- "abcd-1234"/);
   assert.equal(r.value.find((f) => f.path === "/var/lib/kubelet/bootstrap-kubeconfig")?.mode, 0o600);
-  assert.match(envOf(r.value), /--bootstrap-kubeconfig=\/var\/lib\/kubelet\/bootstrap-kubeconfig .*--kubeconfig=\/var\/lib\/kubelet\/kubeconfig/);
+  assert.match(
+    envOf(r.value),
+    /--bootstrap-kubeconfig=\/var\/lib\/kubelet\/bootstrap-kubeconfig .*--kubeconfig=\/var\/lib\/kubelet\/kubeconfig/,
+  );
   const noId = renderKubelet(spec({ cluster: { enableOutpost: true } }), facts());
   assert.equal(noId.ok, false);
   if (!noId.ok) assert.equal(noId.errors[0]?.where?.path, "spec.cluster.id");
@@ -304,7 +317,12 @@ test("CA: strict base64; every missing cluster field is reported at once", () =>
   assert.equal(r.ok, false);
   if (!r.ok) {
     const paths = r.errors.map((e) => e.where?.path).sort();
-    assert.deepEqual(paths, ["spec.cluster.apiServerEndpoint", "spec.cluster.certificateAuthority", "spec.cluster.cidr", "spec.cluster.name"]);
+    assert.deepEqual(paths, [
+      "spec.cluster.apiServerEndpoint",
+      "spec.cluster.certificateAuthority",
+      "spec.cluster.cidr",
+      "spec.cluster.name",
+    ]);
     for (const e of r.errors) assert.ok(e.hint, e.message);
   }
 });
@@ -327,7 +345,7 @@ test("deepMerge: over wins at leaves, base keys survive, idempotent (property)",
 test("stableJson is insensitive to key order (property)", () => {
   fc.assert(
     fc.property(jsonObj, (o) => {
-      const reversed = Object.fromEntries(Object.entries(o).reverse()) as JsonObject;
+      const reversed: JsonObject = Object.fromEntries(Object.entries(o).reverse());
       assert.equal(stableJson(o), stableJson(reversed));
       assert.deepEqual(JSON.parse(stableJson(o)), JSON.parse(JSON.stringify(o)));
     }),
@@ -336,13 +354,21 @@ test("stableJson is insensitive to key order (property)", () => {
 
 test("renderKubelet is deterministic for arbitrary user flags and config (property)", () => {
   fc.assert(
-    fc.property(fc.array(fc.string({ unit: "grapheme-ascii" }).filter((s) => !/[\x00-\x1f\x7f]/.test(s)), { maxLength: 4 }), jsonObj, (flags, config) => {
-      const s = spec({ kubelet: { flags, config } });
-      const a = renderKubelet(s, facts());
-      const b = renderKubelet(structuredClone(s), facts());
-      assert.deepEqual(a, b);
-      if (a.ok) assert.ok(envOf(a.value).endsWith(flags.length ? ` ${flags.join(" ")}` : "/runtime.slice/containerd.service"));
-    }),
+    fc.property(
+      fc.array(
+        // eslint-disable-next-line no-control-regex
+        fc.string({ unit: "grapheme-ascii" }).filter((s) => !/[\x00-\x1f\x7f]/.test(s)),
+        { maxLength: 4 },
+      ),
+      jsonObj,
+      (flags, config) => {
+        const s = spec({ kubelet: { flags, config } });
+        const a = renderKubelet(s, facts());
+        const b = renderKubelet(structuredClone(s), facts());
+        assert.deepEqual(a, b);
+        if (a.ok) assert.ok(envOf(a.value).endsWith(flags.length ? ` ${flags.join(" ")}` : "/runtime.slice/containerd.service"));
+      },
+    ),
     { numRuns: 50 },
   );
 });

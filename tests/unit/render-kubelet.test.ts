@@ -17,7 +17,13 @@ import { mergeKubeletConfig } from "../../src/render/kubelet-config.ts";
 import { conformanceFacts, CONFORMANCE_INSTANCE } from "../fixtures/node.ts";
 
 const ROOT = "/work/shared/conformance/nodeadm-e2e";
-const KUBELET_PATHS = ["/etc/kubernetes/kubelet/", "/etc/eks/kubelet/", "/var/lib/kubelet/", "/etc/eks/image-credential-provider/", "/etc/kubernetes/pki/"];
+const KUBELET_PATHS = [
+  "/etc/kubernetes/kubelet/",
+  "/etc/eks/kubelet/",
+  "/var/lib/kubelet/",
+  "/etc/eks/image-credential-provider/",
+  "/etc/kubernetes/pki/",
+];
 const isKubeletPath = (p: string) => KUBELET_PATHS.some((k) => p.startsWith(k));
 
 interface Step {
@@ -75,7 +81,7 @@ function specsOf(text: string): NodeConfigSpec[] {
 function loadSpec(caseName: string, source: string): NodeConfigSpec {
   assert.ok(source.startsWith("file://"), source);
   const specs = specsOf(readFileSync(path.join(ROOT, "cases", caseName, source.slice("file://".length)), "utf8"));
-  return specs.reduce<NodeConfigSpec>((a, s) => mergeKubeletConfig(a as JsonObject, s as JsonObject) as NodeConfigSpec, {});
+  return specs.reduce<NodeConfigSpec>((a, s) => mergeKubeletConfig(a as JsonObject, s as JsonObject), {});
 }
 
 function text(f: PlannedFile): string {
@@ -151,7 +157,10 @@ test("every kubelet conformance check ran", { concurrency: false }, () => {
 
 test("credential provider config is byte-identical to nodeadm's", () => {
   const spec = loadSpec("image-credential-provider", "file://config.yaml");
-  for (const [v, f] of [["1.31.0", "expected-image-credential-provider-config-1.31.json"], ["1.36.0", "expected-image-credential-provider-config.json"]] as const) {
+  for (const [v, f] of [
+    ["1.31.0", "expected-image-credential-provider-config-1.31.json"],
+    ["1.36.0", "expected-image-credential-provider-config.json"],
+  ] as const) {
     const r = renderKubelet(spec, caseFacts(v));
     assert.ok(r.ok);
     const file = r.value.find((x) => x.path === "/etc/eks/image-credential-provider/config.json");

@@ -11,16 +11,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { HostRoot } from "../../src/host/root.ts";
 import { instanceStoreDisks, type InstanceStoreDisk } from "../../src/facts/disks.ts";
-import {
-  LOCAL_STORAGE_WANTS,
-  localStorageLayout,
-  mountUnitName,
-  renderLocalStorage,
-  systemdEscapePath,
-} from "../../src/render/local-storage.ts";
+import { localStorageLayout, mountUnitName, renderLocalStorage, systemdEscapePath } from "../../src/render/local-storage.ts";
 import { buildPlan } from "../../src/plan/plan.ts";
 import { demoFacts } from "../../src/facts/index.ts";
 import type { LocalStorageOptions, NodeConfigSpec } from "../../src/api/types.ts";
+import { LOCAL_STORAGE_WANTS } from "../../src/util/node-layout.ts";
 
 const dirs: string[] = [];
 after(async () => {

@@ -33,8 +33,9 @@ const FULL_BERTH: BerthSpec = {
   rebootAfterBootstrap: true,
 };
 
-function render(spec: NodeConfigSpec, berth: BerthSpec, opts: UnitOptions = OPTS): PlannedFile[] {
-  const r = renderUnits(spec, berth, opts);
+// The NodeConfig spec does not shape the units: the tests pass several to show it.
+function render(_spec: NodeConfigSpec, berth: BerthSpec, opts: UnitOptions = OPTS): PlannedFile[] {
+  const r = renderUnits(berth, opts);
   if (!r.ok) throw new Error(r.errors.map((e) => e.message).join("; "));
   return r.value;
 }
@@ -54,10 +55,7 @@ test("kubelet.service: Wants/After containerd, never Requires/BindsTo; Restart=a
       assert.match(unit, /^RestartSec=\d+$/m);
       assert.match(unit, /^EnvironmentFile=\/etc\/eks\/kubelet\/environment$/m);
       assert.match(unit, /^ExecStartPre=-\/sbin\/iptables -P FORWARD ACCEPT -w 5$/m);
-      assert.match(
-        unit,
-        /^ExecStart=\/usr\/bin\/kubelet \$NODEADM_KUBELET_ARGS$/m,
-      );
+      assert.match(unit, /^ExecStart=\/usr\/bin\/kubelet \$NODEADM_KUBELET_ARGS$/m);
       // Flags (incl. --config-dir) and the alpha switch come from the environment file only.
       assert.doesNotMatch(unit, /--config-dir|KUBELET_CONFIG_DROPIN_DIR_ALPHA/);
     }
@@ -87,16 +85,25 @@ test("berth-config, berth-run, agent, containerd drop-in: the required shape", (
   assert.doesNotMatch(agent, /Watchdog/);
   // The agent reads its settings from the same config sources as the init units.
   const withSources = byPath(render({}, {}, { berthPath: "/usr/bin/berth", initArgs: ["-c", "file:///etc/berth/"] }));
-  assert.match(withSources.get("/etc/systemd/system/berth-agent.service")!, /^ExecStart=\/usr\/bin\/berth agent -c file:\/\/\/etc\/berth\/$/m);
+  assert.match(
+    withSources.get("/etc/systemd/system/berth-agent.service")!,
+    /^ExecStart=\/usr\/bin\/berth agent -c file:\/\/\/etc\/berth\/$/m,
+  );
 
   const dropin = files.get("/etc/systemd/system/containerd.service.d/10-berth.conf")!;
   assert.match(dropin, /^Restart=always$/m);
   assert.match(dropin, /^RestartSec=5$/m);
+  // At boot containerd starts after the config phase wrote its config (ordering only, issue 7).
+  assert.match(dropin, /^After=berth-config\.service$/m);
+  assert.doesNotMatch(dropin, /^(Requires|Wants|BindsTo)=/m);
 
   for (const [path, content] of files) assert.ok(content.startsWith(`${UNIT_HEADER}\n`), path);
   // No reboot unit and no task units unless asked for.
   assert.equal(files.has("/etc/systemd/system/berth-reboot-once.service"), false);
-  assert.equal([...files.keys()].some((p) => p.includes("berth-task-")), false);
+  assert.equal(
+    [...files.keys()].some((p) => p.includes("berth-task-")),
+    false,
+  );
 });
 
 test("tasks: ordered oneshots after run, containerd, kubelet and the previous task; scripts 0755; target wants all", () => {
@@ -147,29 +154,31 @@ test("deterministic bytes and sorted paths", () => {
 });
 
 test("bad task names, duplicates, empty tasks and odd image refs are errors naming the field", () => {
-  const r = renderUnits({}, {
-    tasks: [
-      { name: "Bad Name", script: "true" },
-      { name: "ok", pullImages: [] },
-      { name: "ok", pullImages: ["has space:1"] },
-      { name: "empty", script: "  " },
-    ],
-  }, OPTS);
+  const r = renderUnits(
+    {
+      tasks: [
+        { name: "Bad Name", script: "true" },
+        { name: "ok", pullImages: [] },
+        { name: "ok", pullImages: ["has space:1"] },
+        { name: "empty", script: "  " },
+      ],
+    },
+    OPTS,
+  );
   assert.equal(r.ok, false);
   if (r.ok) return;
-  assert.deepEqual(r.errors.map((e) => e.where?.path), [
-    "berth.tasks[0].name",
-    "berth.tasks[1].pullImages",
-    "berth.tasks[2].name",
-    "berth.tasks[2].pullImages[0]",
-    "berth.tasks[3]",
-  ]);
-  const rel = renderUnits({}, {}, { berthPath: "berth" });
+  assert.deepEqual(
+    r.errors.map((e) => e.where?.path),
+    ["berth.tasks[0].name", "berth.tasks[1].pullImages", "berth.tasks[2].name", "berth.tasks[2].pullImages[0]", "berth.tasks[3]"],
+  );
+  const rel = renderUnits({}, { berthPath: "berth" });
   assert.equal(rel.ok, false);
 });
 
 test("init arguments are escaped for systemd's command line", () => {
-  const m = byPath(render({}, {}, { berthPath: "/usr/bin/berth", initArgs: ["--config-source", "file:///etc/berth/a b.yaml", "--x=%h$HOME"] }));
+  const m = byPath(
+    render({}, {}, { berthPath: "/usr/bin/berth", initArgs: ["--config-source", "file:///etc/berth/a b.yaml", "--x=%h$HOME"] }),
+  );
   assert.match(
     m.get("/etc/systemd/system/berth-config.service")!,
     /^ExecStart=\/usr\/bin\/berth init --skip run --config-source "file:\/\/\/etc\/berth\/a b\.yaml" --x=%%h\$\$HOME$/m,
@@ -187,7 +196,12 @@ before(() => {
   root = mkdtempSync(join(tmpdir(), "berth-units-"));
   mkdirSync(join(root, "usr/lib/systemd"), { recursive: true });
   for (const d of ["usr/bin", "usr/sbin", "etc/systemd/system"]) mkdirSync(join(root, d), { recursive: true });
-  for (const [link, to] of [["bin", "usr/bin"], ["sbin", "usr/sbin"], ["lib", "usr/lib"]] as const) symlinkSync(to, join(root, link));
+  for (const [link, to] of [
+    ["bin", "usr/bin"],
+    ["sbin", "usr/sbin"],
+    ["lib", "usr/lib"],
+  ] as const)
+    symlinkSync(to, join(root, link));
   cpSync("/usr/lib/systemd/system", join(root, "usr/lib/systemd/system"), { recursive: true, verbatimSymlinks: true });
   for (const bin of ["berth", "kubelet", "containerd", "mkdir", "touch", "systemctl"]) {
     writeFileSync(join(root, "usr/bin", bin), "#!/bin/sh\n");
@@ -217,9 +231,7 @@ test("systemd-analyze verify: every unit, drop-in and task script passes with no
     writeFileSync(p, f.content);
     chmodSync(p, f.mode);
   }
-  const units = files
-    .map((f) => f.path)
-    .filter((p) => /^\/etc\/systemd\/system\/[^/]+\.(service|target|slice)$/.test(p));
+  const units = files.map((f) => f.path).filter((p) => /^\/etc\/systemd\/system\/[^/]+\.(service|target|slice)$/.test(p));
   // Drop-ins are loaded with the unit they extend.
   const targets = [...units, "/usr/lib/systemd/system/multi-user.target", "/usr/lib/systemd/system/containerd.service"];
   const res = spawnSync("systemd-analyze", ["verify", `--root=${root}`, ...targets], { encoding: "utf8" });
@@ -236,7 +248,10 @@ test("systemd-analyze verify catches a broken unit in this setup (the check is n
   writeFileSync(p, "[Unit]\nBogusKey=1\n[Service]\nExecStart=/usr/bin/does-not-exist\n");
   let stderr = "";
   try {
-    execFileSync("systemd-analyze", ["verify", `--root=${root}`, "/etc/systemd/system/broken.service"], { encoding: "utf8", stdio: "pipe" });
+    execFileSync("systemd-analyze", ["verify", `--root=${root}`, "/etc/systemd/system/broken.service"], {
+      encoding: "utf8",
+      stdio: "pipe",
+    });
   } catch (e) {
     stderr = String((e as { stderr?: string }).stderr ?? "");
   }

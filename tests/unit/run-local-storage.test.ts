@@ -20,7 +20,6 @@ import { HostRoot } from "../../src/host/root.ts";
 import type { LocalStorageOptions } from "../../src/api/types.ts";
 import type { InstanceStoreDisk } from "../../src/facts/disks.ts";
 import type { RunStatus } from "../../src/host/run-status.ts";
-import { MDADM_CONFIG_FILES } from "../../src/host/disks.ts";
 import { localStorageFiles, localStorageLayout } from "../../src/render/local-storage.ts";
 import { localStorageStep } from "../../src/phases/steps/local-storage.ts";
 import type { RunStepContext } from "../../src/phases/steps/context.ts";
@@ -30,6 +29,7 @@ import type { Logger } from "../../src/util/log.ts";
 import { FakeSystemd } from "../fakes/systemd-fake.ts";
 import { FakeDiskCommands } from "../fakes/disk-commands-fake.ts";
 import { FakeCri } from "../fakes/cri-fake.ts";
+import { MDADM_CONFIG_FILES } from "../../src/util/node-layout.ts";
 
 const dirs: string[] = [];
 const servers: Server[] = [];

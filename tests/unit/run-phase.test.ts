@@ -528,6 +528,23 @@ test("decideUnitAction", () => {
   assert.equal(decideUnitAction("x", defaultUnitState({ activeState: "activating" }), { written: ["/a"] }).action, "start");
 });
 
+test("decideUnitAction: a config written after the main process started is a change, even if older than ActiveEnterTimestamp", () => {
+  // containerd (Type=notify) was exec'd at 1.000 s, read its config then, and became active at 1.300 s;
+  // berth-config replaced config.toml at 1.100 s. The running containerd never read it (issue 7).
+  const raced = defaultUnitState({ activeState: "active", execMainStartTimestampUs: 1_000_000, activeEnterTimestampUs: 1_300_000 });
+  const d = decideUnitAction("containerd.service", raced, {
+    written: [],
+    newestConfigMtimeMs: 1100,
+    newestConfigPath: "/etc/containerd/config.toml",
+  });
+  assert.equal(d.action, "restart");
+  assert.match(d.cause, /config\.toml is newer/);
+  // Written before the process started: it was read, nothing to do.
+  assert.equal(decideUnitAction("containerd.service", raced, { written: [], newestConfigMtimeMs: 999 }).action, "none");
+  // Written in the very millisecond the process started: it may not have been read.
+  assert.equal(decideUnitAction("containerd.service", raced, { written: [], newestConfigMtimeMs: 1000 }).action, "restart");
+});
+
 test("decideReload", () => {
   assert.equal(decideReload({ unitsChanged: true, fingerprint: "a", recorded: "a" }).reload, true);
   assert.equal(decideReload({ unitsChanged: false, fingerprint: "a" }).reload, true);

@@ -5,7 +5,8 @@ import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { HostRoot } from "../../src/host/root.ts";
-import { resolveConfig, writeCache, readCache, canonicalJson, type CacheDeps } from "../../src/sources/cache.ts";
+import { resolveConfig, writeCache, readCache, type CacheDeps } from "../../src/sources/cache.ts";
+import { canonicalJson } from "../../src/util/json.ts";
 import { MemoryImds, fakeApi } from "../fakes/sources.ts";
 import { containerdDropIn, CONFORMANCE_DIR, CONFORMANCE_USER_DATA_B64 } from "../fixtures/node.ts";
 
@@ -22,14 +23,18 @@ after(async () => {
 });
 
 async function specOfCache(root: HostRoot): Promise<unknown> {
-  return JSON.parse(await readFile(root.path(CACHE), "utf8")).spec;
+  return (JSON.parse(await readFile(root.path(CACHE), "utf8")) as { spec: unknown }).spec;
 }
-const expected = (n: number) => JSON.parse(readFileSync(`${CASES}/cases/config-cache/cached-config-${n}.json`, "utf8"));
+const expected = (n: number) =>
+  JSON.parse(readFileSync(`${CASES}/cases/config-cache/cached-config-${n}.json`, "utf8")) as { containerd: { config: string } };
 // The config-cache drop-in with its TOML already in the cache's canonical form: the fake API keeps TOML text as written.
-const DROPIN = containerdDropIn((expected(2) as { containerd: { config: string } }).containerd.config);
+const DROPIN = containerdDropIn(expected(2).containerd.config);
 
 // Once with the small fakes, once with the real src/api functions (the lazily loaded defaults).
-const variants: [string, Partial<typeof fakeApi>][] = [["fake-api", fakeApi], ["src-api", {}]];
+const variants: [string, Partial<typeof fakeApi>][] = [
+  ["fake-api", fakeApi],
+  ["src-api", {}],
+];
 for (const [label, API] of variants) {
   test(`${label}: config-cache case: the 5 steps of cases.yaml`, async () => {
     const root = new HostRoot(path.join(dir, `${label}-node`));

@@ -26,12 +26,18 @@ test("directory: config entries in lexical order, others and sub-directories ign
   await mkdir(path.join(d, "sub.yaml"), { recursive: true });
   await writeFile(path.join(d, "b.yml"), nc("b"));
   await writeFile(path.join(d, "a.yaml"), nc("a"));
-  await writeFile(path.join(d, "C.JSON"), JSON.stringify({ apiVersion: "node.eks.aws/v1alpha1", kind: "NodeConfig", spec: { cluster: { name: "c" } } }));
+  await writeFile(
+    path.join(d, "C.JSON"),
+    JSON.stringify({ apiVersion: "node.eks.aws/v1alpha1", kind: "NodeConfig", spec: { cluster: { name: "c" } } }),
+  );
   await writeFile(path.join(d, "README.md"), "not config: {");
   await writeFile(path.join(d, "z.yaml.bak"), "not config: {");
   const r = await readFileSource("file:///etc/eks/nodeadm.d", { root });
   assert.ok(r.ok, JSON.stringify(r));
-  assert.deepEqual(r.value.map((t) => t.source), ["file:///etc/eks/nodeadm.d/C.JSON", "file:///etc/eks/nodeadm.d/a.yaml", "file:///etc/eks/nodeadm.d/b.yml"]);
+  assert.deepEqual(
+    r.value.map((t) => t.source),
+    ["file:///etc/eks/nodeadm.d/C.JSON", "file:///etc/eks/nodeadm.d/a.yaml", "file:///etc/eks/nodeadm.d/b.yml"],
+  );
   const m = await loadConfig(["file:///etc/eks/nodeadm.d/"], deps(root));
   assert.ok(m.ok && m.value);
   assert.equal(m.value.nodeConfig.cluster?.name, "b");
@@ -60,7 +66,10 @@ test("relative file:// paths resolve against cwd; a MIME file is split like user
   await copyFile("/work/shared/conformance/nodeadm-e2e/cases/mime-userdata-merge/config.yaml", path.join(dir, "config.yaml"));
   const r = await readSources(["file://config.yaml"], deps(new HostRoot("/")));
   assert.ok(r.ok, JSON.stringify(r));
-  assert.deepEqual(r.value.map((d) => d.source), ["file://config.yaml (MIME part 1 of 3)", "file://config.yaml (MIME part 2 of 3)"]);
+  assert.deepEqual(
+    r.value.map((d) => d.source),
+    ["file://config.yaml (MIME part 1 of 3)", "file://config.yaml (MIME part 2 of 3)"],
+  );
 });
 
 test("all sources in order, all errors collected, unknown schemes listed", async () => {
@@ -69,7 +78,10 @@ test("all sources in order, all errors collected, unknown schemes listed", async
   await writeFile(root.path("/etc/x.yaml"), nc("x"));
   const ok1 = await readSources(["imds://user-data", "file:///etc/x.yaml"], deps(root, MemoryImds.withUserData(nc("u"))));
   assert.ok(ok1.ok);
-  assert.deepEqual(ok1.value.map((d) => d.source), ["imds://user-data", "file:///etc/x.yaml"]);
+  assert.deepEqual(
+    ok1.value.map((d) => d.source),
+    ["imds://user-data", "file:///etc/x.yaml"],
+  );
   const bad = await readSources(["s3://bucket/x", "file:///etc/missing", "imds://meta-data"], deps(root));
   assert.ok(!bad.ok);
   assert.equal(bad.errors.length, 3);
@@ -93,7 +105,10 @@ test("property: directory order is byte-lexical regardless of creation order", a
       for (const name of [...names].reverse()) await writeFile(path.join(d, name), nc("n"));
       const r = await readFileSource("file:///d", { root });
       assert.ok(r.ok);
-      assert.deepEqual(r.value.map((t) => t.source), [...names].sort(compareNames).map((x) => `file:///d/${x}`));
+      assert.deepEqual(
+        r.value.map((t) => t.source),
+        [...names].sort(compareNames).map((x) => `file:///d/${x}`),
+      );
     }),
     { numRuns: 15 },
   );

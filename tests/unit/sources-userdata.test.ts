@@ -40,10 +40,16 @@ test("base64, gzip, gzip+base64 and CRLF forms give the same parts", async () =>
   for (const form of [b64(raw), new Uint8Array(gzipSync(raw)), b64(gzipSync(raw)), enc(mimeText.replace(/\n/g, "\r\n"))]) {
     const got = await texts(form);
     assertCaseParts(got);
-    assert.deepEqual(got.map((p) => p.text.replace(/\r\n/g, "\n")), plain.map((p) => p.text));
+    assert.deepEqual(
+      got.map((p) => p.text.replace(/\r\n/g, "\n")),
+      plain.map((p) => p.text),
+    );
   }
   // base64 wrapped at 76 columns with a trailing newline, as `base64` prints it
-  const wrapped = Buffer.from(gzipSync(raw)).toString("base64").replace(/(.{76})/g, "$1\n") + "\n";
+  const wrapped =
+    Buffer.from(gzipSync(raw))
+      .toString("base64")
+      .replace(/(.{76})/g, "$1\n") + "\n";
   assertCaseParts(await texts(enc(wrapped)));
 });
 
@@ -73,8 +79,14 @@ test("per-part base64 (Content-Transfer-Encoding and raw) and gzip", async () =>
     "",
   ].join("\r\n");
   const parts = await texts(enc(msg));
-  assert.deepEqual(parts.map((p) => p.text), [yamlA, yamlB, yamlC]);
-  assert.deepEqual(parts.map((p) => p.source), [1, 2, 3].map((i) => `imds://user-data (MIME part ${i} of 3)`));
+  assert.deepEqual(
+    parts.map((p) => p.text),
+    [yamlA, yamlB, yamlC],
+  );
+  assert.deepEqual(
+    parts.map((p) => p.source),
+    [1, 2, 3].map((i) => `imds://user-data (MIME part ${i} of 3)`),
+  );
 });
 
 test("plain YAML user data is one text; shell scripts and cloud-config yield nothing", async () => {
@@ -87,7 +99,10 @@ test("plain YAML user data is one text; shell scripts and cloud-config yield not
 });
 
 test("MIME part headers not followed by a blank line: specific error with line", async () => {
-  const bad = mimeText.replace("Content-Type: application/node.eks.aws\n\n---\napiVersion", "Content-Type: application/node.eks.aws\n---\napiVersion");
+  const bad = mimeText.replace(
+    "Content-Type: application/node.eks.aws\n\n---\napiVersion",
+    "Content-Type: application/node.eks.aws\n---\napiVersion",
+  );
   const r = await decodeUserData(enc(bad));
   assert.ok(!r.ok);
   assert.equal(r.errors[0]!.code, "source.mime-part-headers");
@@ -95,7 +110,10 @@ test("MIME part headers not followed by a blank line: specific error with line",
   assert.match(r.errors[0]!.message, /MIME part 1 of 3.*blank line/);
   assert.match(r.errors[0]!.hint ?? "", /empty line after/);
 
-  const bad2 = mimeText.replace("Content-Type: application/node.eks.aws\n\n---\napiVersion", "Content-Type: application/node.eks.aws\napiVersion");
+  const bad2 = mimeText.replace(
+    "Content-Type: application/node.eks.aws\n\n---\napiVersion",
+    "Content-Type: application/node.eks.aws\napiVersion",
+  );
   const r2 = await decodeUserData(enc(bad2));
   assert.ok(!r2.ok);
   assert.match(r2.errors[0]!.message, /"apiVersion: node.eks.aws\/v1alpha1" is read as a MIME header/);
@@ -125,7 +143,12 @@ test("missing closing boundary, missing boundary param, boundary never used", as
 
 test("decode errors in a part point at the part and say where line numbers count from", async () => {
   const bad = mimeText.replace("cpu: 150m", "cpu: [150m");
-  const r = await readSources(["imds://user-data"], { root: new HostRoot("/"), imds: MemoryImds.withUserData(bad), decode: fakeDecode, merge: fakeMerge });
+  const r = await readSources(["imds://user-data"], {
+    root: new HostRoot("/"),
+    imds: MemoryImds.withUserData(bad),
+    decode: fakeDecode,
+    merge: fakeMerge,
+  });
   assert.ok(!r.ok);
   assert.equal(r.errors[0]!.where?.source, "imds://user-data (MIME part 2 of 3)");
   assert.match(r.errors[0]!.hint ?? "", /line numbers count from the first line of the part body, which is line 25/);
@@ -143,12 +166,25 @@ test("base64 detection is nodeadm's: only whole valid padded base64", () => {
 
 // ---------------------------------------------------------------- properties
 
-const yamlDoc = fc.record({ name: fc.stringMatching(/^[a-z][a-z0-9-]{0,12}$/), n: fc.nat(1000) })
+const yamlDoc = fc
+  .record({ name: fc.stringMatching(/^[a-z][a-z0-9-]{0,12}$/), n: fc.nat(1000) })
   .map(({ name, n }) => `apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: ${name}-${n}\n`);
 const otherPart = fc.constantFrom("#!/bin/bash\necho hi\n", "#cloud-config\nruncmd: [ls]\n");
 const part = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ node: fc.constant(true), body: yamlDoc, cte: fc.boolean(), rawB64: fc.boolean(), gz: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ node: fc.constant(false), body: otherPart, cte: fc.constant(false), rawB64: fc.constant(false), gz: fc.constant(false) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ node: fc.constant(true), body: yamlDoc, cte: fc.boolean(), rawB64: fc.boolean(), gz: fc.boolean() }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      node: fc.constant(false),
+      body: otherPart,
+      cte: fc.constant(false),
+      rawB64: fc.constant(false),
+      gz: fc.constant(false),
+    }),
+  },
 );
 
 function buildMime(parts: { node: boolean; body: string; cte: boolean; rawB64: boolean; gz: boolean }[], crlf: boolean): string {
@@ -168,27 +204,61 @@ function buildMime(parts: { node: boolean; body: string; cte: boolean; rawB64: b
 
 test("property: MIME/base64/gzip round trips never lose or reorder NodeConfig parts", async () => {
   await fc.assert(
-    fc.asyncProperty(fc.array(part, { minLength: 1, maxLength: 5 }), fc.boolean(), fc.constantFrom("none", "b64", "gz", "gzb64"), async (parts, crlf, outer) => {
-      let bytes: Uint8Array = enc(buildMime(parts, crlf));
-      if (outer === "gz" || outer === "gzb64") bytes = new Uint8Array(gzipSync(bytes));
-      if (outer === "b64" || outer === "gzb64") bytes = b64(bytes);
-      const got = await texts(bytes);
-      const want = parts.flatMap((p, i) => (p.node ? [{ i: i + 1, body: p.body }] : []));
-      assert.deepEqual(got.map((g) => g.text.replace(/\r\n/g, "\n").replace(/\n+$/, "\n")), want.map((w) => w.body));
-      assert.deepEqual(got.map((g) => g.source), want.map((w) => `imds://user-data (MIME part ${w.i} of ${parts.length})`));
-    }),
+    fc.asyncProperty(
+      fc.array(part, { minLength: 1, maxLength: 5 }),
+      fc.boolean(),
+      fc.constantFrom("none", "b64", "gz", "gzb64"),
+      async (parts, crlf, outer) => {
+        let bytes: Uint8Array = enc(buildMime(parts, crlf));
+        if (outer === "gz" || outer === "gzb64") bytes = new Uint8Array(gzipSync(bytes));
+        if (outer === "b64" || outer === "gzb64") bytes = b64(bytes);
+        const got = await texts(bytes);
+        const want = parts.flatMap((p, i) => (p.node ? [{ i: i + 1, body: p.body }] : []));
+        assert.deepEqual(
+          got.map((g) => g.text.replace(/\r\n/g, "\n").replace(/\n+$/, "\n")),
+          want.map((w) => w.body),
+        );
+        assert.deepEqual(
+          got.map((g) => g.source),
+          want.map((w) => `imds://user-data (MIME part ${w.i} of ${parts.length})`),
+        );
+      },
+    ),
     { numRuns: 60 },
   );
 });
 
 test("property: arbitrary bytes never throw", async () => {
-  const mimeish = fc.array(fc.constantFrom("MIME-Version: 1.0\n", 'Content-Type: multipart/mixed; boundary="x"\n', "\n", "--x\n", "--x--\n", "Content-Type: application/node.eks.aws\n", "Content-Transfer-Encoding: base64\n", "apiVersion: node.eks.aws/v1alpha1\n", "H4sI\n", "\u0000\u00ff"), { maxLength: 12 }).map((a) => enc(a.join("")));
+  const mimeish = fc
+    .array(
+      fc.constantFrom(
+        "MIME-Version: 1.0\n",
+        'Content-Type: multipart/mixed; boundary="x"\n',
+        "\n",
+        "--x\n",
+        "--x--\n",
+        "Content-Type: application/node.eks.aws\n",
+        "Content-Transfer-Encoding: base64\n",
+        "apiVersion: node.eks.aws/v1alpha1\n",
+        "H4sI\n",
+        "\u0000\u00ff",
+      ),
+      { maxLength: 12 },
+    )
+    .map((a) => enc(a.join("")));
   await fc.assert(
-    fc.asyncProperty(fc.oneof(fc.uint8Array({ maxLength: 256 }), mimeish, fc.uint8Array({ maxLength: 64 }).map((b) => new Uint8Array([0x1f, 0x8b, ...b]))), async (bytes) => {
-      const r = await decodeUserData(bytes);
-      assert.equal(typeof r.ok, "boolean");
-      if (!r.ok) for (const e of r.errors) assert.ok(e.message.length > 0 && e.where?.source?.startsWith("imds://user-data"));
-    }),
+    fc.asyncProperty(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 256 }),
+        mimeish,
+        fc.uint8Array({ maxLength: 64 }).map((b) => new Uint8Array([0x1f, 0x8b, ...b])),
+      ),
+      async (bytes) => {
+        const r = await decodeUserData(bytes);
+        assert.equal(typeof r.ok, "boolean");
+        if (!r.ok) for (const e of r.errors) assert.ok(e.message.length > 0 && e.where?.source?.startsWith("imds://user-data"));
+      },
+    ),
     { numRuns: 200 },
   );
 });

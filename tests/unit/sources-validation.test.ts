@@ -34,7 +34,11 @@ async function rootWith(name: string, files: Record<string, string>): Promise<Ho
   return new HostRoot(root);
 }
 
-const deps = (root: HostRoot, reports: SourcesReport[]) => ({ root, imds: new MemoryImds(), onSources: (r: SourcesReport) => void reports.push(r) });
+const deps = (root: HostRoot, reports: SourcesReport[]) => ({
+  root,
+  imds: new MemoryImds(),
+  onSources: (r: SourcesReport) => void reports.push(r),
+});
 
 test("strict by default: a misspelled field fails, and the report still names the files read", async () => {
   const root = await rootWith("strict", { "10-cluster.yaml": CLUSTER_NODECONFIG_YAML, "20-typo.yaml": TYPO });
@@ -42,7 +46,10 @@ test("strict by default: a misspelled field fails, and the report still names th
   const r = await resolveConfig([DIR], undefined, deps(root, reports));
   assert.equal(r.ok, false);
   if (r.ok) return;
-  assert.deepEqual(r.errors.map((e) => [e.code, e.where?.source, e.where?.line, e.where?.column]), [["config.unknown-field", `${DIR}20-typo.yaml`, 5, 5]]);
+  assert.deepEqual(
+    r.errors.map((e) => [e.code, e.where?.source, e.where?.line, e.where?.column]),
+    [["config.unknown-field", `${DIR}20-typo.yaml`, 5, 5]],
+  );
   assert.equal(reports.length, 1);
   assert.deepEqual(reports[0]!.texts, [`${DIR}10-cluster.yaml`, `${DIR}20-typo.yaml`]);
   assert.deepEqual(reports[0]!.mode, { mode: "strict", from: "default" });
@@ -59,11 +66,18 @@ test("--validate=warn: the field is dropped from the config, reported once, not 
   assert.deepEqual(r.value.warnings, [], "reported through onSources, not twice");
   assert.equal(reports.length, 1);
   assert.deepEqual(reports[0]!.mode, { mode: "warn", from: "flag" });
-  assert.deepEqual(reports[0]!.warnings.map((w) => [w.where?.source, w.where?.line, w.message]), [[`${DIR}20-typo.yaml`, 5, "unknown field `flag`; did you mean `flags`?"]]);
+  assert.deepEqual(
+    reports[0]!.warnings.map((w) => [w.where?.source, w.where?.line, w.message]),
+    [[`${DIR}20-typo.yaml`, 5, "unknown field `flag`; did you mean `flags`?"]],
+  );
 });
 
 test("the BerthConfig setting turns warn on for every source; --validate=strict wins over it", async () => {
-  const root = await rootWith("setting", { "10-cluster.yaml": CLUSTER_NODECONFIG_YAML, "20-typo.yaml": TYPO, "30-berth.yaml": WARN_SETTING });
+  const root = await rootWith("setting", {
+    "10-cluster.yaml": CLUSTER_NODECONFIG_YAML,
+    "20-typo.yaml": TYPO,
+    "30-berth.yaml": WARN_SETTING,
+  });
   const reports: SourcesReport[] = [];
   const r = await resolveConfig([DIR], undefined, deps(root, reports));
   assert.ok(r.ok, JSON.stringify(r));
@@ -80,7 +94,10 @@ test("without onSources the warnings are the resolved config's warnings", async 
   const root = await rootWith("no-callback", { "10-cluster.yaml": CLUSTER_NODECONFIG_YAML, "20-typo.yaml": TYPO });
   const r = await resolveConfig([DIR], undefined, { root, imds: new MemoryImds(), validation: "warn" });
   assert.ok(r.ok);
-  assert.deepEqual(r.value.warnings.map((w) => w.code), ["config.unknown-field"]);
+  assert.deepEqual(
+    r.value.warnings.map((w) => w.code),
+    ["config.unknown-field"],
+  );
 });
 
 test("warn mode: the warnings come before a failure of the merged config, which stays an error", async () => {

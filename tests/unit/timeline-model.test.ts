@@ -239,3 +239,22 @@ test("criticalPath and intervalsLength on small cases", () => {
   assert.deepEqual(axisTicks(10140, 12), [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000]);
   assert.deepEqual(axisTicks(450, 4), [0, 200, 400]);
 });
+
+test("a run phase still running: berth-run's bar ends now, open, and a note says so", () => {
+  const { boot, status } = load("ec2-like.json");
+  const zero = { realtimeUs: 0, monotonicUs: 0 };
+  const now = { realtimeUs: 1781258400000000 + 10.5e6 + 1.5e6, monotonicUs: 10.5e6 };
+  const units = boot.units.map((u) =>
+    u.name === "berth-run.service" ? { ...u, activeState: "activating", subState: "start", activeEnter: zero } : u,
+  );
+  const running: RunStatus = { ...status, result: "running", steps: status.steps.slice(0, 3) };
+  delete running.finishedAt;
+  const t = buildTimeline({ boot: { ...boot, units, now }, status: running });
+  const run = bar(t, "unit:berth-run.service");
+  assert.deepEqual([run.endMs, run.open, run.detail], [10500, true, "activating (start), still starting"]);
+  assert.equal(bar(t, "step:cri").parent, "unit:berth-run.service");
+  assert.match(t.notes.join("\n"), /the run phase is still running/);
+  // Without systemd, the run phase's bar ends with its last step (nothing else says what "now" is).
+  const alone = buildTimeline({ status: running });
+  assert.deepEqual([bar(alone, "phase:run").endMs, bar(alone, "phase:run").open], [bar(alone, "step:cri").endMs, true]);
+});

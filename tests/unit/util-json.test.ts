@@ -2,7 +2,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parse as parseToml, TomlDate } from "smol-toml";
-import { canonicalJson, compareKeys, deepMerge, isPlainObject, sortKeys, type MergeOptions, type PlainObject } from "../../src/util/json.ts";
+import {
+  canonicalJson,
+  compareKeys,
+  deepMerge,
+  isPlainObject,
+  sortKeys,
+  type MergeOptions,
+  type PlainObject,
+} from "../../src/util/json.ts";
 
 // JSON objects as JSON.parse builds them: `__proto__` is a frequent key and stays an own data property.
 const key = fc.oneof(fc.constantFrom("__proto__", "a", "b", "kind", "apiVersion", "constructor"), fc.string({ maxLength: 5 }));
@@ -34,7 +42,7 @@ function assertProtoIsData(v: unknown): void {
   if (Array.isArray(v)) return v.forEach(assertProtoIsData);
   if (v === null || typeof v !== "object") return;
   assert.ok(isPlainObject(v), "every object keeps a plain prototype");
-  for (const k of Object.keys(v)) assertProtoIsData((v as PlainObject)[k]);
+  for (const k of Object.keys(v)) assertProtoIsData(v[k]);
 }
 
 test("property: merging with {} is the identity, on either side, for every option", () => {
@@ -108,7 +116,7 @@ test("arrays, class instances and undefined: replace, stay leaves, mean absent",
   const u = parseToml("d = 1979-05-27T07:32:00Z\n[t]\ny = 2") as PlainObject;
   const m = deepMerge(t, u);
   assert.ok(m["d"] instanceof TomlDate, "a date replaces, it is not merged into");
-  assert.equal((m["d"] as TomlDate).toISOString(), "1979-05-27T07:32:00.000Z");
+  assert.equal(m["d"].toISOString(), "1979-05-27T07:32:00.000Z");
   assert.deepEqual({ ...(m["t"] as object) }, { x: 1, y: 2 });
   assert.ok(sortKeys(m)["d"] === m["d"], "sortKeys leaves class instances alone");
   assert.deepStrictEqual(deepMerge<PlainObject>({ a: 1 }, { a: undefined }), { a: 1 });

@@ -9,7 +9,7 @@
 import { X509Certificate } from "node:crypto";
 import type { ProbeOutcome } from "../../agent/decide.ts";
 import { kubeletProbe } from "../../agent/probes.ts";
-import { DEFAULT_KUBELET_HEALTHZ_URL } from "../../agent/settings.ts";
+import { DEFAULT_KUBELET_HEALTHZ_URL } from "../../api/agent-settings.ts";
 import { readTextIfPresent } from "../../host/read.ts";
 import type { UnitState } from "../../host/systemd.ts";
 import { errorMessage } from "../../util/errors.ts";

@@ -7,14 +7,14 @@
  */
 import { readFile } from "node:fs/promises";
 import { readTextIfPresent } from "../../host/read.ts";
-import { BOOTSTRAP_KUBECONFIG_PATH, isOutpost, KUBECONFIG_PATH } from "../../render/kubeconfig.ts";
-import { KUBELET_ENVIRONMENT_PATH } from "../../render/kubelet-env.ts";
+import { isOutpost } from "../../render/kubeconfig.ts";
 import { errorMessage } from "../../util/errors.ts";
 import type { DoctorDeps, DoctorState } from "../deps.ts";
 import { readKubeconfig, runExecPlugin, type ExecCredentialStatus, type KubeconfigTarget } from "../kubeconfig.ts";
 import { httpsGet } from "../net.ts";
 import { excerpt, failed, fromErrors, passed, warned } from "../outcome.ts";
 import type { CheckOutcome, CheckSpec } from "../types.ts";
+import { BOOTSTRAP_KUBECONFIG_PATH, KUBECONFIG_PATH, KUBELET_ENVIRONMENT_PATH } from "../../util/node-layout.ts";
 
 const ACCESS_HINT =
   "map the node's role: an access entry (aws eks create-access-entry --cluster-name C --principal-arn ROLE_ARN --type EC2_LINUX) or " +

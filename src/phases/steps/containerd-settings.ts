@@ -5,7 +5,7 @@
  * Never validates containerd's config (containerd does that).
  */
 import { DEFAULT_SANDBOX_IMAGE } from "../../render/containerd.ts";
-import { parseToml, tomlAt } from "../../render/toml.ts";
+import { parseToml, tomlAt } from "../../util/toml.ts";
 import { CONTAINERD_SOCKET } from "../../util/node-layout.ts";
 
 export function containerdRuntimeSettings(tomlText: string | undefined): { sandboxImage: string; socket: string } {

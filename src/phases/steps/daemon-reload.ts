@@ -9,10 +9,9 @@ import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import path from "node:path";
 import type { HostRoot } from "../../host/root.ts";
-import { SYSTEM_ENVIRONMENT_PATH } from "../../render/environment.ts";
-import { UNIT_DIR } from "../../render/units.ts";
 import { toBerthError } from "../../util/errors.ts";
 import type { RunStep } from "./context.ts";
+import { SYSTEM_ENVIRONMENT_PATH, UNIT_DIR } from "../../util/node-layout.ts";
 
 /** Unit directories fingerprinted for the reload decision. */
 const UNIT_DIRS = [UNIT_DIR, path.dirname(SYSTEM_ENVIRONMENT_PATH)];

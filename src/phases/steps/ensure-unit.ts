@@ -27,9 +27,13 @@ export interface UnitDecision {
  * What to do with a unit. Pure: the caller gathers the unit's state, the
  * paths this process wrote for it, and the newest mtime (ms) of its config.
  * "Config changed" = this process wrote one of its files, OR one of them is
- * newer than the moment the unit last became active (the two-process boot:
- * the unit may have started from the distribution's config before
- * berth-config wrote the real one).
+ * not older than the moment the unit's main process started (the
+ * two-process boot: the unit may have started from the distribution's config
+ * before berth-config wrote the real one). Not the moment it became active:
+ * a Type=notify unit (containerd) reads its config at exec and becomes
+ * active later, so a config written in between was never read, yet is
+ * older than ActiveEnterTimestamp (issue 7: a lab node's containerd ran
+ * with Debian's config and berth-run called it unchanged).
  */
 export function decideUnitAction(
   unit: string,
@@ -47,9 +51,10 @@ export function decideUnitAction(
   if (input.written.length > 0) {
     return { action: "restart", cause: `config changed: ${input.written.join(", ")}` };
   }
-  const enteredMs = state.activeEnterTimestampUs / 1000;
-  if (input.newestConfigMtimeMs !== undefined && enteredMs > 0 && input.newestConfigMtimeMs > enteredMs) {
-    const newer = `${new Date(input.newestConfigMtimeMs).toISOString()} > ${new Date(enteredMs).toISOString()}`;
+  // The unit's main process started then (ActiveEnterTimestamp where systemd does not say).
+  const startedMs = (state.execMainStartTimestampUs || state.activeEnterTimestampUs) / 1000;
+  if (input.newestConfigMtimeMs !== undefined && startedMs > 0 && input.newestConfigMtimeMs >= startedMs) {
+    const newer = `${new Date(input.newestConfigMtimeMs).toISOString()} ≥ ${new Date(startedMs).toISOString()}`;
     return {
       action: "restart",
       cause: `config changed after ${unit} started: ${input.newestConfigPath ?? "a config file"} is newer (${newer})`,

@@ -1,38 +1,20 @@
 /**
  * The run phase's local-storage step (`instance.localStorage`), before
- * containerd: what nodeadm's setup-local-disks does from its run phase, on the
- * layout the config phase rendered its mount units from
- * (src/render/local-storage.ts). The units come from the plan; this step does
- * what cannot be planned, at the edge (src/host/disks.ts):
- *
- * - no instance-store disks: nothing to do, said once;
- * - the units on disk must be the ones this node's disks render to (else the
- *   config phase saw other disks: fail, never mount the wrong thing);
- * - Mount: each disk whose mount is not active gets xfs if blkid finds no
- *   filesystem on it, then its mount unit is started;
- * - RAID0/RAID10: the md array is created (members without any signature) or
- *   assembled (members carrying its superblock), its `ARRAY` line kept in
- *   mdadm's config so the next boot assembles it, xfs on it when it has no
- *   filesystem, its mount started; then each state directory not yet bound
- *   is copied onto the array and bound, with the units that use it stopped
- *   for the move and started again after.
- *
- * A disk or array that carries a filesystem other than xfs is never
- * formatted: the step fails and says how to wipe it. Every failure fails the
- * step (and so the phase, and containerd's step, which needs this one) with
- * the command and its error: berth never reports a node without the storage
- * its config asked for.
+ * containerd: formatting, the md array and the first move of the state
+ * directories, on the layout the config phase rendered its mount units from
+ * (src/render/local-storage.ts), through src/host/disks.ts. Never formats a
+ * disk that carries a filesystem other than xfs, and never reports a node
+ * without the storage its config asked for. Details: docs/internals.md.
  */
 import { mkdir } from "node:fs/promises";
 import type { LocalStorageOptions } from "../../api/types.ts";
-import { DISK_BY_ID_DIR, INSTANCE_STORE_MARKER, type InstanceStoreDisk } from "../../facts/disks.ts";
+import { INSTANCE_STORE_MARKER, type InstanceStoreDisk } from "../../facts/disks.ts";
 import {
   assembleRaid,
   copyTree,
   createRaid,
   filesystemType,
   makeXfs,
-  MDADM_CONFIG_FILES,
   raidConfigLine,
   type DiskCommandRunner,
   type RaidSpec,
@@ -44,6 +26,7 @@ import { localStorageFiles, localStorageLayout, type LocalMount, type LocalStora
 import { errorMessage, toBerthError } from "../../util/errors.ts";
 import { fail, ok, type BerthError, type Result } from "../../util/result.ts";
 import type { RunStep, RunStepContext } from "./context.ts";
+import { DISK_BY_ID_DIR, MDADM_CONFIG_FILES } from "../../util/node-layout.ts";
 
 export interface LocalStorageStepOptions {
   needs: readonly string[];

@@ -7,11 +7,11 @@
  */
 import type { CriClient } from "../../host/cri.ts";
 import type { SandboxImageRecord } from "../../host/run-status.ts";
-import { CONTAINERD_CONFIG_PATH } from "../../render/containerd.ts";
 import { errorMessage, toBerthError } from "../../util/errors.ts";
 import type { BerthError } from "../../util/result.ts";
 import { retry, RetryExhausted, type Backoff } from "../../util/retry.ts";
 import type { RunStepContext, RunStep } from "./context.ts";
+import { CONTAINERD_CONFIG_PATH } from "../../util/node-layout.ts";
 
 export interface SandboxImageOptions {
   needs: readonly string[];

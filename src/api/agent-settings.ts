@@ -1,6 +1,8 @@
 /**
  * The agent's effective settings: berth's defaults overlaid with the
- * `spec.agent` section of the BerthConfig (validated by src/api/schema.ts).
+ * `spec.agent` section of the BerthConfig (each field validated by
+ * schema.ts; what needs the defaults filled in, here). Validation and the
+ * agent (src/agent/) both resolve them through this module.
  *
  * Defaults react faster than Gardener's node agent and node-problem-detector's
  * health-checker, but never storm: a repair needs both several consecutive
@@ -8,7 +10,7 @@
  * exponentially, and a restart budget caps them per window. The table in
  * docs/agent.md puts them side by side.
  */
-import type { AgentSettings } from "../api/types.ts";
+import type { AgentSettings } from "./types.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 
 export const DEFAULT_LISTEN_ADDRESS = "127.0.0.1:10260";
@@ -132,49 +134,3 @@ export function parseListenAddress(addr: string): { host: string; port: number }
   if (port > 65535) return undefined;
   return { host: m[1] as string, port };
 }
-
-/** Rows of the defaults table in docs/agent.md (kept next to the values so they cannot drift). */
-export const COMPARISON: ReadonlyArray<{ setting: string; berth: string; gardener: string; npd: string }> = [
-  {
-    setting: "probe interval",
-    berth: `${AGENT_DEFAULTS.intervalMs / 1000} s (${AGENT_DEFAULTS.fastIntervalMs} ms while failing or bootstrapping)`,
-    gardener: "30 s",
-    npd: "10 s (custom plugin invoke_interval)",
-  },
-  {
-    setting: "probe deadline",
-    berth: `${AGENT_DEFAULTS.probeTimeoutMs / 1000} s`,
-    gardener: "(per check, not configurable)",
-    npd: "10 s (--health-check-timeout)",
-  },
-  {
-    setting: "repair after",
-    berth: `${AGENT_DEFAULTS.failureThreshold} consecutive failures and ≥ ${AGENT_DEFAULTS.failureWindowMs / 1000} s failing`,
-    gardener: "60 s unhealthy",
-    npd: "first failed check",
-  },
-  {
-    setting: "leave a fresh unit alone",
-    berth: `${AGENT_DEFAULTS.minUptimeMs / 1000} s since systemd's ActiveEnterTimestamp`,
-    gardener: "—",
-    npd: "2 min since InactiveExitTimestamp (--cooldown-time)",
-  },
-  {
-    setting: "backoff between repairs",
-    berth: `${AGENT_DEFAULTS.backoffInitialMs / 1000} s → ${AGENT_DEFAULTS.backoffMaxMs / 1000} s, ×2, jittered`,
-    gardener: "none (next check)",
-    npd: "none (cooldown only)",
-  },
-  {
-    setting: "restart budget",
-    berth: `${AGENT_DEFAULTS.restartBudget} per ${AGENT_DEFAULTS.budgetWindowMs / 60_000} min per component, then degraded`,
-    gardener: "none",
-    npd: "none",
-  },
-  {
-    setting: "repair action",
-    berth: "RestartUnit over D-Bus",
-    gardener: "restart unit over D-Bus",
-    npd: "systemctl kill --kill-who=main (--enable-repair, default true)",
-  },
-];

@@ -1,23 +1,8 @@
 /**
- * TOML for containerd's config.toml: parse (smol-toml), deep-merge, and a
- * small deterministic writer.
- *
- * Why a hand-written writer instead of smol-toml's `stringify`: nodeadm's
- * expected files are go-toml v2's `Marshal` output of a map — keys sorted,
- * plain key/values before sub-tables, single-quoted (literal) strings where
- * possible, a header for every table including empty intermediate ones
- * (`[plugins]`), a blank line between tables except directly after a header
- * with no values. smol-toml writes double-quoted strings and omits
- * intermediate headers, so its bytes never match; ~100 lines buys byte
- * equality with nodeadm (a bonus over the semantic bar) and full control over
- * determinism. Integers are parsed as bigint so `1` and `1.0` stay distinct
- * on a round trip (containerd decodes some keys as floats, some as ints).
- *
- * The config merge (api/merge.ts) also keeps `containerd.config` as TOML
- * text; its canonical form is a different one on purpose: `canonicalTomlText`
- * and `mergeTomlText` below (smol-toml's own parse and stringify, keys
- * sorted), the form berth's config cache and `config dump` carry. Both forms
- * merge trees with the one `mergeToml`.
+ * TOML for containerd's config.toml: parse (smol-toml, integers as bigint),
+ * deep-merge, a deterministic writer in go-toml v2's layout (byte-equal to
+ * nodeadm's files), and the canonical text the config merge and cache carry.
+ * Pure. Why a hand-written writer: docs/internals.md ("TOML").
  */
 
 import { parse, stringify, TomlDate, TomlError } from "smol-toml";
@@ -27,12 +12,10 @@ import { errorMessage } from "../util/errors.ts";
 
 export type { TomlTable, TomlValue };
 
-export type TomlParseResult =
-  | { ok: true; value: TomlTable }
-  | { ok: false; message: string; line?: number; column?: number };
+export type TomlParseResult = { ok: true; value: TomlTable } | { ok: false; message: string; line?: number; column?: number };
 
 /** smol-toml builds null-prototype tables; berth's own are plain objects. One kind keeps deep equality simple. */
-function plain(t: TomlTable): TomlTable {
+function plainTable(t: TomlTable): TomlTable {
   const out: TomlTable = {};
   for (const [k, v] of Object.entries(t)) out[k] = plainValue(v);
   return out;
@@ -40,13 +23,13 @@ function plain(t: TomlTable): TomlTable {
 
 function plainValue(v: TomlValue): TomlValue {
   if (Array.isArray(v)) return v.map(plainValue);
-  return isTomlTable(v) ? plain(v) : v;
+  return isTomlTable(v) ? plainTable(v) : v;
 }
 
 /** Parse TOML text; integers become bigint, `__proto__`-style keys are rejected. */
 export function parseToml(text: string): TomlParseResult {
   try {
-    return { ok: true, value: plain(parse(text, { integersAsBigInt: true, unsafeKeyBehaviour: "throw" })) };
+    return { ok: true, value: plainTable(parse(text, { integersAsBigInt: true, unsafeKeyBehaviour: "throw" })) };
   } catch (e) {
     if (e instanceof TomlError) {
       // smol-toml's message embeds a code block after the first line; the first line is the reason.
@@ -62,7 +45,10 @@ export function isTomlTable(v: TomlValue | undefined): v is TomlTable {
   return isPlainObject(v);
 }
 
-/** The value at `keys` under `t` (`tomlAt(t, "plugins", "io.containerd.grpc.v1.cri")`); undefined where a step is missing or not a table. */
+/**
+ * The value at `keys` under `t` (`tomlAt(t, "plugins", "io.containerd.grpc.v1.cri")`);
+ * undefined where a step is missing or not a table.
+ */
 export function tomlAt(t: TomlTable, ...keys: string[]): TomlValue | undefined {
   let cur: TomlValue | undefined = t;
   for (const k of keys) {
