@@ -37,7 +37,7 @@ import {
 import { pushOciLayout } from "../../lab/oci-push.ts";
 import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
 import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
-import type { BerthSpec, NodeConfigSpec } from "../../src/api/types.ts";
+import type { BerthSpec, ClusterDetails, NodeConfigSpec } from "../../src/api/types.ts";
 
 export const TASK_IMAGE = "localhost/berth/task-image:1";
 /** Where the fake `systemctl` inside berth-reboot-once.service records its arguments. */
@@ -57,6 +57,8 @@ export interface RunNodeOptions {
   files?: Record<string, FileSpec>;
   /** Extra systemd-nspawn arguments (bootNode's `nspawnArgs`), e.g. block devices. */
   nspawnArgs?: string[];
+  /** Overrides of the NodeConfig's spec.cluster, e.g. an API server stand-in's endpoint and CA (berth doctor's lab test). */
+  cluster?: Partial<ClusterDetails>;
 }
 
 /** With `agent`, this file exists in the node; berth-agent.service's lab drop-in requires it. */
@@ -110,7 +112,13 @@ export async function bootRunNode(opts: RunNodeOptions = {}): Promise<RunNode> {
     const healthzPort = await freePort();
     const agentListen = `127.0.0.1:${await freePort()}`;
     const nodeConfig: NodeConfigSpec = {
-      cluster: { name: "berth-lab", apiServerEndpoint: "https://127.0.0.1:6443", certificateAuthority: LAB_CA, cidr: "10.100.0.0/16" },
+      cluster: {
+        name: "berth-lab",
+        apiServerEndpoint: "https://127.0.0.1:6443",
+        certificateAuthority: LAB_CA,
+        cidr: "10.100.0.0/16",
+        ...(opts.cluster ?? {}),
+      },
       containerd: { config: containerdLabToml() },
       kubelet: { flags: [`--healthz-port=${healthzPort}`] },
       featureGates: { InstanceIdNodeName: true },

@@ -39,6 +39,8 @@ export interface ApiServerStandInOptions {
   anonymous?: boolean;
   /** /readyz answers this status instead of 200 (a control plane that is not ready). */
   readyzStatus?: number;
+  /** Listen on this port (default: one the OS picks), e.g. to replace a stand-in by one with another CA at the same endpoint. */
+  port?: number;
 }
 
 export interface ApiServerStandIn {
@@ -120,7 +122,7 @@ export async function startApiServerStandIn(opts: ApiServerStandInOptions = {}):
     if (!n) return send(404, status(404, "NotFound", `nodes "${name}" not found`));
     return send(200, nodeJson(name, n));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     url: `https://127.0.0.1:${port}`,
