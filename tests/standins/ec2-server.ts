@@ -25,12 +25,9 @@
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { RequestListener } from "node:http";
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { promisify } from "node:util";
+import { readFileSync } from "node:fs";
+import { createTestCa, type TestCa } from "./test-pki.ts";
 
 export const TABLE_PATH = new URL("../../data/instance-types.json", import.meta.url);
 
@@ -258,44 +255,9 @@ export async function startEc2StandIn(opts: Ec2StandInOptions = {}): Promise<Ec2
 
 // ---------------------------------------------------------------- the test CA
 
-const run = promisify(execFile);
-let caDir: string | undefined;
-let ca: Promise<{ caFile: string; caKey: string }> | undefined;
+/** One CA for this process (tests/standins/test-pki.ts; made on first use, removed at exit). */
+let ca: Promise<TestCa> | undefined;
 const leaves = new Map<string, Promise<{ key: string; cert: string; caFile: string }>>();
-
-/** A CA for this process (made on first use, removed at exit). */
-function testCa(): Promise<{ caFile: string; caKey: string }> {
-  ca ??= (async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "berth-test-ca-"));
-    caDir = dir;
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-    const caFile = path.join(dir, "ca.pem");
-    const caKey = path.join(dir, "ca.key");
-    await run("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      caKey,
-      "-out",
-      caFile,
-      "-days",
-      "2",
-      "-subj",
-      `/CN=berth test CA ${randomUUID()}`,
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    return { caFile, caKey };
-  })();
-  return ca;
-}
 
 /** A server key and certificate signed by the test CA, for 127.0.0.1, localhost and `hostnames`. */
 function testPki(hostnames: string[]): Promise<{ key: string; cert: string; caFile: string }> {
@@ -304,53 +266,9 @@ function testPki(hostnames: string[]): Promise<{ key: string; cert: string; caFi
   let leaf = leaves.get(id);
   if (!leaf) {
     leaf = (async () => {
-      const { caFile, caKey } = await testCa();
-      const base = path.join(caDir!, `server-${randomUUID()}`);
-      writeFileSync(
-        `${base}.ext`,
-        [
-          `subjectAltName=IP:127.0.0.1,${names.map((n) => `DNS:${n}`).join(",")}`,
-          "basicConstraints=critical,CA:FALSE",
-          "keyUsage=critical,digitalSignature",
-          "extendedKeyUsage=serverAuth",
-          "authorityKeyIdentifier=keyid",
-          "",
-        ].join("\n"),
-      );
-      await run("openssl", [
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        `${base}.key`,
-        "-out",
-        `${base}.csr`,
-        "-subj",
-        "/CN=127.0.0.1",
-      ]);
-      await run("openssl", [
-        "x509",
-        "-req",
-        "-in",
-        `${base}.csr`,
-        "-CA",
-        caFile,
-        "-CAkey",
-        caKey,
-        "-set_serial",
-        `0x${randomUUID().replace(/-/g, "")}`,
-        "-days",
-        "2",
-        "-extfile",
-        `${base}.ext`,
-        "-out",
-        `${base}.pem`,
-      ]);
-      return { key: readFileSync(`${base}.key`, "utf8"), cert: readFileSync(`${base}.pem`, "utf8"), caFile };
+      const c = await (ca ??= createTestCa("berth test CA"));
+      const { cert, key } = await c.issue(names, { cn: "127.0.0.1" });
+      return { key, cert, caFile: c.caFile };
     })();
     leaves.set(id, leaf);
   }
