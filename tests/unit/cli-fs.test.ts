@@ -17,34 +17,19 @@ import path from "node:path";
 import { acquireLock } from "../../src/host/lock.ts";
 import { LOCK_PATH } from "../../src/util/node-layout.ts";
 import { HostRoot } from "../../src/host/root.ts";
-import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
-import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
+import { useAwsStandIns } from "../fixtures/aws-standins.ts";
 import { ensureRelease, EXE, NO_STACK, runCli, scratchDirs, type CliRun } from "../fixtures/cli.ts";
 import { seedNodeRoot } from "../fixtures/node.ts";
 
 const scratchDir = scratchDirs("berth-cli-fs-");
 const scratch = scratchDir.make;
-let imds: ImdsStandIn;
-let ec2: Ec2StandIn;
 
-before(async () => {
-  ensureRelease();
-  imds = await startImdsStandIn();
-  ec2 = await startEc2StandIn();
-});
-after(async () => {
-  await imds?.close();
-  await ec2?.close();
-  await scratchDir.removeAll();
-});
+const aws = useAwsStandIns();
+before(ensureRelease);
+after(scratchDir.removeAll);
 
 /** What init needs to reach the stand-ins instead of AWS. */
-const awsEnv = (): NodeJS.ProcessEnv => ({
-  AWS_EC2_METADATA_DISABLED: "",
-  AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
-  // The EC2 stand-in's https endpoint, its CA (AWS_CA_BUNDLE), region and test credentials.
-  ...ec2.env(),
-});
+const awsEnv = (): NodeJS.ProcessEnv => aws.env();
 
 /** `berth args…`, optionally through a wrapper (`unshare …`, `setpriv …`) that then execs berth. */
 function berth(args: string[], opts: { env?: NodeJS.ProcessEnv; via?: string[] } = {}): Promise<CliRun> {

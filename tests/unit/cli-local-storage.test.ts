@@ -9,28 +9,17 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
-import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
+import { useAwsStandIns } from "../fixtures/aws-standins.ts";
 import { ensureRelease, EXE, NO_STACK, runCli, scratchDirs, tree } from "../fixtures/cli.ts";
 import { seedNodeRoot } from "../fixtures/node.ts";
 
 const scratchDir = scratchDirs("berth-cli-local-storage-");
-let imds: ImdsStandIn;
-let ec2: Ec2StandIn;
 
-before(async () => {
-  ensureRelease();
-  imds = await startImdsStandIn();
-  ec2 = await startEc2StandIn();
-});
-after(async () => {
-  await imds?.close();
-  await ec2?.close();
-  await scratchDir.removeAll();
-});
+const aws = useAwsStandIns();
+before(ensureRelease);
+after(scratchDir.removeAll);
 
-const berth = (args: string[]) =>
-  runCli(EXE, args, { env: { AWS_EC2_METADATA_DISABLED: "", AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url, ...ec2.env() } });
+const berth = (args: string[]) => runCli(EXE, args, { env: aws.env() });
 
 async function nodeWithDisks(): Promise<string> {
   const root = await scratchDir.make();

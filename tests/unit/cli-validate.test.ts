@@ -9,29 +9,19 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { startImdsStandIn, type ImdsStandIn } from "../standins/imds-server.ts";
-import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
+import { useAwsStandIns } from "../fixtures/aws-standins.ts";
 import { ensureRelease, NO_STACK, runBerth, scratchDirs, type CliRun } from "../fixtures/cli.ts";
 import { CLUSTER_NODECONFIG_YAML as CLUSTER, seedNodeRoot } from "../fixtures/node.ts";
 import { checkSummary, MERGED_ROW } from "../../src/cli/check-summary.ts";
 import type { SourcesReport } from "../../src/sources/index.ts";
 
 const scratch = scratchDirs("berth-cli-validate-");
-let imds: ImdsStandIn;
-let ec2: Ec2StandIn;
 
-before(async () => {
-  ensureRelease();
-  imds = await startImdsStandIn();
-  ec2 = await startEc2StandIn();
-});
-after(async () => {
-  await imds?.close();
-  await ec2?.close();
-  await scratch.removeAll();
-});
+const aws = useAwsStandIns();
+before(ensureRelease);
+after(scratch.removeAll);
 
-const env = (): NodeJS.ProcessEnv => ({ AWS_EC2_METADATA_DISABLED: "", AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url, ...ec2.env() });
+const env = (): NodeJS.ProcessEnv => aws.env();
 const berth = (args: string[]): Promise<CliRun> => runBerth(args, { env: env() });
 
 const DIR = "/etc/eks/test";
