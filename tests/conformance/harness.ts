@@ -7,15 +7,16 @@
  * step's expected files.
  */
 import assert from "node:assert/strict";
+import { after, before } from "node:test";
 import { existsSync, readFileSync } from "node:fs";
-import { cp, mkdir, mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import YAML from "yaml";
 import { parse as parseToml } from "smol-toml";
 import type { ImdsStandIn } from "../standins/imds-server.ts";
-import type { Ec2StandIn } from "../standins/ec2-server.ts";
-import { EXE, NO_STACK, REPO, runBerth, type CliRun } from "../fixtures/cli.ts";
+import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
+import { ensureRelease, EXE, NO_STACK, REPO, runBerth, type CliRun } from "../fixtures/cli.ts";
 import { sortKeys } from "../../src/util/json.ts";
 
 export const SHARED = process.env.BERTH_SHARED_DIR ? path.resolve(process.env.BERTH_SHARED_DIR) : path.resolve(REPO, "../shared");
@@ -203,4 +204,28 @@ export async function checkStep(name: string, step: Step, root: string): Promise
   for (const p of step.absent ?? []) {
     await assert.rejects(stat(path.join(root, p)), { code: "ENOENT" }, `${p} should not exist`);
   }
+}
+
+/**
+ * A conformance test file's shared setup: the release executable, one https EC2 stand-in (`ec2()`), and
+ * scratch node directories (`scratches`, removed in `after`).
+ */
+export function useConformanceSetup(): { ec2(): Ec2StandIn; scratches: string[] } {
+  let ec2: Ec2StandIn | undefined;
+  const scratches: string[] = [];
+  before(async () => {
+    ensureRelease();
+    ec2 = await startEc2StandIn();
+  });
+  after(async () => {
+    await ec2?.close();
+    for (const d of scratches) await rm(d, { recursive: true, force: true });
+  });
+  return {
+    ec2: () => {
+      if (!ec2) throw new Error("the EC2 stand-in is not started yet (use it inside a test)");
+      return ec2;
+    },
+    scratches,
+  };
 }

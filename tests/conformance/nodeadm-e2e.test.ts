@@ -8,14 +8,24 @@
  * its per-run CA given through AWS_CA_BUNDLE), one scratch node root per case.
  * Shared pieces: ./harness.ts.
  */
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { startImdsStandIn } from "../standins/imds-server.ts";
-import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
-import { ensureRelease, NO_STACK } from "../fixtures/cli.ts";
-import { CASES_DIR, checkStep, KNOWN_CASE_KEYS, KNOWN_STEP_KEYS, loadCases, makeNode, nodeEnv, runExe, writeNodeFile } from "./harness.ts";
+import { NO_STACK } from "../fixtures/cli.ts";
+import {
+  CASES_DIR,
+  checkStep,
+  KNOWN_CASE_KEYS,
+  KNOWN_STEP_KEYS,
+  loadCases,
+  makeNode,
+  nodeEnv,
+  runExe,
+  useConformanceSetup,
+  writeNodeFile,
+} from "./harness.ts";
 
 const CASES = loadCases();
 
@@ -28,17 +38,8 @@ const FAILURE_REASONS: Record<string, RegExp> = {
   "config-check#2": /name-not-real/,
 };
 
-let ec2: Ec2StandIn | undefined;
-const scratches: string[] = [];
-
-before(async () => {
-  ensureRelease();
-  ec2 = await startEc2StandIn();
-});
-after(async () => {
-  await ec2?.close();
-  for (const d of scratches) await rm(d, { recursive: true, force: true });
-});
+const setup = useConformanceSetup();
+const scratches = setup.scratches;
 
 for (const [name, c] of Object.entries(CASES)) {
   test(`nodeadm-e2e: ${name}`, { timeout: 300_000 }, async (t) => {
@@ -46,7 +47,7 @@ for (const [name, c] of Object.entries(CASES)) {
     const imds = await startImdsStandIn(c.instance_type ? { instanceType: c.instance_type } : {});
     t.after(() => imds.close());
     const { root, cwd } = await makeNode(name, c, scratches);
-    const env = nodeEnv(imds, ec2!);
+    const env = nodeEnv(imds, setup.ec2());
     for (const [i, step] of c.steps.entries()) {
       const sources = step.sources ?? (step.source !== undefined ? [step.source] : []);
       await t.test(

@@ -12,30 +12,33 @@
  * ("A dynamic import callback was not specified"): https, gzip and MIME all
  * load node built-ins or modules on first use.
  */
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readFile, readdir, rm } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { startImdsStandIn } from "../standins/imds-server.ts";
 import { startEc2StandIn, type Ec2StandIn } from "../standins/ec2-server.ts";
-import { ensureRelease, NO_STACK } from "../fixtures/cli.ts";
-import { assertOk, CASES_DIR, checkStep, loadCases, makeNode, nodeEnv, runExe, writeNodeFile, type Step } from "./harness.ts";
+import { NO_STACK } from "../fixtures/cli.ts";
+import {
+  assertOk,
+  CASES_DIR,
+  checkStep,
+  loadCases,
+  makeNode,
+  nodeEnv,
+  runExe,
+  useConformanceSetup,
+  writeNodeFile,
+  type Step,
+} from "./harness.ts";
 
 const CASES = loadCases();
 const INSTANCE_ID = "i-1234567890abcdef0";
 
-let ec2: Ec2StandIn;
-const scratches: string[] = [];
-before(async () => {
-  ensureRelease();
-  ec2 = await startEc2StandIn();
-});
-after(async () => {
-  await ec2?.close();
-  for (const d of scratches) await rm(d, { recursive: true, force: true });
-});
+const setup = useConformanceSetup();
+const scratches = setup.scratches;
 
 /** `base64` as the coreutils tool writes it: 76-character lines and a final newline. */
 const base64 = (b: Uint8Array): string => `${Buffer.from(b).toString("base64").replace(/.{76}/g, "$&\n").replace(/\n$/, "")}\n`;
@@ -109,7 +112,7 @@ async function initFromUserData(
 for (const enc of ENCODINGS) {
   test(`user data ${enc.name}: init through the executable matches ${enc.base}'s expected files`, async () => {
     const { step } = caseStep(enc.base);
-    const { r, root, ec2Calls, imdsRequests } = await initFromUserData(enc.base, enc.userData(), ec2);
+    const { r, root, ec2Calls, imdsRequests } = await initFromUserData(enc.base, enc.userData(), setup.ec2());
     assertOk(r);
     assert.ok(imdsRequests.includes("GET /latest/user-data"), `IMDS user data was not read\n${r.transcript}`);
     // The default node: named by EC2 DescribeInstances over https.
@@ -152,13 +155,13 @@ test("the default node (no InstanceIdNodeName) gets its name from DescribeInstan
 });
 
 test("without AWS_CA_BUNDLE the executable refuses the stand-in's certificate: a clear error, no stack, nothing written", async () => {
-  const { r, root, ec2Calls } = await initFromUserData(SINGLE, single.config, ec2, ({ AWS_CA_BUNDLE: _, ...env }) => env);
+  const { r, root, ec2Calls } = await initFromUserData(SINGLE, single.config, setup.ec2(), ({ AWS_CA_BUNDLE: _, ...env }) => env);
   assert.equal(r.code, 1, r.transcript);
   assert.doesNotMatch(r.stderr, NO_STACK, r.transcript);
   assert.equal(ec2Calls.length, 0, "no request got past the TLS handshake");
   const errors = r.stderr.split("\n").filter((l) => l.startsWith("error: "));
   assert.equal(errors.length, 1, r.transcript);
-  assert.ok(errors[0]!.includes(`EC2 DescribeInstances at ${ec2.url} failed: its TLS certificate is not trusted`), r.transcript);
+  assert.ok(errors[0]!.includes(`EC2 DescribeInstances at ${setup.ec2().url} failed: its TLS certificate is not trusted`), r.transcript);
   assert.match(errors[0]!, /\(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)$/, r.transcript);
   // Node's own advice (its --use-system-ca flag) means nothing to a berth user.
   assert.doesNotMatch(r.stderr, /Node\.js|--use-system-ca/, r.transcript);

@@ -130,32 +130,11 @@ test("https: an untrusted certificate is refused at once (not retried), naming t
 
   // A bundle without the signing CA: the hint names the bundle.
   const other = await ec2StandIn();
-  const { execFileSync } = await import("node:child_process");
-  const { mkdtempSync, rmSync } = await import("node:fs");
-  const os = await import("node:os");
-  const dir = mkdtempSync(`${os.tmpdir()}/berth-other-ca-`);
+  const { createTestCa } = await import("../standins/test-pki.ts");
+  const { rmSync } = await import("node:fs");
+  const otherCa = await createTestCa("some other CA");
+  const dir = otherCa.dir;
   try {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        `${dir}/k.pem`,
-        "-out",
-        `${dir}/ca.pem`,
-        "-days",
-        "1",
-        "-subj",
-        "/CN=some other CA",
-      ],
-      { stdio: "ignore" },
-    );
     const wrong = createEc2Client({ region: "us-west-2", env: envFor(other, { AWS_CA_BUNDLE: `${dir}/ca.pem` }), backoff: fast });
     await assert.rejects(
       wrong.instanceTypeInfo("m4.xlarge"),
