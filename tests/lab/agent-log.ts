@@ -5,7 +5,7 @@
  * bench/agent-faults.ts observe. Times are the agent's own (`time`, the
  * host's clock: nodes share it), never the journal's arrival time.
  */
-import type { Follower, LabNode } from "./lab.ts";
+import type { LabNode } from "./lab.ts";
 
 export const AGENT_UNIT = "berth-agent.service";
 
@@ -50,16 +50,52 @@ export class AgentJournal {
   readonly lines: AgentLogLine[] = [];
   /** Lines of the agent's processes that are not berth's JSON (e.g. a runtime warning on stderr). */
   readonly other: string[] = [];
-  private follower: Follower;
+  /** Journal entries from this time on (µs since the epoch). */
+  private readonly fromUs: number;
+  private stopped = false;
+  private readonly polling: Promise<void>;
 
-  /** Follows berth-agent.service's journal from now on (start it before restarting the agent). */
-  constructor(node: LabNode) {
-    // Only what the unit's processes wrote (not systemd's own lines about the unit, as -u would add).
-    this.follower = node.follow(["journalctl", "--no-pager", "-f", "-o", "cat", "-n", "0", `_SYSTEMD_UNIT=${AGENT_UNIT}`], (l) => {
-      const p = parseAgentLine(l);
-      if (p) this.lines.push(p);
-      else if (l.trim()) this.other.push(l);
-    });
+  /**
+   * Reads berth-agent.service's journal from now on (start it before restarting the agent), re-reading it
+   * every 100 ms. Polling, not `journalctl -f`: a follower was seen to miss the first entries of the unit's
+   * freshly restarted process (the agent's `agent.start` line) while later ones arrived, whereas reading
+   * the journal again always has them. Times are the agent's own, so polling does not blur any figure.
+   */
+  constructor(private readonly node: LabNode) {
+    this.fromUs = Date.now() * 1000;
+    this.polling = this.poll();
+  }
+
+  private async poll(): Promise<void> {
+    while (!this.stopped) {
+      await this.refresh().catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Re-reads the unit's entries (only what its processes wrote, not systemd's own lines about it). */
+  async refresh(): Promise<void> {
+    const since = `--since=@${Math.floor(this.fromUs / 1e6)}`;
+    const r = await this.node.exec(["journalctl", "--no-pager", "-o", "json", since, `_SYSTEMD_UNIT=${AGENT_UNIT}`], { timeoutMs: 10_000 });
+    const lines: AgentLogLine[] = [];
+    const other: string[] = [];
+    for (const raw of r.stdout.split("\n")) {
+      if (!raw.trim()) continue;
+      let e: { __REALTIME_TIMESTAMP?: string; MESSAGE?: unknown };
+      try {
+        e = JSON.parse(raw) as typeof e;
+      } catch {
+        continue;
+      }
+      if (Number(e.__REALTIME_TIMESTAMP) < this.fromUs) continue;
+      const m = e.MESSAGE;
+      const msg = typeof m === "string" ? m : Array.isArray(m) ? Buffer.from(m as number[]).toString("utf8") : "";
+      const p = parseAgentLine(msg);
+      if (p) lines.push(p);
+      else if (msg.trim()) other.push(msg);
+    }
+    this.lines.splice(0, this.lines.length, ...lines);
+    this.other.splice(0, this.other.length, ...other);
   }
 
   /** Lines at or after `sinceMs`. */
@@ -111,7 +147,8 @@ export class AgentJournal {
     ].join("\n");
   }
 
-  stop(): Promise<void> {
-    return this.follower.stop();
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.polling;
   }
 }
