@@ -6,6 +6,7 @@
  */
 import { VERSION, versionLine } from "./version.ts";
 import { exitWhenFlushed, guardOutput } from "./output.ts";
+import { formatError } from "../util/result.ts";
 
 const TOP_HELP = `berth ${VERSION} — turns a machine into a Kubernetes worker node (nodeadm-compatible NodeConfig)
 
@@ -64,9 +65,10 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write((await import("./config.ts")).CONFIG_HELP);
         return 0;
       }
+      // Through formatError: the user's word is escaped, so it cannot forge lines of its own.
+      const what = `${sub === undefined ? "missing" : "unknown"} config subcommand${sub ? ` '${sub}'` : ""}`;
       process.stderr.write(
-        `error: ${sub === undefined ? "missing" : `unknown`} config subcommand${sub ? ` '${sub}'` : ""}\n  ` +
-          `hint: use 'berth config check' or 'berth config dump'\n`,
+        formatError({ code: "cli.usage", message: what, hint: "use 'berth config check' or 'berth config dump'" }) + "\n",
       );
       return 2;
     }
@@ -85,7 +87,9 @@ export async function main(argv: string[]): Promise<number> {
     case "timeline":
       return (await import("./timeline.ts")).timelineCommand(rest);
     default:
-      process.stderr.write(`error: unknown command '${cmd}'\n  hint: run 'berth --help' for the list of commands\n`);
+      process.stderr.write(
+        formatError({ code: "cli.usage", message: `unknown command '${cmd}'`, hint: "run 'berth --help' for the list of commands" }) + "\n",
+      );
       return 2;
   }
 }

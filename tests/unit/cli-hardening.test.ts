@@ -247,3 +247,14 @@ test("item 9: control characters in user strings are printed escaped: one error 
     assert.equal(errorLines(u).length, 1, `${label}: ${u.stderr}`);
   }
 });
+
+test("item 9: an unknown command or config subcommand is printed escaped, so it cannot forge an error or hint line", async () => {
+  for (const args of [["bogus\nerror: forged"], ["config", "x\nhint: forged"]]) {
+    const r = await runBerth(args);
+    assert.equal(r.code, 2, args.join(" "));
+    const lines = r.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 2, r.stderr);
+    assert.match(lines[0]!, /^error: unknown (command|config subcommand) '.+\\n(error|hint): forged'$/);
+    assert.match(lines[1]!, /^ {2}hint: /);
+  }
+});
