@@ -125,53 +125,27 @@ function isServiceError(e: unknown): e is grpc.ServiceError {
 function toCriError(err: unknown, socketPath: string, method: string, timeoutMs: number): CriError {
   if (err instanceof CriError) return err;
   const where = { source: `unix://${socketPath}`, path: method };
-  if (isServiceError(err)) {
-    const status = grpc.status[err.code] ?? String(err.code);
-    if (err.code === grpc.status.UNAVAILABLE) {
-      return new CriError(
-        {
-          code: "cri.unavailable",
-          message: `${method}: containerd is not answering on ${socketPath}: ${err.details}`,
-          where,
-          hint: SOCKET_HINT(socketPath),
-          cause: err,
-        },
-        socketPath,
-        method,
-        status,
-      );
-    }
-    if (err.code === grpc.status.DEADLINE_EXCEEDED) {
-      return new CriError(
-        {
-          code: "cri.deadline",
-          message: `${method}: no answer from ${socketPath} within ${timeoutMs} ms (containerd hung or overloaded?)`,
-          where,
-          hint: SOCKET_HINT(socketPath),
-          cause: err,
-        },
-        socketPath,
-        method,
-        status,
-      );
-    }
+  if (!isServiceError(err)) {
     return new CriError(
-      {
-        code: "cri.call-failed",
-        message: `${method} failed with ${status}: ${err.details}`,
-        where,
-        hint: "see containerd's log (`journalctl -u containerd`) for the cause",
-        cause: err,
-      },
+      { code: "cri.call-failed", message: `${method} failed: ${errorMessage(err)}`, where, cause: err },
       socketPath,
       method,
-      status,
     );
   }
-  return new CriError(
-    { code: "cri.call-failed", message: `${method} failed: ${errorMessage(err)}`, where, cause: err },
-    socketPath,
-    method,
+  const status = grpc.status[err.code] ?? String(err.code);
+  const make = (code: CriErrorCode, message: string, hint: string) =>
+    new CriError({ code, message, where, hint, cause: err }, socketPath, method, status);
+  if (err.code === grpc.status.UNAVAILABLE) {
+    return make("cri.unavailable", `${method}: containerd is not answering on ${socketPath}: ${err.details}`, SOCKET_HINT(socketPath));
+  }
+  if (err.code === grpc.status.DEADLINE_EXCEEDED) {
+    const message = `${method}: no answer from ${socketPath} within ${timeoutMs} ms (containerd hung or overloaded?)`;
+    return make("cri.deadline", message, SOCKET_HINT(socketPath));
+  }
+  return make(
+    "cri.call-failed",
+    `${method} failed with ${status}: ${err.details}`,
+    "see containerd's log (`journalctl -u containerd`) for the cause",
   );
 }
 
