@@ -20,7 +20,7 @@ import { createImdsClient } from "../facts/imds.ts";
 import { createEc2Client } from "../facts/ec2.ts";
 import { createCriClient, type CriClient } from "../host/cri.ts";
 import type { HostRoot } from "../host/root.ts";
-import { connectSystemd, type Systemd } from "../host/systemd.ts";
+import { connectSystemd, systemBusAddress, type Systemd } from "../host/systemd.ts";
 import { openSystemdBus, type SystemdBus } from "../host/systemd-bus.ts";
 
 /** kubelet's recent log lines, oldest first, and where they came from. */
@@ -93,7 +93,7 @@ function remember<T>(cache: Map<string, Promise<T>>, key: string, make: () => Pr
 
 /** The D-Bus address the doctor talks to (see DoctorOptions.busAddress). */
 export function doctorBusAddress(root: HostRoot, env: NodeJS.ProcessEnv, explicit?: string): string {
-  return explicit || env.BERTH_BUS_ADDRESS || env.DBUS_SYSTEM_BUS_ADDRESS || `unix:path=${root.path("/run/dbus/system_bus_socket")}`;
+  return explicit || systemBusAddress(env, root);
 }
 
 function journalLines(root: HostRoot, timeoutMs: number, signal?: AbortSignal): Promise<KubeletLog> {

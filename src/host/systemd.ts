@@ -6,6 +6,7 @@
  * per call (systemd-bus.ts). The run phase and the agent depend only on the
  * `Systemd` interface here; tests/fakes/systemd-fake.ts is its recording fake.
  */
+import type { HostRoot } from "./root.ts";
 import { openSystemdBus, MANAGER, MANAGER_PATH, SYSTEMD } from "./systemd-bus.ts";
 import { jobRunner } from "./systemd-jobs.ts";
 import { loadUnit, readUnitState, unitWatcher } from "./systemd-units.ts";
@@ -92,15 +93,15 @@ export interface ConnectOptions {
   timeoutMs?: number;
 }
 
-const SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket";
+const SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket";
 
 /**
  * The one answer to "which bus is systemd on": BERTH_BUS_ADDRESS (a lab
  * node's bus, for berth alone), else DBUS_SYSTEM_BUS_ADDRESS, else the
- * system bus socket.
+ * system bus socket (under `root`, when given: berth doctor --root).
  */
-export function systemBusAddress(env: NodeJS.ProcessEnv = process.env): string {
-  return env.BERTH_BUS_ADDRESS || env.DBUS_SYSTEM_BUS_ADDRESS || SYSTEM_BUS;
+export function systemBusAddress(env: NodeJS.ProcessEnv = process.env, root?: HostRoot): string {
+  return env.BERTH_BUS_ADDRESS || env.DBUS_SYSTEM_BUS_ADDRESS || `unix:path=${root ? root.path(SYSTEM_BUS_SOCKET) : SYSTEM_BUS_SOCKET}`;
 }
 
 /** Connect to systemd (PID 1 of the host, or of a lab node via `busAddress`). */
