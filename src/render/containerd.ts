@@ -30,6 +30,7 @@ import {
 import {
   BASE_RUNTIME_SPEC_PATH,
   CONTAINERD_CONFIG_PATH,
+  CONTAINERD_ROOT,
   CONTAINERD_SOCKET,
   NVIDIA_RUNTIME_PATH,
   SOCI_CONFIG_PATH,
@@ -118,7 +119,7 @@ function baseContainerdConfig(schema: ContainerdSchema, facts: NodeFacts, soci =
   const cni: TomlTable = { bin_dir: "/opt/cni/bin", conf_dir: "/etc/cni/net.d" };
   const top: TomlTable = {
     version: BigInt(schema),
-    root: "/var/lib/containerd",
+    root: CONTAINERD_ROOT,
     state: "/run/containerd",
     grpc: { address: CONTAINERD_SOCKET },
   };

@@ -17,6 +17,9 @@ import {
   SOCI_UNIT,
   UNIT_DIR,
   UNITS,
+  CONTAINERD_ROOT,
+  KUBELET_ROOT,
+  POD_LOG_DIR,
 } from "../util/node-layout.ts";
 import { fail, ok, type BerthError, type Result } from "../util/result.ts";
 import { unit, type Section } from "./units.ts";
@@ -25,10 +28,10 @@ const STORAGE_FIELD = "spec.instance.localStorage";
 
 /** The state directories bound onto the array, the `disabledMounts` value that turns each off, and the units that use it. */
 const BIND_DIRS: readonly { path: string; users: string[]; disabledBy?: string }[] = [
-  { path: "/var/lib/kubelet", users: [UNITS.kubelet] },
-  { path: "/var/lib/containerd", users: [UNITS.containerd], disabledBy: "Containerd" },
+  { path: KUBELET_ROOT, users: [UNITS.kubelet] },
+  { path: CONTAINERD_ROOT, users: [UNITS.containerd], disabledBy: "Containerd" },
   { path: SOCI_ROOT, users: [SOCI_UNIT], disabledBy: "SOCI" },
-  { path: "/var/log/pods", users: [UNITS.kubelet], disabledBy: "PodLogs" },
+  { path: POD_LOG_DIR, users: [UNITS.kubelet], disabledBy: "PodLogs" },
 ];
 
 export interface LocalMount {

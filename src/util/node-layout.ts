@@ -72,6 +72,17 @@ export const SOCI_SOCKET = "/run/soci-snapshotter-grpc/soci-snapshotter-grpc.soc
 /** The SOCI socket as the kubelet's `imageServiceEndpoint`. */
 export const SOCI_IMAGE_SERVICE_ENDPOINT = `unix://${SOCI_SOCKET}`;
 export const SOCI_ROOT = "/var/lib/soci-snapshotter-grpc";
+
+/** containerd's root (images, snapshots): kubelet's imagefs. */
+export const CONTAINERD_ROOT = "/var/lib/containerd";
+/** kubelet's root directory: kubelet's nodefs. */
+export const KUBELET_ROOT = "/var/lib/kubelet";
+/** kubelet's current client certificate (rotated by kubelet itself). */
+export const KUBELET_CLIENT_CERT_PATH = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+/** Pod logs, under kubelet's nodefs. */
+export const POD_LOG_DIR = "/var/log/pods";
+/** Where the node's logs live (nodefs, for kubelet's eviction thresholds). */
+export const LOG_DIR = "/var/log";
 export const SOCI_CONFIG_PATH = "/etc/soci-snapshotter-grpc/config.toml";
 export const SOCI_CONTAINERD_DROPIN_PATH = `${UNIT_DIR}/containerd.service.d/10-soci-snapshotter.conf`;
 

@@ -10,6 +10,7 @@ import { statfs } from "node:fs/promises";
 import path from "node:path";
 import { readTextIfPresent, pathExists } from "../../host/read.ts";
 import type { HostRoot } from "../../host/root.ts";
+import { CONTAINERD_ROOT, KUBELET_ROOT, LOG_DIR } from "../../util/node-layout.ts";
 import type { DoctorDeps, DoctorState } from "../deps.ts";
 import type { CheckOutcome, CheckSpec } from "../types.ts";
 
@@ -26,9 +27,9 @@ export const WARN_MARGIN = 5;
 
 /** Where kubelet's two filesystems are: containerd's images (imagefs), kubelet's pods and the logs (nodefs). */
 export const DISK_PATHS = [
-  { hostPath: "/var/lib/containerd", fs: "imagefs" },
-  { hostPath: "/var/lib/kubelet", fs: "nodefs" },
-  { hostPath: "/var/log", fs: "nodefs" },
+  { hostPath: CONTAINERD_ROOT, fs: "imagefs" },
+  { hostPath: KUBELET_ROOT, fs: "nodefs" },
+  { hostPath: LOG_DIR, fs: "nodefs" },
 ] as const;
 
 export interface DiskUsage {

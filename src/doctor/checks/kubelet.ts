@@ -13,7 +13,7 @@ import { DEFAULT_KUBELET_HEALTHZ_URL } from "../../api/agent-settings.ts";
 import { readTextIfPresent } from "../../host/read.ts";
 import type { UnitState } from "../../host/systemd.ts";
 import { errorMessage } from "../../util/errors.ts";
-import { UNITS } from "../../util/node-layout.ts";
+import { KUBELET_CLIENT_CERT_PATH, UNITS } from "../../util/node-layout.ts";
 import { KUBELET_LOG_LINES, type DoctorDeps, type DoctorState } from "../deps.ts";
 import { excerpt, humanDuration } from "../outcome.ts";
 import type { CheckOutcome, CheckSpec } from "../types.ts";
@@ -21,7 +21,6 @@ import { classifyKubeletLog, type KubeletLogCause } from "./kubelet-log.ts";
 import { readUnit, unitProblem, unitSummary } from "./unit-state.ts";
 
 /** kubelet's current client certificate (a link to the newest kubelet-client-<date>.pem) when it TLS-bootstraps. */
-export const KUBELET_CLIENT_CERT_PATH = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 
 export interface CertJudgement {
   status: "pass" | "warn" | "fail";
